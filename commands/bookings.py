@@ -1,0 +1,126 @@
+"""Handlers for customers' bookings: place a hold, cancel a booking."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from commands.errors import ForbiddenError, IdempotencyMismatchError
+from commands.futures import then
+from commands.models import CancelBooking, PlaceHold
+from commands.ports import Clock, EventStore
+from commands.show_writer import ShowBatch, ShowWriters
+from domain.booking import Booking
+
+
+@dataclass(frozen=True)
+class HoldPlaced:
+    booking_id: UUID
+    show_id: UUID
+    status: str
+    seats: list[str]
+    general: dict[str, int]
+    amount_cents: int
+    currency: str
+    hold_expires_at: datetime
+    position: int = 0
+    replayed: bool = False
+
+    @classmethod
+    def of(cls, booking: Booking, replayed: bool = False) -> HoldPlaced:
+        return cls(
+            booking_id=booking.id,
+            show_id=booking.show_id,
+            status=booking.status,
+            seats=list(booking.seats),
+            general=dict(booking.general),
+            amount_cents=booking.amount_cents,
+            currency=booking.currency,
+            hold_expires_at=booking.hold_expires_at,
+            replayed=replayed,
+        )
+
+
+class BookingCommands:
+    def __init__(
+        self,
+        store: EventStore,
+        writers: ShowWriters,
+        clock: Clock,
+        hold_duration: timedelta,
+        customer_ticket_limit: int | None = None,
+    ) -> None:
+        self._store = store
+        self._writers = writers
+        self._clock = clock
+        self._hold_duration = hold_duration
+        self._customer_limit = customer_ticket_limit
+
+    def place_hold(self, command: PlaceHold) -> Future[HoldPlaced]:
+        """SeatsHeld on the inventory and BookingPlaced on the booking, in one transaction."""
+        request = command.request
+
+        def decide(batch: ShowBatch) -> HoldPlaced:
+            if command.replayable and batch.booking_exists(command.booking_id):
+                return _replay(batch.booking(command.booking_id), command)
+            inventory = batch.inventory
+            general: dict[str, int] = {}
+            if request.seats is not None:
+                seats = list(request.seats)
+            else:
+                assert request.quantity is not None  # guaranteed by BookingRequest
+                seats, general = inventory.choose_best_available(request.quantity, request.section)
+            until = self._clock() + self._hold_duration
+            inventory.hold(
+                booking_id=command.booking_id,
+                customer_id=command.customer_id,
+                seats=seats,
+                general=general,
+                until=until,
+                customer_limit=self._customer_limit,
+            )
+            booking = Booking(
+                booking_id=command.booking_id,
+                show_id=request.show_id,
+                customer_id=command.customer_id,
+                seats=seats,
+                general=general,
+                amount_cents=inventory.price_of(seats, general),
+                currency=inventory.currency,
+                hold_expires_at=until,
+                payment_method=request.payment_method,
+            )
+            batch.add_booking(booking)
+            return HoldPlaced.of(booking)
+
+        future = self._writers.for_show(request.show_id).submit(decide)
+        return then(future, _with_position)
+
+    def cancel_booking(self, command: CancelBooking) -> Future[int]:
+        """Cancel and release the seats in one transaction (refunds are the saga's job)."""
+        booking = self._store.get(command.booking_id, Booking)
+        if not command.actor_is_admin and booking.customer_id != command.actor_id:
+            raise ForbiddenError("only the booking's customer or an admin may cancel it")
+
+        def decide(batch: ShowBatch) -> None:
+            current = batch.booking(command.booking_id)
+            current.cancel(command.reason)
+            if batch.inventory.claim_of(command.booking_id) is not None:
+                batch.inventory.release(command.booking_id, command.reason)
+
+        future = self._writers.for_show(booking.show_id).submit(decide)
+        return then(future, lambda done: done[1])
+
+
+def _with_position(done: tuple[HoldPlaced, int]) -> HoldPlaced:
+    placed, position = done
+    return HoldPlaced(**{**placed.__dict__, "position": position})
+
+
+def _replay(existing: Booking, command: PlaceHold) -> HoldPlaced:
+    """A retried request finds its booking: same answer, no second effect."""
+    if existing.customer_id != command.customer_id or existing.show_id != command.request.show_id:
+        raise IdempotencyMismatchError("this Idempotency-Key was used for another booking")
+    return HoldPlaced.of(existing, replayed=True)

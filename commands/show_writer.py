@@ -1,0 +1,269 @@
+"""One writer per show: commands for a show are queued and decided in batches (group commit).
+
+On a hot on-sale every booking touches the same SeatInventory, so optimistic retries alone turn
+into a retry storm. Instead each show has one queue; whoever finds the queue idle drains it on a
+worker thread: it takes the cross-process show lock, checks the cached inventory is current,
+decides every queued command against it and appends all their events in one transaction. A lone
+command therefore goes at once, and under load a batch costs one round of locks and one commit.
+Each command still gets its own answer: its result, or its own error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from commands.errors import ConcurrencyError, NotFoundError, VersionConflictError
+from commands.ports import EventStore
+from domain.booking import Booking
+from domain.errors import DomainError
+from domain.ids import inventory_id_for
+from domain.inventory import SeatInventory
+from domain.show import Show
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class ShowBatch:
+    """What a decision sees: the show's inventory and the bookings it touches in this batch."""
+
+    def __init__(self, inventory: SeatInventory, store: EventStore) -> None:
+        self.inventory = inventory
+        self._store = store
+        self._bookings: dict[UUID, Booking] = {}
+        self._show: Show | None = None
+
+    def show(self) -> Show:
+        """The Show aggregate itself, loaded on first use (sale status changes need it)."""
+        if self._show is None:
+            self._show = self._store.get(self.inventory.show_id, Show)
+        return self._show
+
+    def booking(self, booking_id: UUID) -> Booking:
+        found = self._bookings.get(booking_id)
+        if found is None:
+            found = self._store.get(booking_id, Booking)
+            self._bookings[booking_id] = found
+        return found
+
+    def booking_exists(self, booking_id: UUID) -> bool:
+        return booking_id in self._bookings or self._store.exists(booking_id)
+
+    def add_booking(self, booking: Booking) -> None:
+        self._bookings[booking.id] = booking
+
+    def _touched(self) -> list[Aggregate]:
+        shows: list[Aggregate] = [] if self._show is None else [self._show]
+        return [self.inventory, *shows, *self._bookings.values()]
+
+    def pending_count(self) -> int:
+        return sum(len(a.pending_events) for a in self._touched())
+
+    def changed(self) -> list[Aggregate]:
+        return [a for a in self._touched() if a.pending_events]
+
+
+Decision = Callable[[ShowBatch], T]
+
+
+@dataclass
+class _Queued(Generic[T]):
+    decide: Decision[T]
+    future: Future[tuple[T, int]] = field(default_factory=Future)
+    outcome: tuple[bool, Any] | None = None  # (ok, value or error) decided in this attempt
+
+
+class ShowWriter:
+    """Serializes one show's commands; keeps that show's inventory cached between batches."""
+
+    def __init__(
+        self, show_id: UUID, store: EventStore, executor: ThreadPoolExecutor, max_batch: int
+    ) -> None:
+        self.show_id = show_id
+        self.inventory_id = inventory_id_for(show_id)
+        self._store = store
+        self._executor = executor
+        self._max_batch = max_batch
+        self._queue: deque[_Queued[Any]] = deque()
+        self._mutex = threading.Lock()
+        self._draining = False
+        self._inventory: SeatInventory | None = None
+        self.batches = 0
+        self.commands = 0
+        self.conflicts = 0
+
+    @property
+    def busy(self) -> bool:
+        with self._mutex:
+            return self._draining or bool(self._queue)
+
+    def submit(self, decide: Decision[T]) -> Future[tuple[T, int]]:
+        """Queue a decision; the future gives (its result, global position after the commit)."""
+        queued: _Queued[T] = _Queued(decide)
+        with self._mutex:
+            self._queue.append(queued)
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._executor.submit(self._drain)
+        return queued.future
+
+    def forget_cache(self) -> None:
+        self._inventory = None
+
+    def _drain(self) -> None:
+        try:
+            with self._store.show_lock(self.show_id):
+                self._refresh_cache()
+                while batch := self._take_batch():
+                    self._run(batch)
+        except BaseException as error:  # the lock or the store failed: every waiter hears it
+            self._inventory = None
+            self._fail_all(error)
+        finally:
+            with self._mutex:
+                self._draining = False
+                restart = bool(self._queue)
+                if restart:
+                    self._draining = True
+            if restart:
+                self._executor.submit(self._drain)
+
+    def _take_batch(self) -> list[_Queued[Any]]:
+        with self._mutex:
+            n = min(len(self._queue), self._max_batch)
+            return [self._queue.popleft() for _ in range(n)]
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._mutex:
+            waiting = list(self._queue)
+            self._queue.clear()
+        for queued in waiting:
+            if not queued.future.done():
+                queued.future.set_exception(error)
+
+    def _refresh_cache(self) -> None:
+        """Another process may have written since our last batch: the version tells."""
+        if self._inventory is None:
+            return
+        if self._store.version_of(self.inventory_id) != self._inventory.version:
+            self._inventory = None
+
+    def _load_inventory(self) -> SeatInventory:
+        if self._inventory is None:
+            try:
+                self._inventory = self._store.get(self.inventory_id, SeatInventory)
+            except NotFoundError:
+                raise NotFoundError("show", self.show_id) from None
+        return self._inventory
+
+    def _run(self, batch: list[_Queued[Any]], attempts: int = 5) -> None:
+        try:
+            for _ in range(attempts):
+                if self._attempt(batch):
+                    return
+                self.conflicts += 1
+            error = ConcurrencyError(f"show {self.show_id} kept changing; try again")
+            for queued in batch:
+                queued.future.set_exception(error)
+        except BaseException as error:
+            self._inventory = None
+            for queued in batch:
+                if not queued.future.done():
+                    queued.future.set_exception(error)
+
+    def _attempt(self, batch: list[_Queued[Any]], alone: bool = False) -> bool:
+        """Decide the whole batch against the cached inventory and commit it once.
+        False means a version conflict: the cache was dropped and the batch must be redone."""
+        ctx = ShowBatch(self._load_inventory(), self._store)
+        for queued in batch:
+            before = ctx.pending_count()
+            try:
+                queued.outcome = (True, queued.decide(ctx))
+            except (DomainError, NotFoundError) as error:
+                if ctx.pending_count() != before:
+                    # A decision failed half-way: the cached state is no longer trustworthy.
+                    self._inventory = None
+                    if alone:
+                        queued.future.set_exception(error)
+                        return True
+                    return self._run_alone(batch)
+                queued.outcome = (False, error)
+        try:
+            position = self._store.save(*ctx.changed())
+        except VersionConflictError:
+            self._inventory = None
+            return False
+        self.batches += 1
+        self.commands += len(batch)
+        for queued in batch:
+            assert queued.outcome is not None
+            ok, value = queued.outcome
+            if ok:
+                queued.future.set_result((value, position))
+            else:
+                queued.future.set_exception(value)
+        return True
+
+    def _run_alone(self, batch: list[_Queued[Any]]) -> bool:
+        """Slow path after a half-applied decision: one commit per command, fresh state each."""
+        for queued in batch:
+            sub = [_Queued(queued.decide, queued.future)]
+            for _ in range(5):
+                if self._attempt(sub, alone=True):
+                    break
+            else:
+                queued.future.set_exception(ConcurrencyError("try again"))
+        return True
+
+
+class ShowWriters:
+    """The writers of this process, one per show, created on demand; idle ones are evicted."""
+
+    def __init__(self, store: EventStore, max_batch: int = 500, max_cached: int = 256) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._max_cached = max_cached
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="show-writer")
+        self._writers: OrderedDict[UUID, ShowWriter] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_show(self, show_id: UUID) -> ShowWriter:
+        with self._lock:
+            writer = self._writers.get(show_id)
+            if writer is None:
+                writer = ShowWriter(show_id, self._store, self._executor, self._max_batch)
+                self._writers[show_id] = writer
+                self._evict_idle()
+            self._writers.move_to_end(show_id)
+            return writer
+
+    def _evict_idle(self) -> None:
+        excess = len(self._writers) - self._max_cached
+        for show_id in list(self._writers):
+            if excess <= 0:
+                break
+            if not self._writers[show_id].busy:
+                del self._writers[show_id]
+                excess -= 1
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            writers = list(self._writers.values())
+        return {
+            "batches": sum(w.batches for w in writers),
+            "commands": sum(w.commands for w in writers),
+            "conflicts": sum(w.conflicts for w in writers),
+        }
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)

@@ -1,0 +1,163 @@
+"""Booking: one customer's order for one show, from hold to confirmation or its undoing.
+
+held -> payment_requested -> paid -> confirmed, or cancelled / expired, and refunded once money
+that was taken has been given back. Every transition not in LEGAL is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import IllegalTransitionError
+
+HELD = "held"
+PAYMENT_REQUESTED = "payment_requested"
+PAID = "paid"
+CONFIRMED = "confirmed"
+CANCELLED = "cancelled"
+EXPIRED = "expired"
+REFUNDED = "refunded"
+
+FINAL = frozenset({CONFIRMED, CANCELLED, EXPIRED, REFUNDED})
+
+# action -> statuses it may start from
+LEGAL: dict[str, frozenset[str]] = {
+    "request payment": frozenset({HELD, PAYMENT_REQUESTED}),
+    "record payment": frozenset({HELD, PAYMENT_REQUESTED}),
+    "record late payment": frozenset({CANCELLED, EXPIRED}),
+    "record payment failure": frozenset({HELD, PAYMENT_REQUESTED}),
+    "confirm": frozenset({PAID}),
+    "cancel": frozenset({HELD, PAYMENT_REQUESTED, PAID, CONFIRMED}),
+    "expire": frozenset({HELD, PAYMENT_REQUESTED}),
+    "refund": frozenset({CANCELLED, EXPIRED}),
+}
+
+
+class Booking(Aggregate):
+    @event("Placed")
+    def __init__(
+        self,
+        booking_id: UUID,
+        show_id: UUID,
+        customer_id: UUID,
+        seats: list[str],
+        general: dict[str, int],
+        amount_cents: int,
+        currency: str,
+        hold_expires_at: datetime,
+        payment_method: str | None,
+    ) -> None:
+        self.show_id = show_id
+        self.customer_id = customer_id
+        self.seats = seats
+        self.general = general
+        self.amount_cents = amount_cents
+        self.currency = currency
+        self.hold_expires_at = hold_expires_at
+        self.payment_method = payment_method
+        self.status = HELD
+        self.payment_intent_id: str | None = None
+        self.paid_cents = 0
+        self.refunded_cents = 0
+        self.refund_id: str | None = None
+        self.reason: str | None = None
+
+    @staticmethod
+    def create_id(booking_id: UUID, **_: Any) -> UUID:
+        return booking_id
+
+    @property
+    def quantity(self) -> int:
+        return len(self.seats) + sum(self.general.values())
+
+    @property
+    def refund_due(self) -> bool:
+        """Money was taken but the booking did not end confirmed."""
+        return self.paid_cents > self.refunded_cents and self.status in (CANCELLED, EXPIRED)
+
+    def _check(self, action: str) -> None:
+        if self.status not in LEGAL[action]:
+            raise IllegalTransitionError(self.id, self.status, action)
+
+    def request_payment(self, payment_intent_id: str) -> None:
+        self._check("request payment")
+        self._payment_requested(payment_intent_id=payment_intent_id)
+
+    @event("PaymentRequested")
+    def _payment_requested(self, payment_intent_id: str) -> None:
+        self.payment_intent_id = payment_intent_id
+        self.status = PAYMENT_REQUESTED
+
+    def record_payment(self, payment_intent_id: str, amount_cents: int) -> None:
+        """A payment arrived; on a booking already cancelled or expired it is kept for refund."""
+        if self.status in LEGAL["record late payment"]:
+            self._late_payment_received(
+                payment_intent_id=payment_intent_id, amount_cents=amount_cents
+            )
+            return
+        self._check("record payment")
+        self._payment_succeeded(payment_intent_id=payment_intent_id, amount_cents=amount_cents)
+
+    @event("PaymentSucceeded")
+    def _payment_succeeded(self, payment_intent_id: str, amount_cents: int) -> None:
+        self.payment_intent_id = payment_intent_id
+        self.paid_cents += amount_cents
+        self.status = PAID
+
+    @event("LatePaymentReceived")
+    def _late_payment_received(self, payment_intent_id: str, amount_cents: int) -> None:
+        self.payment_intent_id = payment_intent_id
+        self.paid_cents += amount_cents
+
+    def record_payment_failure(self, reason: str) -> None:
+        self._check("record payment failure")
+        self._payment_failed(reason=reason)
+
+    @event("PaymentFailed")
+    def _payment_failed(self, reason: str) -> None:
+        self.status = CANCELLED
+        self.reason = reason
+
+    def confirm(self) -> None:
+        self._check("confirm")
+        self._confirmed()
+
+    @event("Confirmed")
+    def _confirmed(self) -> None:
+        self.status = CONFIRMED
+
+    def cancel(self, reason: str) -> None:
+        self._check("cancel")
+        self._cancelled(reason=reason)
+
+    @event("Cancelled")
+    def _cancelled(self, reason: str) -> None:
+        self.status = CANCELLED
+        self.reason = reason
+
+    def expire(self, at: datetime) -> None:
+        self._check("expire")
+        if at < self.hold_expires_at:
+            raise IllegalTransitionError(self.id, self.status, "expire before the hold's expiry")
+        self._expired(at=at)
+
+    @event("Expired")
+    def _expired(self, at: datetime) -> None:
+        self.status = EXPIRED
+        self.reason = "hold expired"
+
+    def refund(self, refund_id: str, amount_cents: int) -> None:
+        self._check("refund")
+        if not self.refund_due or amount_cents != self.paid_cents - self.refunded_cents:
+            raise IllegalTransitionError(self.id, self.status, "refund what was not paid")
+        self._refunded(refund_id=refund_id, amount_cents=amount_cents)
+
+    @event("Refunded")
+    def _refunded(self, refund_id: str, amount_cents: int) -> None:
+        self.refund_id = refund_id
+        self.refunded_cents += amount_cents
+        self.status = REFUNDED

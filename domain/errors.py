@@ -1,0 +1,79 @@
+"""Errors raised by the aggregates when a command breaks a rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+
+class DomainError(Exception):
+    """A command was refused by a business rule; nothing was changed."""
+
+
+class InvalidShowError(DomainError):
+    """A show's definition is inconsistent (unknown tier, empty section, ...)."""
+
+
+class SaleNotOpenError(DomainError):
+    def __init__(self, show_id: UUID, status: str) -> None:
+        super().__init__(f"show {show_id} is not on sale (status: {status})")
+        self.show_id = show_id
+        self.status = status
+
+
+class ShowStatusError(DomainError):
+    """A show-level transition is not allowed from the show's current status."""
+
+
+class UnknownSeatsError(DomainError):
+    def __init__(self, seats: Sequence[str]) -> None:
+        super().__init__(f"unknown seats: {', '.join(seats)}")
+        self.seats = list(seats)
+
+
+class UnknownSectionError(DomainError):
+    def __init__(self, section: str) -> None:
+        super().__init__(f"unknown section: {section}")
+        self.section = section
+
+
+class SeatsUnavailableError(DomainError):
+    """Some requested seats are already held or sold by another booking."""
+
+    def __init__(self, seats: Sequence[str]) -> None:
+        super().__init__(f"seats no longer available: {', '.join(seats)}")
+        self.seats = list(seats)
+
+
+class CapacityExceededError(DomainError):
+    """A general-admission section or a best-available request cannot be satisfied."""
+
+    def __init__(self, section: str | None, requested: int, available: int) -> None:
+        where = f"section {section}" if section else "this show"
+        super().__init__(f"{where} has {available} tickets left, {requested} requested")
+        self.section = section
+        self.requested = requested
+        self.available = available
+
+
+class TicketLimitError(DomainError):
+    def __init__(self, requested: int, limit: int) -> None:
+        super().__init__(f"a booking holds 1 to {limit} tickets, {requested} requested")
+        self.requested = requested
+        self.limit = limit
+
+
+class HoldNotFoundError(DomainError):
+    """The booking holds nothing in this inventory (released, expired or never held)."""
+
+    def __init__(self, booking_id: UUID) -> None:
+        super().__init__(f"booking {booking_id} holds no seats")
+        self.booking_id = booking_id
+
+
+class IllegalTransitionError(DomainError):
+    def __init__(self, booking_id: UUID, status: str, action: str) -> None:
+        super().__init__(f"booking {booking_id} is {status}: cannot {action}")
+        self.booking_id = booking_id
+        self.status = status
+        self.action = action

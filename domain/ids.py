@@ -1,0 +1,21 @@
+"""Deterministic aggregate ids, so that looking up or creating twice cannot duplicate."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+TICKETBLITZ_NAMESPACE = UUID("6f1c1b8e-3d5a-4c1e-9a57-1f0b8a2d4c11")
+
+
+def account_id_for(email: str) -> UUID:
+    """One account per e-mail address: registering twice collides on the same stream."""
+    return uuid5(TICKETBLITZ_NAMESPACE, f"account:{email.strip().lower()}")
+
+
+def inventory_id_for(show_id: UUID) -> UUID:
+    return uuid5(TICKETBLITZ_NAMESPACE, f"inventory:{show_id}")
+
+
+def booking_id_for_request(customer_id: UUID, idempotency_key: str) -> UUID:
+    """A retried request with the same key targets the same booking stream."""
+    return uuid5(TICKETBLITZ_NAMESPACE, f"booking:{customer_id}:{idempotency_key}")

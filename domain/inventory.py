@@ -1,0 +1,271 @@
+"""SeatInventory: one per show; which seats are free, held (by which booking, until when) or sold.
+
+Invariants: a seat is never held or sold by two bookings; a general-admission section never
+exceeds its capacity; a booking holds 1 to MAX_TICKETS_PER_BOOKING tickets; no holds unless the
+sale is open. State is kept in JSON-friendly dicts and lists so the aggregate can be snapshotted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import (
+    CapacityExceededError,
+    HoldNotFoundError,
+    SaleNotOpenError,
+    SeatsUnavailableError,
+    TicketLimitError,
+    UnknownSeatsError,
+    UnknownSectionError,
+)
+from domain.seatmap import GENERAL, SEATED, iter_seats
+
+MAX_TICKETS_PER_BOOKING = 10
+
+
+class SeatInventory(Aggregate):
+    @event("Created")
+    def __init__(
+        self,
+        inventory_id: UUID,
+        show_id: UUID,
+        currency: str,
+        price_tiers: dict[str, int],
+        sections: list[dict[str, Any]],
+    ) -> None:
+        self.show_id = show_id
+        self.currency = currency
+        self.price_tiers = dict(price_tiers)
+        self.on_sale = False
+        self.seat_tier: dict[str, str] = {}
+        self.rows: list[list[Any]] = []  # [section, row_key, [seat ids in order]]
+        self.row_free: dict[str, int] = {}
+        self.general: dict[str, dict[str, Any]] = {}
+        self.section_kind: dict[str, str] = {}
+        for section in sections:
+            self.section_kind[section["code"]] = section["kind"]
+            if section["kind"] == GENERAL:
+                self.general[section["code"]] = {
+                    "tier": section["tier"],
+                    "capacity": int(section["capacity"]),
+                    "taken": 0,
+                }
+        for seat, section_code, tier in iter_seats(sections):
+            self.seat_tier[seat] = tier
+            key = _row_key(seat)
+            if not self.rows or self.rows[-1][1] != key:
+                self.rows.append([section_code, key, []])
+                self.row_free[key] = 0
+            self.rows[-1][2].append(seat)
+            self.row_free[key] += 1
+        self.holder: dict[str, str] = {}  # seat -> booking id (hex) while held or sold
+        self.claims: dict[str, dict[str, Any]] = {}  # booking id (hex) -> what it holds
+        self.customer_tickets: dict[str, int] = {}  # customer id (hex) -> tickets held or sold
+
+    @staticmethod
+    def create_id(inventory_id: UUID, **_: Any) -> UUID:
+        return inventory_id
+
+    # --- queries (pure) ---
+
+    def is_free(self, seat: str) -> bool:
+        return seat in self.seat_tier and seat not in self.holder
+
+    def claim_of(self, booking_id: UUID) -> dict[str, Any] | None:
+        return self.claims.get(booking_id.hex)
+
+    def price_of(self, seats: list[str], general: dict[str, int]) -> int:
+        seated = sum(self.price_tiers[self.seat_tier[s]] for s in seats)
+        return seated + sum(
+            self.price_tiers[self.general[g]["tier"]] * n for g, n in general.items()
+        )
+
+    def free_count(self) -> int:
+        seated = sum(self.row_free.values())
+        general = sum(int(g["capacity"]) - int(g["taken"]) for g in self.general.values())
+        return seated + general
+
+    def expired_holds(self, now: datetime) -> list[UUID]:
+        return [UUID(b) for b, c in self.claims.items() if not c["sold"] and c["until"] <= now]
+
+    def choose_best_available(
+        self, quantity: int, section: str | None = None
+    ) -> tuple[list[str], dict[str, int]]:
+        """Pick seats for a best-available request: adjacent seats nearest the front and centre
+        of the best section, else any free seats in map order, else general admission."""
+        _check_quantity(quantity)
+        if section is not None:
+            kind = self.section_kind.get(section)
+            if kind is None:
+                raise UnknownSectionError(section)
+            if kind == GENERAL:
+                return [], self._general_for(section, quantity)
+            return self._seated_for(quantity, [section]), {}
+        seated_sections = [s for s, k in self.section_kind.items() if k == SEATED]
+        if sum(self.row_free.values()) >= quantity:
+            return self._seated_for(quantity, seated_sections), {}
+        for code, ga in self.general.items():
+            if ga["capacity"] - ga["taken"] >= quantity:
+                return [], {code: quantity}
+        raise CapacityExceededError(None, quantity, self.free_count())
+
+    def _general_for(self, section: str, quantity: int) -> dict[str, int]:
+        ga = self.general[section]
+        left = ga["capacity"] - ga["taken"]
+        if left < quantity:
+            raise CapacityExceededError(section, quantity, left)
+        return {section: quantity}
+
+    def _seated_for(self, quantity: int, sections: list[str]) -> list[str]:
+        rows = [r for r in self.rows if r[0] in sections and self.row_free[r[1]] > 0]
+        for row in rows:
+            if self.row_free[row[1]] >= quantity:
+                block = self._centre_block(row[2], quantity)
+                if block:
+                    return block
+        scattered: list[str] = []
+        for row in rows:
+            scattered.extend(s for s in row[2] if s not in self.holder)
+            if len(scattered) >= quantity:
+                return scattered[:quantity]
+        raise CapacityExceededError(
+            sections[0] if len(sections) == 1 else None, quantity, len(scattered)
+        )
+
+    def _centre_block(self, seats: list[str], quantity: int) -> list[str] | None:
+        centre = (len(seats) - quantity) / 2
+        best: int | None = None
+        run = 0
+        for i, seat in enumerate(seats):
+            run = 0 if seat in self.holder else run + 1
+            if run >= quantity:
+                start = i - quantity + 1
+                if best is None or abs(start - centre) < abs(best - centre):
+                    best = start
+        return None if best is None else seats[best : best + quantity]
+
+    # --- commands ---
+
+    def open_sale(self) -> None:
+        if not self.on_sale:
+            self._sale_opened()
+
+    @event("SaleOpened")
+    def _sale_opened(self) -> None:
+        self.on_sale = True
+
+    def close_sale(self) -> None:
+        if self.on_sale:
+            self._sale_closed()
+
+    @event("SaleClosed")
+    def _sale_closed(self) -> None:
+        self.on_sale = False
+
+    def hold(
+        self,
+        booking_id: UUID,
+        customer_id: UUID,
+        seats: list[str],
+        general: dict[str, int],
+        until: datetime,
+        customer_limit: int | None = None,
+    ) -> None:
+        if not self.on_sale:
+            raise SaleNotOpenError(self.show_id, "not on sale")
+        quantity = len(seats) + sum(general.values())
+        _check_quantity(quantity)
+        if len(set(seats)) != len(seats):
+            raise UnknownSeatsError(sorted({s for s in seats if seats.count(s) > 1}))
+        unknown = [s for s in seats if s not in self.seat_tier]
+        if unknown:
+            raise UnknownSeatsError(unknown)
+        for code, n in general.items():
+            if code not in self.general:
+                raise UnknownSectionError(code)
+            if n < 1:
+                raise TicketLimitError(n, MAX_TICKETS_PER_BOOKING)
+            self._general_for(code, n)
+        taken = [s for s in seats if s in self.holder]
+        if taken:
+            raise SeatsUnavailableError(taken)
+        if booking_id.hex in self.claims:
+            raise SeatsUnavailableError(seats)
+        if customer_limit is not None:
+            already = self.customer_tickets.get(customer_id.hex, 0)
+            if already + quantity > customer_limit:
+                raise TicketLimitError(already + quantity, customer_limit)
+        self._seats_held(
+            booking_id=booking_id,
+            customer_id=customer_id,
+            seats=list(seats),
+            general=dict(general),
+            until=until,
+        )
+
+    @event("SeatsHeld")
+    def _seats_held(
+        self,
+        booking_id: UUID,
+        customer_id: UUID,
+        seats: list[str],
+        general: dict[str, int],
+        until: datetime,
+    ) -> None:
+        key = booking_id.hex
+        for seat in seats:
+            self.holder[seat] = key
+            self.row_free[_row_key(seat)] -= 1
+        for code, n in general.items():
+            self.general[code]["taken"] += n
+        self.claims[key] = {
+            "customer": customer_id.hex,
+            "seats": seats,
+            "general": general,
+            "until": until,
+            "sold": False,
+        }
+        quantity = len(seats) + sum(general.values())
+        self.customer_tickets[customer_id.hex] = (
+            self.customer_tickets.get(customer_id.hex, 0) + quantity
+        )
+
+    def sell(self, booking_id: UUID) -> None:
+        claim = self.claims.get(booking_id.hex)
+        if claim is None or claim["sold"]:
+            raise HoldNotFoundError(booking_id)
+        self._seats_sold(booking_id=booking_id)
+
+    @event("SeatsSold")
+    def _seats_sold(self, booking_id: UUID) -> None:
+        self.claims[booking_id.hex]["sold"] = True
+
+    def release(self, booking_id: UUID, reason: str) -> None:
+        """Free whatever the booking holds or bought (cancellation, expiry, refund)."""
+        if booking_id.hex not in self.claims:
+            raise HoldNotFoundError(booking_id)
+        self._seats_released(booking_id=booking_id, reason=reason)
+
+    @event("SeatsReleased")
+    def _seats_released(self, booking_id: UUID, reason: str) -> None:
+        claim = self.claims.pop(booking_id.hex)
+        for seat in claim["seats"]:
+            del self.holder[seat]
+            self.row_free[_row_key(seat)] += 1
+        for code, n in claim["general"].items():
+            self.general[code]["taken"] -= n
+        quantity = len(claim["seats"]) + sum(claim["general"].values())
+        self.customer_tickets[claim["customer"]] -= quantity
+
+
+def _row_key(seat: str) -> str:
+    return seat.rsplit("-", 1)[0]
+
+
+def _check_quantity(quantity: int) -> None:
+    if not 1 <= quantity <= MAX_TICKETS_PER_BOOKING:
+        raise TicketLimitError(quantity, MAX_TICKETS_PER_BOOKING)

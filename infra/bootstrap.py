@@ -1,0 +1,92 @@
+"""The composition root: every entry point (APIs, workers, CLI, tests) builds its parts here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis
+
+from commands.accounts import AccountCommands
+from commands.bookings import BookingCommands
+from commands.show_writer import ShowWriters
+from commands.shows import ShowCommands
+from infra.event_store import PostgresEventStore
+from infra.passwords import Argon2PasswordHasher
+from infra.redis_guard import IdempotencyRecords, RateLimiter, connect_redis
+from infra.settings import Settings
+from infra.tokens import TokenService, demo_secret
+
+
+class ConfigurationError(Exception):
+    """The settings do not allow starting (e.g. no JWT secret outside demo mode)."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    store: PostgresEventStore
+    writers: ShowWriters
+    shows: ShowCommands
+    bookings: BookingCommands
+    accounts: AccountCommands
+    tokens: TokenService
+    idempotency: IdempotencyRecords | None
+    rate_limiter: RateLimiter
+    redis: redis.Redis | None = None
+    closers: list[object] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.writers.close()
+        self.store.close()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def jwt_secret_for(settings: Settings) -> str:
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    if settings.demo:
+        return demo_secret(settings.data_dir)
+    raise ConfigurationError(
+        "TICKETBLITZ_JWT_SECRET is not set (required outside demo mode; 32+ characters)"
+    )
+
+
+def bootstrap(settings: Settings) -> Container:
+    if settings.database_url is None:
+        raise ConfigurationError("TICKETBLITZ_DATABASE_URL is not set and no stack was started")
+    tokens = TokenService(jwt_secret_for(settings), settings.jwt_ttl_seconds)
+    store = PostgresEventStore(settings.database_url, pool_size=settings.db_pool_size)
+    writers = ShowWriters(store, max_batch=settings.max_batch)
+    hasher = Argon2PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_kib)
+    client = connect_redis(settings.redis_url) if settings.redis_url else None
+    container = Container(
+        settings=settings,
+        store=store,
+        writers=writers,
+        shows=ShowCommands(store, writers),
+        bookings=BookingCommands(
+            store,
+            writers,
+            clock=utc_now,
+            hold_duration=timedelta(minutes=settings.hold_minutes),
+            customer_ticket_limit=settings.customer_ticket_limit,
+        ),
+        accounts=AccountCommands(store, hasher),
+        tokens=tokens,
+        idempotency=(
+            IdempotencyRecords(client, settings.idempotency_ttl_seconds) if client else None
+        ),
+        rate_limiter=RateLimiter(client, enabled=settings.rate_limit_enabled),
+        redis=client,
+    )
+    if settings.admin_email and settings.admin_password:
+        container.accounts.ensure_admin(
+            settings.admin_email, settings.admin_password.get_secret_value()
+        )
+    return container

@@ -1,0 +1,130 @@
+"""The PostgreSQL event store: the eventsourcing library's recorder plus the show locks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, PersistenceError
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from commands.errors import NotFoundError, StoreUnavailableError, VersionConflictError
+
+A = TypeVar("A", bound=Aggregate)
+
+EVENTS_TABLE = "ticketblitz_events"
+
+
+class TicketBlitz(Application[UUID]):
+    """The event-sourced application: one store for shows, inventories, bookings, accounts."""
+
+    name = "TicketBlitz"
+
+
+def application_env(database_url: str, pool_size: int) -> dict[str, str]:
+    """Translate a libpq URL into the library's POSTGRES_* settings."""
+    params = conninfo_to_dict(database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(params.get("dbname", "postgres")),
+        "POSTGRES_HOST": str(params.get("host", "localhost")),
+        "POSTGRES_PORT": str(params.get("port", "5432")),
+        "POSTGRES_USER": str(params.get("user", "postgres")),
+        "POSTGRES_PASSWORD": str(params.get("password", "")),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_PRE_PING": "y",
+        "CREATE_TABLE": "y",
+    }
+
+
+def advisory_key(show_id: UUID) -> int:
+    """A signed 64-bit lock key for a show (pg_advisory_lock takes a bigint)."""
+    digest = hashlib.blake2b(b"show:" + show_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class PostgresEventStore:
+    """Implements commands.ports.EventStore over the library's PostgreSQL recorder."""
+
+    def __init__(self, database_url: str, pool_size: int = 8) -> None:
+        self.app = TicketBlitz(env=application_env(database_url, pool_size))
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=max(2, pool_size * 2),
+            kwargs={"autocommit": True},
+            open=True,
+            check=ConnectionPool.check_connection,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+        self.app.close()
+
+    def get(self, aggregate_id: UUID, kind: type[A]) -> A:
+        try:
+            aggregate: Aggregate = self.app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFoundError(kind.__name__, aggregate_id) from None
+        except PersistenceError as error:
+            raise StoreUnavailableError(str(error)) from error
+        if not isinstance(aggregate, kind):
+            raise NotFoundError(kind.__name__, aggregate_id)
+        return aggregate
+
+    def version_of(self, aggregate_id: UUID) -> int | None:
+        rows = self._query(
+            f"SELECT max(originator_version) FROM {EVENTS_TABLE} WHERE originator_id = %s",
+            (aggregate_id,),
+        )
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return self.version_of(aggregate_id) is not None
+
+    def save(self, *aggregates: Aggregate) -> int:
+        if not any(a.pending_events for a in aggregates):
+            return self.head_position()
+        try:
+            recordings = self.app.save(*aggregates)
+        except IntegrityError as error:
+            raise VersionConflictError(str(error)) from error
+        except PersistenceError as error:
+            raise StoreUnavailableError(str(error)) from error
+        return max(r.notification.id for r in recordings)
+
+    def head_position(self) -> int:
+        try:
+            return self.app.recorder.max_notification_id() or 0
+        except PersistenceError as error:
+            raise StoreUnavailableError(str(error)) from error
+
+    @contextmanager
+    def show_lock(self, show_id: UUID) -> Iterator[None]:
+        """A session advisory lock: if this process dies, PostgreSQL releases it."""
+        key = advisory_key(show_id)
+        try:
+            with self._pool.connection() as conn:
+                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                try:
+                    yield
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        except psycopg.OperationalError as error:
+            raise StoreUnavailableError(str(error)) from error
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        except psycopg.OperationalError as error:
+            raise StoreUnavailableError(str(error)) from error

@@ -1,0 +1,69 @@
+"""Access tokens: HS256 JWTs with expiry, verified strictly (no `alg: none`, no other algorithm)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import jwt
+
+ALGORITHM = "HS256"
+
+
+class InvalidTokenError(Exception):
+    """Missing, malformed, badly signed, expired or tampered token."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    account_id: UUID
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class TokenService:
+    def __init__(self, secret: str, ttl_seconds: int) -> None:
+        if len(secret) < 32:
+            raise ValueError("the JWT secret must be at least 32 characters")
+        self._secret = secret
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, account_id: UUID, role: str, now: datetime | None = None) -> str:
+        issued = now or datetime.now(UTC)
+        claims = {
+            "sub": str(account_id),
+            "role": role,
+            "iat": issued,
+            "exp": issued + timedelta(seconds=self.ttl_seconds),
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "sub", "role"]},
+            )
+            return Principal(UUID(claims["sub"]), str(claims["role"]))
+        except (jwt.PyJWTError, ValueError, KeyError) as error:
+            raise InvalidTokenError(str(error)) from error
+
+
+def demo_secret(data_dir: Path) -> str:
+    """Demo mode only: a random secret kept in the data dir so tokens survive a restart."""
+    path = data_dir / "jwt-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        tmp.rename(path)
+    return path.read_text().strip()

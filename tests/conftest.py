@@ -1,0 +1,48 @@
+"""Session fixtures: real servers (embedded stack, or external ones named by env vars)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from infra.embedded import EmbeddedStack, StackEndpoints
+
+TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+ADMIN_EMAIL = "admin@tests.ticketblitz.dev"
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+@pytest.fixture(scope="session")
+def stack_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tb-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def endpoints(stack_dir: Path) -> Iterator[StackEndpoints]:
+    """External servers when TICKETBLITZ_TEST_DATABASE_URL etc. are set, else embedded ones."""
+    external_db = os.environ.get("TICKETBLITZ_TEST_DATABASE_URL")
+    external_redis = os.environ.get("TICKETBLITZ_TEST_REDIS_URL")
+    stack = EmbeddedStack(
+        stack_dir,
+        postgres=external_db is None,
+        redis=external_redis is None,
+        kafka=False,
+        stripe=False,
+        smtp=False,
+    )
+    started = stack.start()
+    yield StackEndpoints(
+        database_url=external_db or started.database_url,
+        kafka_bootstrap=started.kafka_bootstrap,
+        redis_url=external_redis or started.redis_url,
+        stripe_api_base=started.stripe_api_base,
+        smtp_host=started.smtp_host,
+        smtp_port=started.smtp_port,
+    )
+    stack.stop()

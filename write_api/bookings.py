@@ -1,0 +1,122 @@
+"""Customer commands on bookings: place a hold, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Header, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from commands.bookings import HoldPlaced
+from commands.models import BookingRequest, CancelBooking, PlaceHold
+from domain.ids import booking_id_for_request
+from write_api.deps import ContainerDep, CurrentUser, CustomerUser, enforce_rate_limit
+from write_api.idempotency import Outcome, check_key, fingerprint, run_idempotently
+from write_api.waiting import outcome_of
+
+router = APIRouter(prefix="/bookings", tags=["bookings"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+class BookingHeld(BaseModel):
+    booking_id: UUID
+    show_id: UUID
+    status: str
+    seats: list[str]
+    general: dict[str, int]
+    amount_cents: int
+    currency: str
+    hold_expires_at: datetime
+    position: int
+
+
+class BookingCancelled(BaseModel):
+    booking_id: UUID
+    status: str
+    position: int
+
+
+def _held(placed: HoldPlaced) -> BookingHeld:
+    return BookingHeld(
+        booking_id=placed.booking_id,
+        show_id=placed.show_id,
+        status=placed.status,
+        seats=placed.seats,
+        general=placed.general,
+        amount_cents=placed.amount_cents,
+        currency=placed.currency,
+        hold_expires_at=placed.hold_expires_at,
+        position=placed.position,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BookingHeld,
+    responses={409: {"description": "seats no longer available"}},
+)
+async def place_booking(
+    body: BookingRequest,
+    customer: CustomerUser,
+    container: ContainerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    check_key(idempotency_key)
+    enforce_rate_limit(
+        container,
+        f"booking:{customer.account_id}",
+        container.settings.rate_limit_booking_per_minute,
+    )
+    keyed = idempotency_key is not None
+    booking_id = (
+        booking_id_for_request(customer.account_id, idempotency_key)
+        if idempotency_key is not None
+        else uuid4()
+    )
+    command = PlaceHold(
+        request=body, customer_id=customer.account_id, booking_id=booking_id, replayable=keyed
+    )
+
+    async def run() -> Outcome:
+        future = container.bookings.place_hold(command)
+        placed = await outcome_of(future, container.settings.command_timeout_seconds)
+        held = _held(placed)
+        # A retry that found its booking answers as the first request did.
+        return status.HTTP_201_CREATED, held.model_dump(mode="json")
+
+    return await run_idempotently(
+        container, customer, "bookings", idempotency_key, fingerprint(body.model_dump_json()), run
+    )
+
+
+@router.post(
+    "/{booking_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BookingCancelled,
+)
+async def cancel_booking(
+    booking_id: UUID,
+    user: CurrentUser,
+    container: ContainerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    check_key(idempotency_key)
+    command = CancelBooking(
+        booking_id=booking_id, actor_id=user.account_id, actor_is_admin=user.is_admin
+    )
+
+    async def run() -> Outcome:
+        future = await run_in_threadpool(container.bookings.cancel_booking, command)
+        position = await outcome_of(future, container.settings.command_timeout_seconds)
+        body = BookingCancelled(booking_id=booking_id, status="cancelled", position=position)
+        return status.HTTP_202_ACCEPTED, body.model_dump(mode="json")
+
+    return await run_idempotently(
+        container, user, f"cancel:{booking_id}", idempotency_key, fingerprint(""), run
+    )

@@ -1,0 +1,175 @@
+"""RFC 9457 problem+json: every error leaves the API in this shape, mapped in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from commands.accounts import InvalidCredentialsError
+from commands.errors import (
+    AccountExistsError,
+    CommandError,
+    ConcurrencyError,
+    ForbiddenError,
+    IdempotencyMismatchError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+from domain.errors import (
+    CapacityExceededError,
+    DomainError,
+    HoldNotFoundError,
+    IllegalTransitionError,
+    InvalidShowError,
+    SaleNotOpenError,
+    SeatsUnavailableError,
+    ShowStatusError,
+    TicketLimitError,
+    UnknownSeatsError,
+    UnknownSectionError,
+)
+from infra.tokens import InvalidTokenError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://ticketblitz.dev/problems/"
+
+
+class ProblemError(Exception):
+    """Raised by endpoints for errors that are not a domain or command error."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem(
+    status: int,
+    kind: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": TYPE_BASE + kind,
+        "title": kind.replace("-", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _to_problem(error: Exception) -> ProblemError:
+    """The one mapping from errors to HTTP (an unknown error is a 500 that leaks nothing)."""
+    match error:
+        case ProblemError():
+            return error
+        case SeatsUnavailableError():
+            return ProblemError(409, "seats-unavailable", str(error), seats=error.seats)
+        case CapacityExceededError():
+            return ProblemError(
+                409,
+                "not-enough-tickets",
+                str(error),
+                section=error.section,
+                available=error.available,
+            )
+        case SaleNotOpenError():
+            return ProblemError(409, "sale-not-open", str(error))
+        case IllegalTransitionError() | ShowStatusError() | HoldNotFoundError():
+            return ProblemError(409, "illegal-transition", str(error))
+        case AccountExistsError():
+            return ProblemError(409, "account-exists", str(error))
+        case UnknownSeatsError():
+            return ProblemError(422, "unknown-seats", str(error), seats=error.seats)
+        case UnknownSectionError():
+            return ProblemError(422, "unknown-section", str(error), section=error.section)
+        case TicketLimitError():
+            return ProblemError(422, "ticket-limit", str(error), limit=error.limit)
+        case InvalidShowError():
+            return ProblemError(422, "invalid-show", str(error))
+        case IdempotencyMismatchError():
+            return ProblemError(422, "idempotency-key-reused", str(error))
+        case NotFoundError():
+            return ProblemError(404, "not-found", f"{error.kind.lower()} not found")
+        case ForbiddenError():
+            return ProblemError(403, "forbidden", str(error))
+        case InvalidTokenError():
+            return ProblemError(
+                401,
+                "unauthorized",
+                "missing or invalid access token",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        case InvalidCredentialsError():
+            return ProblemError(401, "invalid-credentials", "unknown e-mail or wrong password")
+        case ConcurrencyError():
+            return ProblemError(503, "busy", str(error), {"Retry-After": "1"})
+        case StoreUnavailableError():
+            return ProblemError(
+                503, "unavailable", "the event store is unavailable", {"Retry-After": "2"}
+            )
+        case TimeoutError():
+            return ProblemError(
+                503,
+                "timeout",
+                "the command did not finish in time; retry with the same Idempotency-Key",
+                {"Retry-After": "1"},
+            )
+    log.exception("unhandled error", exc_info=error)
+    return ProblemError(500, "internal-error", "an internal error occurred")
+
+
+def response_for(error: Exception) -> JSONResponse:
+    mapped = _to_problem(error)
+    return problem(mapped.status, mapped.kind, mapped.detail, mapped.headers, **mapped.extra)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_error(_: Request, error: Exception) -> JSONResponse:
+        return response_for(error)
+
+    async def on_validation(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in error.errors()
+        ]
+        return problem(422, "validation-error", "the request is not valid", errors=errors)
+
+    async def on_http(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
+            error.status_code, "http-error"
+        )
+        return problem(error.status_code, kind, str(error.detail), dict(error.headers or {}))
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    for known in (
+        ProblemError,
+        DomainError,
+        CommandError,
+        InvalidTokenError,
+        InvalidCredentialsError,
+        TimeoutError,
+        Exception,  # last resort: a 500 that leaks nothing
+    ):
+        app.add_exception_handler(known, on_error)
