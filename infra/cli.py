@@ -99,7 +99,7 @@ def up(
             try:
                 if demo:
                     for line in load_demo(container):
-                        console.print(f"demo: created {line}")
+                        console.print(f"demo: {line}", markup=False, highlight=False)
                 _announce(settings, endpoints_text(settings), host, port, demo)
                 _serve(container, host, port)
             finally:

@@ -35,7 +35,7 @@ _SHOWS = [
 
 
 def load_demo(container: Container) -> list[str]:
-    """Create the demo accounts and shows; returns what it created (empty on a reload)."""
+    """Create the demo accounts and shows (once); returns lines describing them."""
     created: list[str] = []
     demo_accounts = (
         RegisterAccount(
@@ -78,8 +78,8 @@ def load_demo(container: Container) -> list[str]:
         show_id = uuid5(TICKETBLITZ_NAMESPACE, f"demo-show:{title}")
         try:
             container.shows.schedule_show(command, show_id=show_id)
+            container.shows.open_sale(OpenSale(show_id=show_id)).result(timeout=30)
         except VersionConflictError:
-            continue
-        container.shows.open_sale(OpenSale(show_id=show_id)).result(timeout=30)
-        created.append(f"show {title}")
+            pass  # loaded by an earlier run
+        created.append(f"show {show_id} {title} ({category})")
     return created

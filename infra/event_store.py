@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -121,6 +121,10 @@ class PostgresEventStore:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         except psycopg.OperationalError as error:
             raise StoreUnavailableError(str(error)) from error
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A pooled autocommit connection (use `conn.transaction()` for atomic work)."""
+        return self._pool.connection()
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from infra.embedded import EmbeddedStack, StackEndpoints
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"

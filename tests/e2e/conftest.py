@@ -9,9 +9,9 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from infra.embedded import StackEndpoints
 
 from infra.bootstrap import Container, bootstrap
+from infra.embedded import StackEndpoints
 from infra.http_server import BackgroundServer
 from infra.settings import Settings
 from infra.web import create_app
