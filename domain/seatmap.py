@@ -17,7 +17,7 @@ from domain.errors import InvalidShowError
 SEATED = "seated"
 GENERAL = "general"
 MAX_SEATS_PER_SHOW = 200_000
-_CODE = re.compile(r"^[A-Za-z0-9]{1,16}$")
+_CODE = re.compile(r"^[A-Za-z0-9]{1,16}\Z")  # \Z: "$" would accept a trailing newline
 
 
 def seat_id(section: str, row: str, number: int) -> str:

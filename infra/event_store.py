@@ -43,6 +43,7 @@ def application_env(database_url: str, pool_size: int) -> dict[str, str]:
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_PRE_PING": "y",
         "CREATE_TABLE": "y",
+        "APPLICATION_RECORDER_TOPIC": "infra.recorder:TicketBlitzRecorder",
     }
 
 

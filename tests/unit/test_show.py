@@ -1,0 +1,207 @@
+"""Show: scheduling a sellable show, then opening, closing, reopening and cancelling its sale."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from domain.errors import InvalidShowError, ShowStatusError
+from domain.seatmap import MAX_SEATS_PER_SHOW
+from domain.show import CANCELLED, ON_SALE, SALE_CLOSED, SCHEDULED, Show
+from tests.unit.factories import (
+    T0,
+    a_show,
+    event_names,
+    general,
+    new_events,
+    replay,
+    seated,
+    show_args,
+)
+
+
+def test_scheduling_a_show_records_scheduled_with_its_seat_map():
+    args = show_args()
+
+    show = Show.schedule(**args)
+
+    assert show.id == args["show_id"]
+    assert show.status == SCHEDULED
+    assert show.currency == "EUR"
+    assert show.sections == args["sections"]
+    [scheduled] = new_events(show)
+    assert type(scheduled).__qualname__ == "Show.Scheduled"
+    assert scheduled.title == "Night Owls Live"
+
+
+def _without_rows(args: dict[str, Any]) -> None:
+    args["sections"][0]["rows"] = []
+
+
+def _row_without_seats(args: dict[str, Any]) -> None:
+    args["sections"][0]["rows"][0]["seats"] = 0
+
+
+def _duplicate_row_label(args: dict[str, Any]) -> None:
+    args["sections"][0]["rows"].append({"label": "1", "seats": 3})
+
+
+def _set_section(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    def change(args: dict[str, Any]) -> None:
+        args["sections"][0].update(fields)
+
+    return change
+
+
+def _set_row_label(label: str) -> Callable[[dict[str, Any]], None]:
+    def change(args: dict[str, Any]) -> None:
+        args["sections"][0]["rows"][0]["label"] = label
+
+    return change
+
+
+INVALID_SHOWS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "blank title": lambda a: a.update(title="   "),
+    "naive start time": lambda a: a.update(starts_at=T0.replace(tzinfo=None)),
+    "no price tiers": lambda a: a.update(price_tiers={}),
+    "negative price": lambda a: a["price_tiers"].update(STD=-1),
+    "bad price tier code": lambda a: a["price_tiers"].update({"S TD": 1}),
+    "no sections": lambda a: a.update(sections=[]),
+    "unknown tier": _set_section(tier="VIP"),
+    "duplicate section codes": lambda a: a.update(
+        sections=[seated("A", {"1": 2}), seated("A", {"2": 2})]
+    ),
+    "seated section without rows": _without_rows,
+    "row without seats": _row_without_seats,
+    "duplicate row labels": _duplicate_row_label,
+    "row label with a dash": _set_row_label("1-2"),
+    "empty section code": _set_section(code=""),
+    "section code with a dash": _set_section(code="A-1"),
+    "section code too long": _set_section(code="A" * 17),
+    "section code with a trailing newline": _set_section(code="A\n"),
+    "unknown section kind": _set_section(kind="standing"),
+    "GA without capacity": lambda a: a.update(sections=[general("GA", 0)]),
+    "GA with negative capacity": lambda a: a.update(sections=[general("GA", -5)]),
+    "more seats than a show sells": lambda a: a.update(
+        sections=[general("GA", MAX_SEATS_PER_SHOW + 1)]
+    ),
+}
+
+
+@pytest.mark.parametrize("change", INVALID_SHOWS.values(), ids=INVALID_SHOWS.keys())
+def test_an_unsellable_show_cannot_be_scheduled(change):
+    args = show_args()
+    change(args)
+
+    with pytest.raises(InvalidShowError):
+        Show.schedule(**args)
+
+
+def test_a_show_of_general_admission_only_can_be_scheduled():
+    show = a_show(sections=[general("GA", MAX_SEATS_PER_SHOW)])
+
+    assert show.status == SCHEDULED
+
+
+def test_opening_the_sale_puts_the_show_on_sale():
+    show = a_show()
+
+    show.open_sale()
+
+    assert show.status == ON_SALE
+    assert event_names(new_events(show)) == ["Scheduled", "SaleOpened"]
+
+
+def test_closing_the_sale_stops_it_and_it_can_be_reopened():
+    show = a_show()
+    show.open_sale()
+
+    show.close_sale()
+    assert show.status == SALE_CLOSED
+    show.open_sale()
+
+    assert show.status == ON_SALE
+    assert event_names(new_events(show)) == [
+        "Scheduled",
+        "SaleOpened",
+        "SaleClosed",
+        "SaleOpened",
+    ]
+
+
+def _scheduled() -> Show:
+    return a_show()
+
+
+def _on_sale() -> Show:
+    show = a_show()
+    show.open_sale()
+    return show
+
+
+def _sale_closed() -> Show:
+    show = _on_sale()
+    show.close_sale()
+    return show
+
+
+def _cancelled() -> Show:
+    show = a_show()
+    show.cancel("venue flooded")
+    return show
+
+
+SHOWS_BY_STATUS: dict[str, Callable[[], Show]] = {
+    SCHEDULED: _scheduled,
+    ON_SALE: _on_sale,
+    SALE_CLOSED: _sale_closed,
+    CANCELLED: _cancelled,
+}
+
+
+@pytest.mark.parametrize("status", [SCHEDULED, ON_SALE, SALE_CLOSED])
+def test_a_show_not_yet_cancelled_can_be_cancelled_with_its_reason(status):
+    show = SHOWS_BY_STATUS[status]()
+
+    show.cancel("artist unwell")
+
+    assert show.status == CANCELLED
+    assert show.cancellation_reason == "artist unwell"
+    last = new_events(show)[-1]
+    assert type(last).__qualname__ == "Show.Cancelled"
+    assert last.reason == "artist unwell"
+
+
+ILLEGAL_SHOW_TRANSITIONS = [
+    pytest.param(ON_SALE, Show.open_sale, id="open a sale already open"),
+    pytest.param(CANCELLED, Show.open_sale, id="open the sale of a cancelled show"),
+    pytest.param(SCHEDULED, Show.close_sale, id="close a sale never opened"),
+    pytest.param(SALE_CLOSED, Show.close_sale, id="close a closed sale"),
+    pytest.param(CANCELLED, Show.close_sale, id="close the sale of a cancelled show"),
+    pytest.param(CANCELLED, lambda show: show.cancel("again"), id="cancel twice"),
+]
+
+
+@pytest.mark.parametrize(("status", "command"), ILLEGAL_SHOW_TRANSITIONS)
+def test_an_illegal_show_transition_is_refused_and_records_nothing(status, command):
+    show = SHOWS_BY_STATUS[status]()
+    new_events(show)
+
+    with pytest.raises(ShowStatusError):
+        command(show)
+
+    assert show.status == status
+    assert new_events(show) == []
+
+
+def test_replaying_a_shows_events_rebuilds_the_show():
+    show = _sale_closed()
+    show.cancel("tour called off")
+
+    rebuilt = replay(new_events(show))
+
+    assert rebuilt.status == CANCELLED
+    assert rebuilt.cancellation_reason == "tour called off"
+    assert rebuilt.version == show.version
