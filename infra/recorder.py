@@ -23,7 +23,8 @@ class TicketBlitzRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if sum(len(e.state) for e in stored_events) <= PIPELINE_LIMIT_BYTES:
-            return super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
         return self._insert_without_pipeline(stored_events, **kwargs)
 
     def _insert_without_pipeline(
