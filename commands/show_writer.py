@@ -41,6 +41,7 @@ class ShowBatch:
         self._store = store
         self._bookings: dict[UUID, Booking] = {}
         self._show: Show | None = None
+        self._touched: list[Booking] = []  # bookings the current decision looked at
 
     def show(self) -> Show:
         """The Show aggregate itself, loaded on first use (sale status changes need it)."""
@@ -53,6 +54,7 @@ class ShowBatch:
         if found is None:
             found = self._store.get(booking_id, Booking)
             self._bookings[booking_id] = found
+        self._touched.append(found)
         return found
 
     def booking_exists(self, booking_id: UUID) -> bool:
@@ -60,16 +62,23 @@ class ShowBatch:
 
     def add_booking(self, booking: Booking) -> None:
         self._bookings[booking.id] = booking
+        self._touched.append(booking)
 
-    def _touched(self) -> list[Aggregate]:
-        shows: list[Aggregate] = [] if self._show is None else [self._show]
-        return [self.inventory, *shows, *self._bookings.values()]
+    def begin_decision(self) -> int:
+        """Start a decision; returns the pending-event count to compare after it."""
+        self._touched = []
+        return self.pending_count()
 
     def pending_count(self) -> int:
-        return sum(len(a.pending_events) for a in self._touched())
+        """Pending events of what the current decision can have changed (cheap per decision)."""
+        shows: list[Aggregate] = [] if self._show is None else [self._show]
+        candidates: list[Aggregate] = [self.inventory, *shows, *self._touched]
+        return sum(len(a.pending_events) for a in candidates)
 
     def changed(self) -> list[Aggregate]:
-        return [a for a in self._touched() if a.pending_events]
+        shows: list[Aggregate] = [] if self._show is None else [self._show]
+        everything: list[Aggregate] = [self.inventory, *shows, *self._bookings.values()]
+        return [a for a in everything if a.pending_events]
 
 
 Decision = Callable[[ShowBatch], T]
@@ -186,7 +195,7 @@ class ShowWriter:
         False means a version conflict: the cache was dropped and the batch must be redone."""
         ctx = ShowBatch(self._load_inventory(), self._store)
         for queued in batch:
-            before = ctx.pending_count()
+            before = ctx.begin_decision()
             try:
                 queued.outcome = (True, queued.decide(ctx))
             except (DomainError, NotFoundError) as error:

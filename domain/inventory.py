@@ -62,6 +62,9 @@ class SeatInventory(Aggregate):
                 self.row_free[key] = 0
             self.rows[-1][2].append(seat)
             self.row_free[key] += 1
+        # An upper bound of each row's longest run of free seats: lets best-available skip
+        # fragmented rows without rescanning them (holds only shorten runs; releases reset it).
+        self.row_run_bound: dict[str, int] = dict(self.row_free)
         self.holder: dict[str, str] = {}  # seat -> booking id (hex) while held or sold
         self.claims: dict[str, dict[str, Any]] = {}  # booking id (hex) -> what it holds
         self.customer_tickets: dict[str, int] = {}  # customer id (hex) -> tickets held or sold
@@ -123,8 +126,9 @@ class SeatInventory(Aggregate):
     def _seated_for(self, quantity: int, sections: list[str]) -> list[str]:
         rows = [r for r in self.rows if r[0] in sections and self.row_free[r[1]] > 0]
         for row in rows:
-            if self.row_free[row[1]] >= quantity:
-                block = self._centre_block(row[2], quantity)
+            key = row[1]
+            if self.row_free[key] >= quantity and self.row_run_bound[key] >= quantity:
+                block = self._centre_block(key, row[2], quantity)
                 if block:
                     return block
         scattered: list[str] = []
@@ -136,17 +140,21 @@ class SeatInventory(Aggregate):
             sections[0] if len(sections) == 1 else None, quantity, len(scattered)
         )
 
-    def _centre_block(self, seats: list[str], quantity: int) -> list[str] | None:
+    def _centre_block(self, key: str, seats: list[str], quantity: int) -> list[str] | None:
         centre = (len(seats) - quantity) / 2
         best: int | None = None
-        run = 0
+        run = longest = 0
         for i, seat in enumerate(seats):
             run = 0 if seat in self.holder else run + 1
+            longest = max(longest, run)
             if run >= quantity:
                 start = i - quantity + 1
                 if best is None or abs(start - centre) < abs(best - centre):
                     best = start
-        return None if best is None else seats[best : best + quantity]
+        if best is None:
+            self.row_run_bound[key] = longest  # exact now; a memo, not a decision
+            return None
+        return seats[best : best + quantity]
 
     # --- commands ---
 
@@ -255,7 +263,9 @@ class SeatInventory(Aggregate):
         claim = self.claims.pop(booking_id.hex)
         for seat in claim["seats"]:
             del self.holder[seat]
-            self.row_free[_row_key(seat)] += 1
+            key = _row_key(seat)
+            self.row_free[key] += 1
+            self.row_run_bound[key] = self.row_free[key]
         for code, n in claim["general"].items():
             self.general[code]["taken"] -= n
         quantity = len(claim["seats"]) + sum(claim["general"].values())

@@ -112,3 +112,14 @@ def test_best_available_asks_for_one_to_ten_tickets(quantity):
 
     with pytest.raises(TicketLimitError):
         inventory.choose_best_available(quantity)
+
+
+def test_a_fragmented_row_is_offered_again_once_a_release_rejoins_its_block():
+    inventory = an_inventory([seated("A", {"1": 6, "2": 6})])
+    blocker = place_hold(inventory, ["A-1-3", "A-1-4"])
+    place_hold(inventory, ["A-1-1", "A-1-6"])
+    assert inventory.choose_best_available(3) == (["A-2-2", "A-2-3", "A-2-4"], {})
+
+    inventory.release(blocker, reason="cancelled")
+
+    assert inventory.choose_best_available(3) == (["A-1-2", "A-1-3", "A-1-4"], {})
