@@ -61,4 +61,3 @@ def test_rate_limits_fall_back_to_this_process(no_redis: tuple[Api, Container]):
     assert codes[5:] == [429, 429]
     assert int(answers[-1].headers["Retry-After"]) >= 1
     assert answers[-1].headers["content-type"].startswith("application/problem+json")
-
