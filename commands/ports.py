@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -34,6 +35,10 @@ class EventStore(Protocol):
 
     def head_position(self) -> int: ...
 
+    def snapshot(self, aggregate: Aggregate) -> None:
+        """Store the aggregate's current state so a cold load need not replay its history."""
+        ...
+
     def show_lock(self, show_id: UUID) -> AbstractContextManager[None]:
         """Hold the cross-process lock that makes this process the show's only writer."""
         ...
@@ -45,3 +50,45 @@ class PasswordHasher(Protocol):
     def verify(self, password_hash: str, password: str) -> bool: ...
 
     def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+PaymentOutcome = Literal["succeeded", "failed", "pending"]
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    """What the payment provider says about a booking's payment intent."""
+
+    booking_id: UUID
+    intent_id: str
+    outcome: PaymentOutcome
+    amount_cents: int
+    reason: str | None = None  # why it failed (the decline message)
+
+
+class PaymentGateway(Protocol):
+    """The payment provider (Stripe). Every call is idempotent for a given booking: a follower
+    may repeat it after a crash. Unreachable provider: PaymentGatewayUnavailableError."""
+
+    def create_intent(self, booking_id: UUID, amount_cents: int, currency: str) -> str:
+        """Create (or find again) the booking's payment intent; returns its id."""
+        ...
+
+    def confirm_intent(
+        self, booking_id: UUID, intent_id: str, payment_method: str
+    ) -> PaymentResult:
+        """Charge the intent with a payment method; a decline is a result, not an error."""
+        ...
+
+    def intent_result(self, booking_id: UUID, intent_id: str) -> PaymentResult:
+        """What became of an intent, asked again (a result may have been lost in a crash)."""
+        ...
+
+    def refund(self, booking_id: UUID, intent_id: str, amount_cents: int) -> str:
+        """Refund the booking's payment (once); returns the refund id."""
+        ...
+
+    def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentResult | None:
+        """Verify and read a webhook: a payment result, or None for events we do not follow.
+        Raise InvalidWebhookError when the signature or the payload is not valid."""
+        ...

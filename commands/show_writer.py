@@ -21,7 +21,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from commands.errors import ConcurrencyError, NotFoundError, VersionConflictError
+from commands.errors import (
+    CommandError,
+    ConcurrencyError,
+    NotFoundError,
+    VersionConflictError,
+)
 from commands.ports import EventStore
 from domain.booking import Booking
 from domain.errors import DomainError
@@ -95,7 +100,12 @@ class ShowWriter:
     """Serializes one show's commands; keeps that show's inventory cached between batches."""
 
     def __init__(
-        self, show_id: UUID, store: EventStore, executor: ThreadPoolExecutor, max_batch: int
+        self,
+        show_id: UUID,
+        store: EventStore,
+        executor: ThreadPoolExecutor,
+        max_batch: int,
+        snapshot_every: int = 1000,
     ) -> None:
         self.show_id = show_id
         self.inventory_id = inventory_id_for(show_id)
@@ -106,6 +116,8 @@ class ShowWriter:
         self._mutex = threading.Lock()
         self._draining = False
         self._inventory: SeatInventory | None = None
+        self._snapshot_every = snapshot_every
+        self._snapshot_version = 0
         self.batches = 0
         self.commands = 0
         self.conflicts = 0
@@ -173,6 +185,7 @@ class ShowWriter:
                 self._inventory = self._store.get(self.inventory_id, SeatInventory)
             except NotFoundError:
                 raise NotFoundError("show", self.show_id) from None
+            self._snapshot_version = self._inventory.version  # loaded from one, or near enough
         return self._inventory
 
     def _run(self, batch: list[_Queued[Any]], attempts: int = 5) -> None:
@@ -214,6 +227,7 @@ class ShowWriter:
             return False
         self.batches += 1
         self.commands += len(batch)
+        self._maybe_snapshot(ctx.inventory)
         for queued in batch:
             assert queued.outcome is not None
             ok, value = queued.outcome
@@ -222,6 +236,15 @@ class ShowWriter:
             else:
                 queued.future.set_exception(value)
         return True
+
+    def _maybe_snapshot(self, inventory: SeatInventory) -> None:
+        """Every `snapshot_every` events, so loading a hot show never replays thousands."""
+        if inventory.version - self._snapshot_version >= self._snapshot_every:
+            try:
+                self._store.snapshot(inventory)
+                self._snapshot_version = inventory.version
+            except CommandError:
+                log.warning("snapshot of %s failed; will retry later", self.inventory_id)
 
     def _run_alone(self, batch: list[_Queued[Any]]) -> bool:
         """Slow path after a half-applied decision: one commit per command, fresh state each."""
@@ -238,9 +261,16 @@ class ShowWriter:
 class ShowWriters:
     """The writers of this process, one per show, created on demand; idle ones are evicted."""
 
-    def __init__(self, store: EventStore, max_batch: int = 500, max_cached: int = 256) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        max_batch: int = 500,
+        max_cached: int = 256,
+        snapshot_every: int = 1000,
+    ) -> None:
         self._store = store
         self._max_batch = max_batch
+        self._snapshot_every = snapshot_every
         self._max_cached = max_cached
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="show-writer")
         self._writers: OrderedDict[UUID, ShowWriter] = OrderedDict()
@@ -250,7 +280,9 @@ class ShowWriters:
         with self._lock:
             writer = self._writers.get(show_id)
             if writer is None:
-                writer = ShowWriter(show_id, self._store, self._executor, self._max_batch)
+                writer = ShowWriter(
+                    show_id, self._store, self._executor, self._max_batch, self._snapshot_every
+                )
                 self._writers[show_id] = writer
                 self._evict_idle()
             self._writers.move_to_end(show_id)

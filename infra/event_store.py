@@ -10,7 +10,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
@@ -44,6 +44,7 @@ def application_env(database_url: str, pool_size: int) -> dict[str, str]:
         "POSTGRES_PRE_PING": "y",
         "CREATE_TABLE": "y",
         "APPLICATION_RECORDER_TOPIC": "infra.recorder:TicketBlitzRecorder",
+        "IS_SNAPSHOTTING_ENABLED": "y",
     }
 
 
@@ -102,6 +103,14 @@ class PostgresEventStore:
         except PersistenceError as error:
             raise StoreUnavailableError(str(error)) from error
         return max(r.notification.id for r in recordings)
+
+    def snapshot(self, aggregate: Aggregate) -> None:
+        """From the in-memory state (just saved), not a replay: cheap for a big inventory."""
+        assert self.app.snapshots is not None  # IS_SNAPSHOTTING_ENABLED is set above
+        try:
+            self.app.snapshots.put([Snapshot.take(aggregate)])
+        except PersistenceError as error:
+            raise StoreUnavailableError(str(error)) from error
 
     def head_position(self) -> int:
         try:
