@@ -11,6 +11,7 @@ COPY write_api ./write_api
 COPY process_managers ./process_managers
 COPY recommender ./recommender
 COPY infra ./infra
+COPY audit ./audit
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 ticketblitz
 USER ticketblitz

@@ -99,14 +99,15 @@ class BookingCommands:
         return then(future, _with_position)
 
     def cancel_booking(self, command: CancelBooking) -> Future[int]:
-        """Cancel and release the seats in one transaction (refunds are the saga's job)."""
+        """Cancel and release the seats in one transaction; a paid booking only before the show
+        starts (its refund is the saga's job)."""
         booking = self._store.get(command.booking_id, Booking)
         if not command.actor_is_admin and booking.customer_id != command.actor_id:
             raise ForbiddenError("only the booking's customer or an admin may cancel it")
 
         def decide(batch: ShowBatch) -> None:
             current = batch.booking(command.booking_id)
-            current.cancel(command.reason)
+            current.cancel_before_show(command.reason, self._clock(), batch.show().starts_at)
             if batch.inventory.claim_of(command.booking_id) is not None:
                 batch.inventory.release(command.booking_id, command.reason)
 

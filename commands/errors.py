@@ -40,3 +40,28 @@ class StoreUnavailableError(CommandError):
 
 class IdempotencyMismatchError(CommandError):
     """An Idempotency-Key was reused with a different request."""
+
+
+class PaymentGatewayUnavailableError(CommandError):
+    """The payment provider could not be reached or failed on its side; retrying may succeed."""
+
+
+class PaymentRejectedError(CommandError):
+    """The payment provider refused a request for good (bad parameters, unknown object)."""
+
+
+class InvalidWebhookError(CommandError):
+    """A webhook without a valid signature, or not parseable: it is ignored."""
+
+
+class PaymentNotReadyError(CommandError):
+    """The booking's payment intent is not created yet; retry in a moment."""
+
+
+class PaymentDeclinedError(CommandError):
+    """The card was declined: the booking was cancelled and its seats released."""
+
+    def __init__(self, booking_id: UUID, reason: str) -> None:
+        super().__init__(f"payment for booking {booking_id} was declined: {reason}")
+        self.booking_id = booking_id
+        self.reason = reason

@@ -107,3 +107,48 @@ class RegisterAccount(Command):
     password: Annotated[str, Field(min_length=8, max_length=128)]
     name: Annotated[str, Field(min_length=1, max_length=100)]
     role: Literal["customer", "admin"] = "customer"
+
+
+# --- payments (the booking saga's commands, and the customer's payment) ---
+
+PaymentMethodId = Annotated[str, Field(min_length=1, max_length=100)]
+IntentId = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class PayBooking(Command):
+    booking_id: UUID
+    payment_method: PaymentMethodId
+    actor_id: UUID
+    actor_is_admin: bool = False
+
+
+class RequestPayment(Command):
+    booking_id: UUID
+    payment_intent_id: IntentId
+
+
+class RecordPayment(Command):
+    booking_id: UUID
+    payment_intent_id: IntentId
+    amount_cents: int = Field(ge=0)
+
+
+class RecordPaymentFailure(Command):
+    booking_id: UUID
+    payment_intent_id: IntentId | None = None
+    reason: Text = "payment failed"
+
+
+class ConfirmBooking(Command):
+    booking_id: UUID
+
+
+class ExpireHold(Command):
+    booking_id: UUID
+    at: AwareDatetime
+
+
+class RecordRefund(Command):
+    booking_id: UUID
+    refund_id: IntentId
+    amount_cents: int = Field(gt=0)

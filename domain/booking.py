@@ -134,6 +134,12 @@ class Booking(Aggregate):
         self._check("cancel")
         self._cancelled(reason=reason)
 
+    def cancel_before_show(self, reason: str, at: datetime, show_starts_at: datetime) -> None:
+        """Cancel; a booking that was paid for (and so is refunded) only before the show."""
+        if self.paid_cents > self.refunded_cents and at >= show_starts_at:
+            raise IllegalTransitionError(self.id, self.status, "cancel after the show started")
+        self.cancel(reason)
+
     @event("Cancelled")
     def _cancelled(self, reason: str) -> None:
         self.status = CANCELLED

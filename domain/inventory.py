@@ -254,12 +254,41 @@ class SeatInventory(Aggregate):
 
     def release(self, booking_id: UUID, reason: str) -> None:
         """Free whatever the booking holds or bought (cancellation, expiry, refund)."""
-        if booking_id.hex not in self.claims:
+        claim = self.claims.get(booking_id.hex)
+        if claim is None:
             raise HoldNotFoundError(booking_id)
-        self._seats_released(booking_id=booking_id, reason=reason)
+        self._seats_released(
+            booking_id=booking_id,
+            reason=reason,
+            seats=list(claim["seats"]),
+            general=dict(claim["general"]),
+        )
 
-    @event("SeatsReleased")
-    def _seats_released(self, booking_id: UUID, reason: str) -> None:
+    class SeatsReleased(Aggregate.Event):
+        """Version 2 also records what was released (`seats`, `general`), so the log alone
+        tells which seats a release freed. Version 1 events (stored before) lack both: they are
+        upcast to None, "whatever the booking's claim held", which replaying still frees."""
+
+        class_version = 2
+
+        booking_id: UUID
+        reason: str
+        seats: list[str] | None
+        general: dict[str, int] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["seats"] = None
+            state["general"] = None
+
+    @event(SeatsReleased)
+    def _seats_released(
+        self,
+        booking_id: UUID,
+        reason: str,
+        seats: list[str] | None = None,
+        general: dict[str, int] | None = None,
+    ) -> None:
         claim = self.claims.pop(booking_id.hex)
         for seat in claim["seats"]:
             del self.holder[seat]

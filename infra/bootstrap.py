@@ -9,13 +9,18 @@ import redis
 
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
+from commands.payments import PaymentCommands
+from commands.ports import PaymentGateway
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
 from infra.event_store import PostgresEventStore
 from infra.passwords import Argon2PasswordHasher
+from infra.payments import gateway_for
+from infra.read_cache import ReadCache
 from infra.redis_guard import IdempotencyRecords, RateLimiter, connect_redis
 from infra.settings import Settings
 from infra.tokens import TokenService, demo_secret
+from projections.read_side import ReadSide
 
 
 class ConfigurationError(Exception):
@@ -37,10 +42,15 @@ class Container:
     tokens: TokenService
     idempotency: IdempotencyRecords | None
     rate_limiter: RateLimiter
+    gateway: PaymentGateway
+    payments: PaymentCommands
     redis: redis.Redis | None = None
     closers: list[object] = field(default_factory=list)
+    read_side: ReadSide | None = None  # query side: read models, cache, projection runners
 
     def close(self) -> None:
+        if self.read_side is not None:
+            self.read_side.close()
         self.writers.close()
         self.store.close()
         if self.redis is not None:
@@ -65,6 +75,7 @@ def bootstrap(settings: Settings) -> Container:
     writers = ShowWriters(store, max_batch=settings.max_batch)
     hasher = Argon2PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_kib)
     client = connect_redis(settings.redis_url) if settings.redis_url else None
+    gateway = gateway_for(settings)
     container = Container(
         settings=settings,
         store=store,
@@ -83,8 +94,21 @@ def bootstrap(settings: Settings) -> Container:
             IdempotencyRecords(client, settings.idempotency_ttl_seconds) if client else None
         ),
         rate_limiter=RateLimiter(client, enabled=settings.rate_limit_enabled),
+        gateway=gateway,
+        payments=PaymentCommands(
+            store,
+            writers,
+            gateway,
+            clock=utc_now,
+            intent_wait_seconds=settings.payment_intent_wait_seconds,
+            command_timeout_seconds=settings.command_timeout_seconds,
+        ),
         redis=client,
     )
+    container.read_side = ReadSide(
+        settings, store, ReadCache(client, settings.read_cache_ttl_seconds)
+    )
+    container.read_side.setup()
     if settings.admin_email and settings.admin_password:
         container.accounts.ensure_admin(
             settings.admin_email, settings.admin_password.get_secret_value()

@@ -3,26 +3,45 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
+from audit.cli import audit_app
+from audit.worker import with_hash_chain
 from commands.errors import StoreUnavailableError
 from infra.bootstrap import ConfigurationError, Container, bootstrap
 from infra.demo import DEMO_ADMIN, DEMO_CUSTOMER, load_demo
 from infra.embedded import EmbeddedStack
+from infra.event_store import PostgresEventStore
+from infra.payments import register_emulator_webhook, webhook_secret_for
 from infra.settings import Settings
 from infra.web import create_app
+from process_managers.kafka_relay import rewind
+from process_managers.workers import Workers, build_workers
+from projections.console import rebuild_with_progress, report_line, status_table
+from projections.generations import ensure_read_side
+from projections.positions import projection_statuses
+from projections.rebuild import RebuildBusyError
+from projections.registry import UnknownProjectionError, projection_kinds
+from projections.runner import ProjectionRunners
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+relay_app = typer.Typer(no_args_is_help=True, help="The relay of integration events to Kafka.")
+app.add_typer(relay_app, name="relay")
+projections_app = typer.Typer(no_args_is_help=True, help="The read models (projections/).")
+app.add_typer(projections_app, name="projections")
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 Port = Annotated[int, typer.Option(min=1, max=65535, help="HTTP port for the APIs")]
@@ -33,17 +52,29 @@ class CliError(Exception):
     """Reported as one line on stderr with exit status 2."""
 
 
+def fail(message: str) -> None:
+    """One line on stderr (never wrapped, whatever the terminal width)."""
+    typer.echo(f"ticketblitz: error: {' '.join(message.split())}", err=True)
+
+
 @contextmanager
 def reported_errors() -> Iterator[None]:
     try:
         yield
-    except (CliError, ConfigurationError, StoreUnavailableError, RuntimeError, OSError) as error:
-        console.print(f"ticketblitz: error: {error}", markup=False, highlight=False)
+    except (
+        CliError,
+        ConfigurationError,
+        StoreUnavailableError,
+        RuntimeError,
+        OSError,
+        psycopg.Error,
+    ) as error:
+        fail(str(error))
         raise typer.Exit(2) from None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
-        console.print(f"ticketblitz: error: invalid setting {where}: {first['msg']}")
+        fail(f"invalid setting {where}: {first['msg']}")
         raise typer.Exit(2) from None
 
 
@@ -84,6 +115,8 @@ def up(
         )
         console.print("starting the embedded stack ...")
         endpoints = stack.start()
+        embedded_stripe = settings.stripe_api_base is None
+        embedded_kafka = settings.kafka_bootstrap is None
         try:
             settings = settings.model_copy(
                 update={
@@ -96,16 +129,35 @@ def up(
                 }
             )
             container = bootstrap(settings)
+            running: Workers | None = None
             try:
                 if demo:
                     for line in load_demo(container):
                         console.print(f"demo: {line}", markup=False, highlight=False)
+                if embedded_stripe and settings.stripe_api_base:
+                    webhook = f"http://{_reachable(host)}:{port}/api/v1/payments/stripe/webhook"
+                    secret = webhook_secret_for(settings)
+                    register_emulator_webhook(settings.stripe_api_base, webhook, secret)
+                if embedded_kafka:  # it keeps topics in memory: feed it the whole log again
+                    with suppress(ValueError):  # (unless the relay never ran)
+                        rewind(container.store, 0)
+                running = with_hash_chain(build_workers(container), container.store).start()
+                if container.read_side is not None:
+                    # Stopped by container.close(); read models of an older version are rebuilt.
+                    container.read_side.start_runners(rebuild_stale=True)
                 _announce(settings, endpoints_text(settings), host, port, demo)
                 _serve(container, host, port)
             finally:
+                if running is not None:
+                    running.stop()
                 container.close()
         finally:
             stack.stop()
+
+
+def _reachable(host: str) -> str:
+    """An address this machine can reach a server listening on `host` at."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def endpoints_text(settings: Settings) -> list[str]:
@@ -148,7 +200,149 @@ def serve(port: Port = 8080, host: Host = "0.0.0.0") -> None:
             container.close()
 
 
+@app.command()
+def workers(
+    heartbeat: Annotated[
+        Path | None, typer.Option(help="touch this file every 5 s while every worker runs")
+    ] = None,
+) -> None:
+    """Run the payment saga, hold expiry, Kafka relay and notifier until Ctrl-C or SIGTERM
+    (servers from the TICKETBLITZ_* settings). Killed at any moment, they resume on restart."""
+    with reported_errors():
+        settings = Settings()
+        if settings.database_url is None:
+            raise CliError("TICKETBLITZ_DATABASE_URL is not set (use `ticketblitz up` to embed)")
+        container = bootstrap(settings)
+        try:
+            running = with_hash_chain(build_workers(container), container.store).start()
+            signal.signal(signal.SIGTERM, lambda *_: running.request_stop())
+            console.print(f"workers running: {', '.join(running.names)}")
+            with suppress(KeyboardInterrupt):
+                while not running.wait(timeout=5.0):
+                    if heartbeat is not None and running.alive():
+                        heartbeat.touch()
+            running.stop()
+        finally:
+            container.close()
+
+
+DataDir = Annotated[
+    Path | None, typer.Option(help="the data dir of `ticketblitz up` (when no database URL is set)")
+]
+
+
+@contextmanager
+def _database(data_dir: Path | None) -> Iterator[Settings]:
+    """Settings with a database: TICKETBLITZ_DATABASE_URL, else the embedded PostgreSQL of the
+    data dir (shared with a running `ticketblitz up`, or started for this command)."""
+    settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+    if settings.database_url is not None:
+        yield settings
+        return
+    if not (settings.data_dir / "pg").is_dir():
+        raise CliError(
+            f"no database: set TICKETBLITZ_DATABASE_URL, or run `ticketblitz up` first "
+            f"(no embedded data in {settings.data_dir.resolve()})"
+        )
+    stack = EmbeddedStack(
+        settings.data_dir.resolve(), kafka=False, redis=False, stripe=False, smtp=False
+    )
+    endpoints = stack.start()
+    try:
+        yield settings.model_copy(update={"database_url": endpoints.database_url})
+    finally:
+        stack.stop()
+
+
+@contextmanager
+def _event_store(settings: Settings, pool_size: int = 2) -> Iterator[PostgresEventStore]:
+    assert settings.database_url is not None
+    store = PostgresEventStore(settings.database_url, pool_size=pool_size)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@projections_app.command("run")
+def projections_run(
+    data_dir: DataDir = None,
+    rebuild_stale: Annotated[
+        bool, typer.Option(help="rebuild read models built by another version of the code")
+    ] = False,
+) -> None:
+    """Run the projection runners alone, until Ctrl-C or SIGTERM."""
+    with (
+        reported_errors(),
+        _database(data_dir) as settings,
+        _event_store(settings, pool_size=len(projection_kinds()) + 1) as store,
+    ):
+        runners = ProjectionRunners(
+            store,
+            page_size=settings.projection_page_size,
+            poll_interval=settings.projection_poll_seconds,
+            rebuild_stale=rebuild_stale,
+        ).start()
+        signal.signal(signal.SIGTERM, lambda *_: runners.request_stop())
+        console.print(f"projections running: {', '.join(runners.names)}")
+        with suppress(KeyboardInterrupt):
+            runners.wait()
+        runners.stop()
+
+
+@projections_app.command("status")
+def projections_status(data_dir: DataDir = None) -> None:
+    """A table of the read models: generation, position and lag."""
+    with reported_errors(), _database(data_dir) as settings, _event_store(settings) as store:
+        with store.connection() as conn:
+            ensure_read_side(conn, projection_kinds())
+            head, statuses = projection_statuses(store, conn)
+        Console().print(status_table(head, statuses))
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    names: Annotated[list[str] | None, typer.Argument(help="read models to rebuild")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="rebuild every read model")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Replay the whole log into new tables while queries use the old ones, then switch over.
+    Interrupted, it resumes where it stopped when run again."""
+    with reported_errors(), _database(data_dir) as settings, _event_store(settings) as store:
+        if bool(names) == all_:
+            raise CliError("name the read models to rebuild, or use --all")
+        try:
+            report = rebuild_with_progress(
+                console, store, None if all_ else names, settings.rebuild_page_size
+            )
+        except (UnknownProjectionError, RebuildBusyError) as error:
+            raise CliError(str(error)) from None
+        except KeyboardInterrupt:
+            console.print("interrupted: run the same command again to resume")
+            raise typer.Exit(130) from None
+        typer.echo(report_line(report))
+
+
+@relay_app.command()
+def refeed(
+    from_position: Annotated[
+        int, typer.Option("--from", min=0, help="re-publish the events after this position")
+    ] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Publish the integration events after a position again, e.g. to a broker that lost its
+    data. Running workers pick it up at once; otherwise at their next start."""
+    with reported_errors(), _database(data_dir) as settings, _event_store(settings) as store:
+        try:
+            previous = rewind(store, from_position)
+        except ValueError as error:
+            raise CliError(str(error)) from None
+        console.print(f"kafka relay moved back from position {previous} to {from_position}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("stripe", "kafka", "mail.log"):  # a line per request, message, partition
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     app(prog_name="ticketblitz")
     sys.exit(0)

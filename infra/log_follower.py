@@ -9,11 +9,12 @@ Only one runner per follower name works at a time: it holds an advisory lock on 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -75,6 +76,10 @@ def read_page(store: PostgresEventStore, after: int, limit: int) -> list[LoggedE
     return [LoggedEvent(n.id, to_event(n)) for n in notifications]
 
 
+PageReader = Callable[[PostgresEventStore, int, int], list[LoggedEvent]]
+"""Reads up to `limit` events after a position (a follower may filter or decode lazily)."""
+
+
 def positions_of(conn: psycopg.Connection[Any]) -> dict[str, tuple[int, datetime | None]]:
     rows = conn.execute("SELECT name, position, event_time FROM follower_positions").fetchall()
     return {name: (int(position), event_time) for name, position, event_time in rows}
@@ -92,11 +97,13 @@ class LogFollower:
         handler: PageHandler,
         page_size: int = 1000,
         poll_interval: float = 0.05,
+        reader: PageReader = read_page,
     ) -> None:
         self.store = store
         self.handler = handler
         self.page_size = page_size
         self.poll_interval = poll_interval
+        self.reader = reader
         self._ready = False
 
     @property
@@ -125,7 +132,7 @@ class LogFollower:
 
     def process_page(self, after: int) -> int:
         """Handle the events after `after`; returns the new position (== after if none)."""
-        page = read_page(self.store, after, self.page_size)
+        page = self.reader(self.store, after, self.page_size)
         if not page:
             return after
         last = page[-1]
@@ -155,29 +162,45 @@ class LogFollower:
             position = moved
         return position
 
-    def run(self, stop: threading.Event) -> None:
-        """Follow the log until `stop` is set; survives database outages by retrying."""
+    def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
+        """Follow the log until `stop` is set; survives database outages by retrying.
+
+        `wake`, if given, is set by whoever learns of new events (e.g. a LISTEN on the store's
+        NOTIFY channel): an idle follower then reacts at once instead of at its next poll.
+        Whoever sets `stop` should set `wake` too."""
         backoff = self.poll_interval
         while not stop.is_set():
             try:
                 with self.store.connection() as lock_conn:
-                    if not lock_conn.execute(
-                        "SELECT pg_try_advisory_lock(%s)", (_lock_key(self.name),)
-                    ).fetchone()[0]:  # type: ignore[index]
+                    key = _lock_key(self.name)
+                    locked = lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                    if not (locked and locked[0]):
                         stop.wait(1.0)  # another runner has it: stand by
                         continue
-                    self.setup()
-                    position = self.position()
-                    while not stop.is_set():
-                        moved = self.process_page(position)
-                        if moved == position:
-                            stop.wait(self.poll_interval)
-                        position = moved
-                        backoff = self.poll_interval
+                    try:
+                        self.setup()
+                        position = self.position()
+                        while not stop.is_set():
+                            moved = self.process_page(position)
+                            if moved == position:
+                                self._idle(stop, wake)
+                            position = moved
+                            backoff = self.poll_interval
+                    finally:
+                        # The connection goes back to the pool: it must not keep the lock.
+                        with contextlib.suppress(psycopg.Error):
+                            lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             except (psycopg.Error, PositionMovedError, OSError) as error:
                 log.warning("follower %s: %s; retrying in %.1fs", self.name, error, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    def _idle(self, stop: threading.Event, wake: threading.Event | None) -> None:
+        if wake is None:
+            stop.wait(self.poll_interval)
+        else:
+            wake.wait(self.poll_interval)
+            wake.clear()  # cleared before the next read: a later NOTIFY is not lost
 
 
 def wait_for_position(

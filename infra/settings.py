@@ -50,3 +50,29 @@ class Settings(BaseSettings):
     rate_limit_login_per_minute: int = Field(default=20, ge=1)
     rate_limit_booking_per_minute: int = Field(default=120, ge=1)
     rate_limit_register_per_minute: int = Field(default=10, ge=1)
+
+    # Payments and the booking saga (process_managers/).
+    payment_intent_wait_seconds: float = Field(default=5.0, ge=0)
+    saga_threads: int = Field(default=4, ge=1)
+    worker_poll_seconds: float = Field(default=0.05, gt=0)
+
+    # Kafka integration events (docs/INTEGRATION_EVENTS.md) and their consumers.
+    kafka_topic_prefix: str = "ticketblitz"
+    kafka_partitions: int = Field(default=3, ge=1)
+    kafka_publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    kafka_notifier_group: str = "ticketblitz-notifier"
+    # Tansu joins consumer groups slowly with kafka-python's defaults (shared/STACK.md).
+    kafka_max_poll_interval_ms: int = Field(default=10_000, ge=1000)
+    kafka_session_timeout_ms: int = Field(default=6_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    # E-mail (the notifier).
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Read side: projections/ and read_api/.
+    read_wait_seconds: float = Field(default=2.0, ge=0, le=60)  # bound of `after=` waits
+    read_cache_ttl_seconds: float = Field(default=2.0, gt=0)
+    read_pool_size: int = Field(default=8, ge=1)
+    projection_poll_seconds: float = Field(default=0.25, gt=0)  # fallback: NOTIFY wakes them
+    projection_page_size: int = Field(default=1000, ge=1)
+    rebuild_page_size: int = Field(default=5000, ge=1)

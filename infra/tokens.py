@@ -59,11 +59,15 @@ class TokenService:
 
 def demo_secret(data_dir: Path) -> str:
     """Demo mode only: a random secret kept in the data dir so tokens survive a restart."""
-    path = data_dir / "jwt-secret"
+    return kept_secret(data_dir / "jwt-secret")
+
+
+def kept_secret(path: Path, prefix: str = "") -> str:
+    """A random secret generated once and kept (owner-readable only) in `path`."""
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.write_text(prefix + secrets.token_urlsafe(48))
         tmp.chmod(0o600)
         tmp.rename(path)
     return path.read_text().strip()

@@ -7,6 +7,9 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from infra.bootstrap import Container
+from infra.metrics import install_metrics
+from infra.openapi import document_problems
+from read_api.app import query_router
 from write_api.app import command_router
 from write_api.problems import install_problem_handlers, problem
 
@@ -22,7 +25,9 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     install_problem_handlers(app)
+    document_problems(app)
     app.include_router(command_router())
+    app.include_router(query_router())
 
     @app.middleware("http")
     async def limit_body_size(
@@ -34,6 +39,8 @@ def create_app(container: Container) -> FastAPI:
                 413, "payload-too-large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
             )
         return await call_next(request)
+
+    install_metrics(app, container)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, object]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.embedded import EmbeddedStack, StackEndpoints
+from infra.embedded import EmbeddedStack, Mailbox, StackEndpoints
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ADMIN_EMAIL = "admin@tests.ticketblitz.dev"
@@ -33,9 +33,9 @@ def endpoints(stack_dir: Path) -> Iterator[StackEndpoints]:
         stack_dir,
         postgres=external_db is None,
         redis=external_redis is None,
-        kafka=False,
-        stripe=False,
-        smtp=False,
+        kafka=True,
+        stripe=True,
+        smtp=True,
     )
     started = stack.start()
     yield StackEndpoints(
@@ -47,3 +47,9 @@ def endpoints(stack_dir: Path) -> Iterator[StackEndpoints]:
         smtp_port=started.smtp_port,
     )
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def mailbox(endpoints: StackEndpoints, stack_dir: Path) -> Mailbox:
+    """The e-mails the session's embedded SMTP server received."""
+    return EmbeddedStack(stack_dir).mailbox

@@ -11,7 +11,7 @@ from infra.cli import app
 from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-APP_SERVICES = {"write-api"}
+APP_SERVICES = {"write-api", "workers"}
 INFRA_SERVICES = {"postgres", "kafka", "redis"}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from write_api import auth, bookings, shows
+from write_api import auth, bookings, payments, shows
 
 API_PREFIX = "/api/v1"
 
@@ -14,4 +14,5 @@ def command_router() -> APIRouter:
     router.include_router(auth.router)
     router.include_router(shows.router)
     router.include_router(bookings.router)
+    router.include_router(payments.router)
     return router

@@ -17,7 +17,12 @@ from commands.errors import (
     ConcurrencyError,
     ForbiddenError,
     IdempotencyMismatchError,
+    InvalidWebhookError,
     NotFoundError,
+    PaymentDeclinedError,
+    PaymentGatewayUnavailableError,
+    PaymentNotReadyError,
+    PaymentRejectedError,
     StoreUnavailableError,
 )
 from domain.errors import (
@@ -120,6 +125,17 @@ def _to_problem(error: Exception) -> ProblemError:
             )
         case InvalidCredentialsError():
             return ProblemError(401, "invalid-credentials", "unknown e-mail or wrong password")
+        case PaymentDeclinedError():
+            return ProblemError(402, "payment-declined", str(error), reason=error.reason)
+        case InvalidWebhookError():
+            return ProblemError(400, "invalid-webhook", str(error))
+        case PaymentNotReadyError():
+            return ProblemError(503, "payment-not-ready", str(error), {"Retry-After": "1"})
+        case PaymentGatewayUnavailableError():
+            detail = "the payment provider is unavailable"
+            return ProblemError(503, "payments-unavailable", detail, {"Retry-After": "5"})
+        case PaymentRejectedError():
+            return ProblemError(422, "payment-rejected", str(error))
         case ConcurrencyError():
             return ProblemError(503, "busy", str(error), {"Retry-After": "1"})
         case StoreUnavailableError():

@@ -39,6 +39,8 @@ def settings_for_tests(endpoints: StackEndpoints, data_dir: Path, **overrides: A
 @pytest.fixture(scope="session")
 def container(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[Container]:
     built = bootstrap(settings_for_tests(endpoints, stack_dir / "app"))
+    if built.read_side is not None:
+        built.read_side.start_runners()  # as `ticketblitz up` does; stopped by close()
     yield built
     built.close()
 

@@ -1,0 +1,436 @@
+"""Benchmark `onsale`: a hot show sold out over HTTP, next to the seed-style design behind the
+same framework and the same load generator, in the same run.
+
+    .venv/bin/python -m bench.onsale [--seats 10000] [--clients 200] [--rounds 2]
+        [--baseline-pool 16] [--baseline-mode skip-locked|wait] [--py-spy]
+
+The real app (`infra.web.create_app` over `bootstrap(settings)`, embedded PostgreSQL 16 and Valkey,
+rate limits off) is served by uvicorn in this process; the seed-style app
+(bench/baselines/seed_style.py) likewise on another port. The load generator is a separate
+process (bench/loadgen.py): `clients` asyncio + httpx clients, each with its own customer token,
+asking for 1-4 seats (half chosen, half best-available) until the show is sold out.
+Each round sells a fresh show with each design (ours first), after a small warm-up round.
+Ends by checking zero oversell against the event store (and the seat-map read model if present)
+and against the baseline's tables. Targets: >= 2,000 holds/s, p99 <= 200 ms, >= 2.5x baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from bench import whatif
+from bench.baselines.in_memory import add_show, create_in_memory_app
+from bench.baselines.seed_style import MODES, SeedStyleBookings, create_baseline_app
+from bench.common import (
+    RESULTS_DIR,
+    CpuMeter,
+    Layout,
+    SaveProbe,
+    bench_container,
+    bench_stack,
+    fmt,
+    latency_summary,
+    load_average,
+    machine_info,
+    postmaster_pid,
+    print_table,
+    ratio,
+    register_customers,
+    schedule_hot_show,
+    verify_inventory,
+    verify_read_model,
+    write_results,
+)
+from bench.profiling import PySpy, top_costs
+from infra.http_server import BackgroundServer
+from infra.web import create_app
+
+TARGET_HOLDS = 2_000.0
+TARGET_P99_MS = 200.0
+TARGET_RATIO = 2.5
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_loadgen(
+    url: str,
+    tokens: list[str],
+    show_id: UUID,
+    layout: Layout,
+    seed: int,
+    chosen_ratio: float,
+    max_seconds: float,
+    postmaster: int | None = None,
+    client: str = "httpx",
+) -> dict[str, Any]:
+    """Run bench/loadgen.py in its own process; its result plus this process's CPU use."""
+    config = {
+        "url": url,
+        "tokens": tokens,
+        "show_id": str(show_id),
+        "rows": layout.to_json(),
+        "chosen_ratio": chosen_ratio,
+        "max_quantity": 4,
+        "seed": seed,
+        "timeout": 30.0,
+        "max_seconds": max_seconds,
+        "client": client,
+    }
+    with tempfile.TemporaryDirectory(prefix="tbl-", dir="/tmp") as tmp:
+        config_path, result_path = Path(tmp) / "config.json", Path(tmp) / "result.json"
+        config_path.write_text(json.dumps(config))
+        cpu = CpuMeter(postmaster).start()
+        subprocess.run(
+            [sys.executable, "-m", "bench.loadgen", str(config_path), str(result_path)],
+            cwd=ROOT,
+            check=True,
+            timeout=max_seconds + 120,
+        )
+        used = cpu.stop()
+        raw: dict[str, Any] = json.loads(result_path.read_text())
+    holds = raw["holds"]
+    seconds = raw["seconds"]
+    # The run's throughput ends at its last success (clients drain 409s after the sell-out).
+    active = max((h[2] for h in holds), default=seconds)
+    result: dict[str, Any] = {
+        "holds": len(holds),
+        "tickets": sum(len(h[1]) for h in holds),
+        "requests": len(raw["latencies"]),
+        "seconds": seconds,
+        "seconds_to_sold_out": active,
+        "holds_per_s": len(holds) / active if active else 0.0,
+        "requests_per_s": len(raw["latencies"]) / seconds if seconds else 0.0,
+        "latency_all": latency_summary(raw["latencies"]),
+        "latency_held": latency_summary(raw["held_latencies"]),
+        "statuses": raw["statuses"],
+        "answers": raw["kinds"],
+        "answers_by_mode": raw["by_mode"],
+        "conflicts_409": sum(v for k, v in raw["statuses"].items() if k == "409"),
+        "sold_out_seen": raw["sold_out_seen"],
+        "timed_out": raw["timed_out"],
+        "loadgen_cores": raw["loadgen_cores"],
+        "loadgen_cpu_ms_per_request": 1000.0 * raw["loadgen_cpu_seconds"] / len(raw["latencies"])
+        if raw["latencies"]
+        else 0.0,
+        "server_cpu_ms_per_request": 1000.0 * used["this_process_cpu_s"] / len(raw["latencies"])
+        if raw["latencies"]
+        else 0.0,
+        "cpu": used,
+    }
+    result["_holds"] = [(h[0], h[1]) for h in holds]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seats", type=int, default=10_000)
+    parser.add_argument("--seats-per-row", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup-seats", type=int, default=2000)
+    parser.add_argument("--chosen-ratio", type=float, default=0.5)
+    parser.add_argument("--baseline-pool", type=int, default=16, help="baseline connections")
+    parser.add_argument("--baseline-mode", choices=MODES, default="skip-locked")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="per sell-out, at most")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--py-spy", action="store_true", help="profile our server's rounds")
+    parser.add_argument("--py-spy-gil", action="store_true", help="sample only the GIL holder")
+    parser.add_argument("--no-read-model", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--client",
+        choices=("httpx", "raw"),
+        default="httpx",
+        help="load generator's HTTP client (raw: minimal asyncio HTTP/1.1, far less CPU)",
+    )
+    parser.add_argument(
+        "--ceiling", action="store_true", help="also the in-memory app (the HTTP ceiling)"
+    )
+    parser.add_argument(
+        "--what-if", action="append", default=[], help=f"experiment: {', '.join(whatif.KNOWN)}"
+    )
+    args = parser.parse_args()
+    whatif.check(args.what_if)
+
+    layout = Layout.for_seats(args.seats, args.seats_per_row)
+    warm = Layout.for_seats(args.warmup_seats, args.seats_per_row)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    load_before = load_average()
+    ours_rounds: list[dict[str, Any]] = []
+    base_rounds: list[dict[str, Any]] = []
+    memory_rounds: list[dict[str, Any]] = []
+    spies: list[Path] = []
+    applied: list[str] = []
+    with bench_stack(redis=True) as stack:
+        container = bench_container(stack)
+        probe = SaveProbe().install(container.store)
+        app = create_app(container)
+        applied = whatif.apply_to_container(container, args.what_if)
+        applied += whatif.apply_to_app(app, args.what_if)
+        server = BackgroundServer(app).start()
+        memory_app = create_in_memory_app(container.tokens)
+        memory = BackgroundServer(memory_app).start() if args.ceiling else None
+        bookings = SeedStyleBookings(
+            stack.database_url, pool_size=args.baseline_pool, mode=args.baseline_mode
+        )
+        bookings.setup()
+        baseline = BackgroundServer(create_baseline_app(bookings, container.tokens)).start()
+        try:
+            machine = machine_info(stack.database_url)
+            pm = postmaster_pid(stack.database_url)
+            tokens = register_customers(container, args.clients)
+
+            def ours(lay: Layout, seed: int, spy_to: Path | None = None) -> dict[str, Any]:
+                show_id = schedule_hot_show(container, lay)
+                probe.reset()
+                before = container.writers.stats()
+                spy = PySpy(os.getpid(), spy_to, gil=args.py_spy_gil).start() if spy_to else None
+                if spy is not None:
+                    time.sleep(0.5)
+                result = run_loadgen(
+                    server.url,
+                    tokens,
+                    show_id,
+                    lay,
+                    seed,
+                    args.chosen_ratio,
+                    args.max_seconds,
+                    pm,
+                    args.client,
+                )
+                if spy is not None:
+                    spy.stop()
+                after = container.writers.stats()
+                srv: dict[str, float] = {k: after[k] - before[k] for k in after}
+                srv["commands_per_batch"] = (
+                    srv["commands"] / srv["batches"] if srv["batches"] else 0.0
+                )
+                result["server"] = srv
+                result["transactions"] = probe.summary()
+                result["show_id"] = str(show_id)
+                result["oversell_check"] = verify_inventory(
+                    container, show_id, lay.seats, result.pop("_holds")
+                )
+                return result
+
+            def theirs(lay: Layout, seed: int) -> dict[str, Any]:
+                show_id = bookings.create_show(lay)
+                retries = bookings.retries
+                result = run_loadgen(
+                    baseline.url,
+                    tokens,
+                    show_id,
+                    lay,
+                    seed,
+                    args.chosen_ratio,
+                    args.max_seconds,
+                    pm,
+                    args.client,
+                )
+                result["retries"] = bookings.retries - retries
+                result["show_id"] = str(show_id)
+                result["oversell_check"] = bookings.verify(show_id, result.pop("_holds"))
+                return result
+
+            def ceiling(lay: Layout, seed: int) -> dict[str, Any]:
+                assert memory is not None
+                show_id = uuid4()
+                seats = add_show(memory_app, str(show_id), lay)
+                result = run_loadgen(
+                    memory.url,
+                    tokens,
+                    show_id,
+                    lay,
+                    seed,
+                    args.chosen_ratio,
+                    args.max_seconds,
+                    pm,
+                    args.client,
+                )
+                holds = result.pop("_holds")
+                result["oversell_check"] = {
+                    "ok": sorted(len(s) for _, s in holds)
+                    == sorted(len(s) for s in seats.bookings.values())
+                    and len(seats.holder) == lay.seats
+                }
+                return result
+
+            if args.warmup_seats:
+                ours(warm, args.seed)
+                if not args.no_baseline:
+                    theirs(warm, args.seed)
+                if memory is not None:
+                    ceiling(warm, args.seed)
+            for r in range(args.rounds):
+                spy_to = None
+                if args.py_spy:
+                    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+                    spy_to = RESULTS_DIR / f"onsale-{stamp}-round{r + 1}.pyspy.txt"
+                    spies.append(spy_to)
+                ours_rounds.append(ours(layout, args.seed + r, spy_to))
+                if not args.no_baseline:
+                    base_rounds.append(theirs(layout, args.seed + r))
+                if memory is not None:
+                    memory_rounds.append(ceiling(layout, args.seed + r))
+            shows = [(UUID(o["show_id"]), args.seats) for o in ours_rounds]
+            read_model = (
+                {"checked": False, "reason": "--no-read-model"}
+                if args.no_read_model
+                else verify_read_model(container, shows)
+            )
+        finally:
+            if memory is not None:
+                memory.stop()
+            baseline.stop()
+            server.stop()
+            bookings.close()
+            container.close()
+    profile = top_costs(spies, n=40) if spies else None
+    machine["uvicorn"] = uvicorn_flavour()
+    machine["what_if"] = applied
+    report(args, machine, load_before, ours_rounds, base_rounds, memory_rounds, read_model, profile)
+
+
+def uvicorn_flavour() -> dict[str, str]:
+    """What uvicorn's "auto" picks here: h11 or httptools, asyncio or uvloop."""
+    return {
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+    }
+
+
+def _total(rounds: list[dict[str, Any]]) -> float:
+    if not rounds:
+        return float("nan")
+    return sum(r["holds"] for r in rounds) / sum(r["seconds_to_sold_out"] for r in rounds)
+
+
+def report(
+    args, machine, load_before, ours_rounds, base_rounds, memory_rounds, read_model, profile
+) -> None:
+    rows = []
+    for i, o in enumerate(ours_rounds):
+        b = base_rounds[i] if i < len(base_rounds) else None
+        ok = o["oversell_check"]["ok"] and (b is None or b["oversell_check"]["ok"])
+        rows.append(
+            [
+                f"round {i + 1}",
+                fmt(o["holds_per_s"]),
+                fmt(b["holds_per_s"]) if b else "-",
+                fmt(ratio(o["holds_per_s"], b["holds_per_s"]), 1) + "x" if b else "-",
+                f"{fmt(o['latency_all']['p50_ms'], 1)}/{fmt(o['latency_all']['p95_ms'], 1)}/"
+                f"{fmt(o['latency_all']['p99_ms'], 1)}",
+                f"{fmt(b['latency_all']['p50_ms'], 1)}/{fmt(b['latency_all']['p95_ms'], 1)}/"
+                f"{fmt(b['latency_all']['p99_ms'], 1)}"
+                if b
+                else "-",
+                f"{o['conflicts_409']}/{b['conflicts_409']}" if b else str(o["conflicts_409"]),
+                fmt(o["server"]["commands_per_batch"], 1),
+                o["server"]["conflicts"],
+                f"{fmt(o['server_cpu_ms_per_request'], 2)}/"
+                + (fmt(b["server_cpu_ms_per_request"], 2) if b else "-"),
+                "ok" if ok else "FAIL",
+            ]
+        )
+    ours, base = _total(ours_rounds), _total(base_rounds)
+    rows.append(["all rounds", fmt(ours), fmt(base), fmt(ratio(ours, base), 1) + "x"] + [""] * 7)
+    print_table(
+        f"onsale: {args.seats:,}-seat show over HTTP, {args.clients} clients "
+        f"(separate load-generator process); baseline seed-style {args.baseline_mode}",
+        [
+            "",
+            "ours holds/s",
+            "seed holds/s",
+            "ratio",
+            "ours p50/p95/p99 ms",
+            "seed p50/p95/p99 ms",
+            "409s ours/seed",
+            "cmds/batch",
+            "conflicts",
+            "server ms CPU/req ours/seed",
+            "oversell",
+        ],
+        rows,
+    )
+    if memory_rounds:
+        print_table(
+            "HTTP ceiling: the same endpoint with seats in a dict (no storage), same load",
+            ["", "holds/s", "p50/p95/p99 ms", "loadgen cores"],
+            [
+                [
+                    f"round {i + 1}",
+                    fmt(m["holds_per_s"]),
+                    f"{fmt(m['latency_all']['p50_ms'], 1)}/{fmt(m['latency_all']['p95_ms'], 1)}/"
+                    f"{fmt(m['latency_all']['p99_ms'], 1)}",
+                    fmt(m["loadgen_cores"], 2),
+                ]
+                for i, m in enumerate(memory_rounds)
+            ],
+        )
+    worst_p99 = max((o["latency_all"]["p99_ms"] for o in ours_rounds), default=float("nan"))
+    print_table(
+        "targets",
+        ["target", "measured", "met"],
+        [
+            [f">= {TARGET_HOLDS:,.0f} holds/s", fmt(ours), "yes" if ours >= TARGET_HOLDS else "NO"],
+            [
+                f"p99 <= {TARGET_P99_MS:.0f} ms",
+                fmt(worst_p99, 1) + " (worst round)",
+                "yes" if worst_p99 <= TARGET_P99_MS else "NO",
+            ],
+            [
+                f">= {TARGET_RATIO}x seed-style",
+                fmt(ratio(ours, base), 1) + "x",
+                "yes" if ratio(ours, base) >= TARGET_RATIO else "NO",
+            ],
+            [
+                "zero oversell",
+                "store ok" if all(o["oversell_check"]["ok"] for o in ours_rounds) else "FAIL",
+                "yes" if all(o["oversell_check"]["ok"] for o in ours_rounds) else "NO",
+            ],
+        ],
+    )
+    if profile:
+        print_table(
+            "py-spy, our server during the rounds: self time (top 15)",
+            ["function", "% samples"],
+            [[k, fmt(v, 1)] for k, v in profile["self_pct"][:15]],
+        )
+    write_results(
+        "onsale",
+        {
+            "benchmark": "onsale",
+            "args": vars(args),
+            "machine": machine,
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+            "ours_holds_per_s": ours,
+            "baseline_holds_per_s": base,
+            "ratio": ratio(ours, base),
+            "ours_worst_p99_ms": worst_p99,
+            "targets": {
+                "holds_per_s": TARGET_HOLDS,
+                "p99_ms": TARGET_P99_MS,
+                "ratio": TARGET_RATIO,
+            },
+            "ours": ours_rounds,
+            "baseline": base_rounds,
+            "in_memory_ceiling": memory_rounds,
+            "read_model_check": read_model,
+            "profile": profile,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

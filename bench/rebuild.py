@@ -1,0 +1,147 @@
+"""Benchmark: `ticketblitz projections rebuild --all` on a log of N events.
+
+    .venv/bin/python -m bench.rebuild --events 100000 [--database-url URL] [--page-size 5000]
+
+Generates the log through the real command handlers (bench/workload.py) in a fresh database
+(an embedded PostgreSQL in a temporary directory, or a new database on --database-url's server,
+dropped afterwards), then measures in the same run:
+
+- a raw scan of the events table decoding every event (the ceiling for any follower),
+- the same scan decoding only the events the read models use,
+- the incremental runners catching up from zero (one follower per read model),
+- the rebuild of every read model (one shared scan, all four applied per page): the code
+  `ticketblitz projections rebuild --all` runs, without its progress bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import uuid4
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from pydantic import SecretStr
+
+from bench.workload import Workload
+from infra.bootstrap import bootstrap
+from infra.embedded import EmbeddedStack
+from infra.event_store import PostgresEventStore
+from infra.log_follower import PageReader, read_page
+from infra.settings import Settings
+from projections.base import EventReader
+from projections.rebuild import Rebuild
+from projections.registry import projection_kinds
+from projections.runner import ProjectionRunners
+
+
+@contextmanager
+def fresh_database(server_url: str | None) -> Iterator[str]:
+    if server_url is None:
+        with tempfile.TemporaryDirectory(prefix="tbb-", dir="/tmp") as tmp:
+            stack = EmbeddedStack(Path(tmp), kafka=False, redis=False, stripe=False, smtp=False)
+            endpoints = stack.start()
+            try:
+                assert endpoints.database_url is not None
+                yield endpoints.database_url
+            finally:
+                stack.stop()
+        return
+    name = f"tb_bench_{uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield make_conninfo(server_url, dbname=name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@dataclass
+class Timing:
+    wall: float = 0.0
+    cpu: float = 0.0  # this process, all threads: the Python side, whatever the machine's load
+
+    def line(self, what: str, events: int) -> str:
+        return (
+            f"{what}: {events / self.wall:,.0f} events/s "
+            f"({self.wall:.2f}s, {self.cpu:.2f}s CPU in this process)"
+        )
+
+
+@contextmanager
+def timed() -> Iterator[Timing]:
+    timing = Timing()
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield timing
+    timing.wall, timing.cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+
+def scan(store: PostgresEventStore, page_size: int, reader: PageReader = read_page) -> int:
+    position = 0
+    while page := reader(store, position, page_size):
+        position = page[-1].position
+    return position
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--database-url", default=None, help="server to create a database on")
+    parser.add_argument("--page-size", type=int, default=5000)
+    parser.add_argument("--shows", type=int, default=40)
+    args = parser.parse_args()
+
+    with fresh_database(args.database_url) as url, tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            data_dir=Path(tmp),
+            database_url=url,
+            jwt_secret=SecretStr(secrets.token_urlsafe(48)),
+            rate_limit_enabled=False,
+            rebuild_page_size=args.page_size,
+        )
+        container = bootstrap(settings)
+        workload = Workload(container, rows=40, seats_per_row=50, general=2000)
+        try:
+            with timed() as took:
+                workload.schedule_shows(args.shows)
+                head = workload.run_until(args.events)
+            print(took.line(f"generated {head:,} events through the command handlers", head))
+        finally:
+            workload.close()
+        store = container.store
+
+        with timed() as took:
+            events = scan(store, args.page_size)
+        print(took.line("raw scan + decode of every event", events))
+        topics: set[str] = set()
+        for kind in projection_kinds():
+            topics |= kind.topics()
+        with timed() as took:
+            events = scan(store, args.page_size, EventReader(topics))
+        print(took.line("scan + decode of the events the read models use", events))
+
+        with timed() as took:
+            runners = ProjectionRunners(store, page_size=1000).start()
+            caught_up = runners.wait_for(head, timeout=600)
+            runners.stop()
+        print(took.line("incremental runners from zero (4 followers)", head))
+        assert caught_up, "the runners did not catch up"
+
+        with timed() as took:
+            report = Rebuild(store, None, page_size=args.page_size).run()
+        print(took.line(f"rebuild --all ({report.replayed:,} events replayed)", report.replayed))
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"({os.cpu_count()} CPUs, load average {load}: other work slows the wall times)")
+        container.close()
+
+
+if __name__ == "__main__":
+    main()

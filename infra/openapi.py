@@ -1,0 +1,62 @@
+"""The OpenAPI document tells the truth about errors: every operation may answer problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+# Statuses any operation can answer with a problem (auth, limits, validation, outages).
+PROBLEM_STATUSES = {
+    "400": "Bad request",
+    "401": "Missing or invalid access token",
+    "402": "Payment declined",
+    "403": "Not allowed for this account",
+    "404": "Not found",
+    "409": "Conflicts with the current state",
+    "413": "Body too large",
+    "422": "Invalid request",
+    "429": "Rate limited (see Retry-After)",
+    "500": "Internal error (nothing leaked)",
+    "503": "Temporarily unavailable (see Retry-After)",
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Replace FastAPI's default 422 schema and add the problem answers to every operation."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        problem_ref = {"$ref": "#/components/schemas/Problem"}
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in PROBLEM_STATUSES.items():
+                    responses[status] = {
+                        "description": description,
+                        "content": {"application/problem+json": {"schema": problem_ref}},
+                    }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema["components"]["schemas"].pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,215 @@
+"""Integration events: the versioned JSON contract other systems read from Kafka.
+
+docs/INTEGRATION_EVENTS.md describes the contract. Domain events are internal and may change;
+integration events are what we promise. Each carries the state of its booking or show *after*
+the event (event-carried state), so a consumer needs no access to our store, and an id derived
+from the domain event, so a re-published event keeps its id and consumers can deduplicate.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+from pydantic import BaseModel, ConfigDict
+
+from commands.errors import NotFoundError
+from domain.account import Account
+from domain.booking import Booking
+from domain.ids import TICKETBLITZ_NAMESPACE
+from domain.show import Show
+from infra.event_store import PostgresEventStore
+from infra.log_follower import LoggedEvent
+
+SCHEMA_VERSION = 1
+BOOKINGS = "bookings.v1"
+SHOWS = "shows.v1"
+
+BOOKING_TYPES = {
+    "Booking.Placed": "booking.placed",
+    "Booking.PaymentRequested": "booking.payment_requested",
+    "Booking.PaymentSucceeded": "booking.paid",
+    "Booking.LatePaymentReceived": "booking.late_payment_received",
+    "Booking.PaymentFailed": "booking.payment_failed",
+    "Booking.Confirmed": "booking.confirmed",
+    "Booking.Cancelled": "booking.cancelled",
+    "Booking.Expired": "booking.expired",
+    "Booking.Refunded": "booking.refunded",
+}
+SHOW_TYPES = {
+    "Show.Scheduled": "show.scheduled",
+    "Show.SaleOpened": "show.sale_opened",
+    "Show.SaleClosed": "show.sale_closed",
+    "Show.Cancelled": "show.cancelled",
+}
+
+
+def topic_names(prefix: str) -> dict[str, str]:
+    """Topic of each stream, e.g. {"bookings.v1": "ticketblitz.bookings.v1"}."""
+    return {stream: f"{prefix}.{stream}" for stream in (BOOKINGS, SHOWS)}
+
+
+class IntegrationEvent(BaseModel):
+    """Version 1 of the contract (docs/INTEGRATION_EVENTS.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: UUID
+    type: str
+    version: int = SCHEMA_VERSION
+    occurred_at: datetime
+    position: int
+    show_id: UUID
+    booking_id: UUID | None = None
+    payload: dict[str, Any]
+
+    @property
+    def stream(self) -> str:
+        return BOOKINGS if self.booking_id is not None else SHOWS
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> IntegrationEvent:
+        return cls.model_validate_json(raw)
+
+
+def event_id_for(aggregate_id: UUID, version: int) -> UUID:
+    """Stable across re-publication: one domain event, one integration event id."""
+    return uuid5(TICKETBLITZ_NAMESPACE, f"event:{aggregate_id}:{version}")
+
+
+class IntegrationEvents:
+    """Builds integration events from the log, keeping recent aggregate states in memory so
+    that the state after each event is usually one `mutate` away."""
+
+    def __init__(self, store: PostgresEventStore, max_cached: int = 10_000) -> None:
+        self._store = store
+        self._max_cached = max_cached
+        self._states: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._customers: OrderedDict[UUID, dict[str, str]] = OrderedDict()
+
+    def forget(self) -> None:
+        self._states.clear()
+
+    def build(self, logged: LoggedEvent) -> IntegrationEvent | None:
+        name = logged.type_name
+        if name in BOOKING_TYPES:
+            booking = self._state_after(logged)
+            assert isinstance(booking, Booking)
+            return self._event(
+                logged,
+                BOOKING_TYPES[name],
+                booking.show_id,
+                booking.id,
+                self._booking_payload(booking),
+            )
+        if name in SHOW_TYPES:
+            show = self._state_after(logged)
+            assert isinstance(show, Show)
+            return self._event(logged, SHOW_TYPES[name], show.id, None, _show_payload(show))
+        return None
+
+    def _event(
+        self,
+        logged: LoggedEvent,
+        kind: str,
+        show_id: UUID,
+        booking_id: UUID | None,
+        payload: dict[str, Any],
+    ) -> IntegrationEvent:
+        event = logged.event
+        return IntegrationEvent(
+            event_id=event_id_for(event.originator_id, event.originator_version),
+            type=kind,
+            occurred_at=logged.timestamp,
+            position=logged.position,
+            show_id=show_id,
+            booking_id=booking_id,
+            payload=payload,
+        )
+
+    def _state_after(self, logged: LoggedEvent) -> Aggregate:
+        event = logged.event
+        aggregate_id: UUID = event.originator_id
+        version: int = event.originator_version
+        cached = self._states.get(aggregate_id)
+        state: Aggregate
+        if cached is not None and cached.version == version - 1:
+            state = event.mutate(cached)
+        elif version == 1:
+            state = event.mutate(None)
+        else:  # not cached, or a page is being redone: read it as of this event
+            state = self._store.app.repository.get(aggregate_id, version=version)
+        self._remember(self._states, aggregate_id, state)
+        return state
+
+    def _show(self, show_id: UUID) -> Show | None:
+        cached = self._states.get(show_id)
+        if isinstance(cached, Show):
+            return cached
+        try:
+            show = self._store.get(show_id, Show)
+        except NotFoundError:
+            return None
+        self._remember(self._states, show_id, show)
+        return show
+
+    def _customer(self, customer_id: UUID) -> dict[str, str]:
+        found = self._customers.get(customer_id)
+        if found is None:
+            try:
+                account = self._store.get(customer_id, Account)
+                found = {"id": str(customer_id), "email": account.email, "name": account.name}
+            except NotFoundError:
+                found = {"id": str(customer_id), "email": "", "name": ""}
+            self._remember(self._customers, customer_id, found)
+        return found
+
+    def _remember(self, cache: OrderedDict[UUID, Any], key: UUID, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > self._max_cached:
+            cache.popitem(last=False)
+
+    def _booking_payload(self, booking: Booking) -> dict[str, Any]:
+        show = self._show(booking.show_id)
+        return {
+            "status": booking.status,
+            "customer": self._customer(booking.customer_id),
+            "seats": list(booking.seats),
+            "general": dict(booking.general),
+            "quantity": booking.quantity,
+            "amount_cents": booking.amount_cents,
+            "currency": booking.currency,
+            "hold_expires_at": booking.hold_expires_at.isoformat(),
+            "payment_intent_id": booking.payment_intent_id,
+            "paid_cents": booking.paid_cents,
+            "refunded_cents": booking.refunded_cents,
+            "refund_id": booking.refund_id,
+            "reason": booking.reason,
+            "show": None
+            if show is None
+            else {
+                "title": show.title,
+                "venue": show.venue,
+                "starts_at": show.starts_at.isoformat(),
+            },
+        }
+
+
+def _show_payload(show: Show) -> dict[str, Any]:
+    return {
+        "status": show.status,
+        "title": show.title,
+        "description": show.description,
+        "category": show.category,
+        "venue": show.venue,
+        "starts_at": show.starts_at.isoformat(),
+        "currency": show.currency,
+        "price_tiers": dict(show.price_tiers),
+    }

@@ -1,0 +1,71 @@
+"""The relay: follows the event store and publishes integration events to Kafka.
+
+The event store is the outbox. A page of events is published, then the producer is flushed
+and every send checked before `handle` returns; the follower's position is updated after that,
+in the page's transaction. So the position only moves past what the broker acknowledged: after
+an outage the relay resumes where it stopped. Delivery is at least once (a crash between the
+broker's ack and the commit publishes a page again); the stable event ids let consumers
+deduplicate. A broker that lost its data (the embedded one keeps topics in memory) is re-fed
+with `ticketblitz relay refeed --from POS`, which moves the relay's position back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from infra.event_store import PostgresEventStore
+from infra.kafka import KafkaPublisher, OutgoingMessage
+from infra.log_follower import LoggedEvent
+from process_managers.integration_events import IntegrationEvents
+
+RELAY_NAME = "kafka-relay"
+
+
+class KafkaRelay:
+    """PageHandler publishing each page's integration events, keyed by show id."""
+
+    name = RELAY_NAME
+
+    def __init__(
+        self, events: IntegrationEvents, publisher: KafkaPublisher, topics: dict[str, str]
+    ) -> None:
+        self._events = events
+        self._publisher = publisher
+        self._topics = topics  # stream -> topic name
+
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        """Nothing in PostgreSQL; the publisher creates its topics when it connects."""
+
+    def handle(self, conn: psycopg.Connection[Any], page: Sequence[LoggedEvent]) -> None:
+        try:
+            messages = [
+                OutgoingMessage(self._topics[e.stream], str(e.show_id), e.to_json())
+                for logged in page
+                if (e := self._events.build(logged)) is not None
+            ]
+            self._publisher.publish(messages)
+        except BaseException:
+            self._events.forget()  # the page will be redone: rebuild states from the store
+            raise
+
+
+def rewind(store: PostgresEventStore, position: int, name: str = RELAY_NAME) -> int:
+    """Move a follower back so that it handles again every event after `position`; returns
+    the position it was at. A running follower notices and continues from there."""
+    with store.connection() as conn, conn.transaction():
+        row = conn.execute(
+            "SELECT position FROM follower_positions WHERE name = %s FOR UPDATE", (name,)
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"no follower named {name} has run yet")
+        current = int(row[0])
+        if position > current:
+            raise ValueError(f"{name} is at {current}: it can only be moved back")
+        conn.execute(
+            "UPDATE follower_positions SET position = %s, updated_at = now() WHERE name = %s",
+            (position, name),
+        )
+    return current

@@ -1,0 +1,232 @@
+"""Notifications: e-mails to customers about their bookings, from the integration events that
+the relay publishes to Kafka (consumed in a consumer group, so notifiers scale out).
+
+At most one e-mail per event, deduplicated by event id in PostgreSQL (`sent_emails`):
+
+1. an event with a row already is skipped (sent, refused, or in doubt);
+2. the mailer transmits the message up to the final "." (nothing is delivered yet);
+3. a row `sending` is inserted and committed: the reservation (if another notifier reserved
+   the event first, the message is abandoned);
+4. the final "." asks the server to deliver; 5. the row becomes `sent`.
+
+A crash before 3 delivers nothing and leaves no row: the Kafka record, whose offset is
+committed only after it was handled, is consumed again and the e-mail sent then. A crash
+between 3 and 5 (a few milliseconds around one packet and its answer) leaves a `sending` row
+whose e-mail may or may not have gone out; it is never re-sent (at most once) and is counted
+as "in doubt" when a notifier starts. SMTP has no idempotency key that would close that window.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from pydantic import ValidationError
+
+from infra.event_store import PostgresEventStore
+from infra.mailer import MailRejectedError, MailUnavailableError, SmtpMailer
+from process_managers.integration_events import IntegrationEvent
+
+log = logging.getLogger(__name__)
+
+SENT_EMAILS_DDL = """
+CREATE TABLE IF NOT EXISTS sent_emails (
+    event_id uuid PRIMARY KEY,
+    event_type text NOT NULL,
+    recipient text NOT NULL,
+    status text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    sent_at timestamptz
+)
+"""
+SENDING, SENT, REFUSED = "sending", "sent", "refused"
+
+SUBJECTS = {
+    "booking.confirmed": "Your booking for {title} is confirmed",
+    "booking.cancelled": "Your booking for {title} was cancelled",
+    "booking.payment_failed": "Payment declined: your booking for {title} was cancelled",
+    "booking.expired": "Your hold for {title} has expired",
+    "booking.refunded": "Refund issued for your booking for {title}",
+}
+
+
+def money(cents: int, currency: str) -> str:
+    return f"{cents // 100}.{cents % 100:02d} {currency}"
+
+
+def compose(event: IntegrationEvent, sender: str) -> EmailMessage | None:
+    """The e-mail an event deserves, or None (not every event is worth an e-mail)."""
+    subject = SUBJECTS.get(event.type)
+    payload = event.payload
+    recipient = (payload.get("customer") or {}).get("email")
+    if subject is None or not recipient:
+        return None
+    show = payload.get("show") or {}
+    title = show.get("title") or "your show"
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject.format(title=title)
+    message["Message-ID"] = f"<{event.event_id}@ticketblitz>"
+    message["X-TicketBlitz-Event-Id"] = str(event.event_id)
+    message["X-TicketBlitz-Event-Type"] = event.type
+    message["X-TicketBlitz-Booking-Id"] = str(event.booking_id)
+    message.set_content(_body(event, payload, show, title))
+    return message
+
+
+def _body(
+    event: IntegrationEvent, payload: dict[str, Any], show: dict[str, Any], title: str
+) -> str:
+    name = (payload.get("customer") or {}).get("name") or "there"
+    currency = payload.get("currency", "")
+    tickets = [f"  seat {s}" for s in payload.get("seats", [])] + [
+        f"  {n} x general admission ({section})"
+        for section, n in (payload.get("general") or {}).items()
+    ]
+    when = f" at {show['venue']} on {show['starts_at']}" if show.get("venue") else ""
+    lines = [f"Hello {name},", "", f"Booking {event.booking_id} for {title}{when}:"]
+    if event.type == "booking.confirmed":
+        lines += ["is confirmed. Your tickets:", *tickets]
+        lines.append(f"Amount paid: {money(int(payload.get('paid_cents', 0)), currency)}")
+    elif event.type == "booking.refunded":
+        lines.append(
+            f"we refunded {money(int(payload.get('refunded_cents', 0)), currency)} "
+            "to your payment method."
+        )
+    else:
+        lines += ["is over, and these tickets are released:", *tickets]
+        lines.append(f"Reason: {payload.get('reason') or 'not given'}")
+        if int(payload.get("paid_cents", 0)) > int(payload.get("refunded_cents", 0)):
+            lines.append("Your payment will be refunded; a confirmation follows.")
+    return "\n".join([*lines, "", "TicketBlitz", ""])
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        mailer: SmtpMailer,
+        consumer_factory: Callable[[], KafkaConsumer],
+        topics: list[str],
+    ) -> None:
+        self._store = store
+        self._mailer = mailer
+        self._consumer_factory = consumer_factory
+        self._topics = topics
+
+    def setup(self) -> None:
+        with self._store.connection() as conn:
+            conn.execute(SENT_EMAILS_DDL)
+            row = conn.execute(
+                "SELECT count(*) FROM sent_emails WHERE status = %s", (SENDING,)
+            ).fetchone()
+        if row and row[0]:
+            log.warning("%d e-mails are in doubt (a notifier died while sending them)", row[0])
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            consumer: KafkaConsumer | None = None
+            try:
+                self.setup()
+                consumer = self._consumer_factory()
+                consumer.subscribe(self._topics)
+                while not stop.is_set():
+                    if self.consume(consumer):
+                        backoff = 0.5
+                    else:  # the mail server is unhappy: give it a moment
+                        stop.wait(backoff)
+                        backoff = min(backoff * 2, 30.0)
+            except (KafkaError, psycopg.Error, OSError) as error:
+                log.warning("notifier: %s; retrying in %.1fs", error, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            finally:
+                if consumer is not None:
+                    consumer.close()
+                self._mailer.disconnect()
+
+    def consume(self, consumer: KafkaConsumer) -> bool:
+        """Handle one poll's records, commit their offsets; False if sending had to stop."""
+        healthy = True
+        done: dict[TopicPartition, OffsetAndMetadata] = {}
+        for partition, records in consumer.poll(timeout_ms=500, max_records=200).items():
+            for record in records:
+                try:
+                    self.handle(record.value)
+                except MailUnavailableError as error:
+                    log.warning("notifier: mail server unavailable: %s", error)
+                    consumer.seek(partition, record.offset)  # this record again, later
+                    healthy = False
+                    break
+                done[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
+        if done:
+            consumer.commit(done)
+        return healthy
+
+    def handle(self, raw: bytes) -> None:
+        try:
+            event = IntegrationEvent.from_json(raw)
+        except ValidationError as error:
+            log.error("notifier: skipping a malformed integration event: %s", error)
+            return
+        message = compose(event, self._mailer.sender)
+        if message is not None:
+            self.send_once(event.event_id, event.type, message)
+
+    def send_once(self, event_id: UUID, event_type: str, message: EmailMessage) -> None:
+        with self._store.connection() as conn:
+            if conn.execute(
+                "SELECT 1 FROM sent_emails WHERE event_id = %s", (event_id,)
+            ).fetchone():
+                return
+            recipient = str(message["To"])
+            try:
+                prepared = self._mailer.prepare(message)
+            except MailRejectedError as error:
+                self._refused(conn, event_id, event_type, recipient, error)
+                return
+            reserved = conn.execute(
+                "INSERT INTO sent_emails (event_id, event_type, recipient, status) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id",
+                (event_id, event_type, recipient, SENDING),
+            ).fetchone()
+            if reserved is None:
+                prepared.abandon()  # another notifier has it
+                return
+            try:
+                prepared.deliver()
+            except MailRejectedError as error:  # refused at the last step: nothing went out
+                conn.execute("DELETE FROM sent_emails WHERE event_id = %s", (event_id,))
+                self._refused(conn, event_id, event_type, recipient, error)
+                return
+            conn.execute(
+                "UPDATE sent_emails SET status = %s, sent_at = now() WHERE event_id = %s",
+                (SENT, event_id),
+            )
+
+    @staticmethod
+    def _refused(
+        conn: psycopg.Connection[Any],
+        event_id: UUID,
+        event_type: str,
+        recipient: str,
+        error: MailRejectedError,
+    ) -> None:
+        if not error.permanent:
+            raise MailUnavailableError(str(error)) from error
+        log.error("notifier: %s refused for %s: %s", event_type, recipient, error)
+        conn.execute(
+            "INSERT INTO sent_emails (event_id, event_type, recipient, status) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (event_id, event_type, recipient, REFUSED),
+        )

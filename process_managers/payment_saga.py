@@ -1,0 +1,235 @@
+"""The payment saga: turns a held booking into a confirmed, paid one, or undoes it.
+
+Design: an outbox of tasks, executed at least once by idempotent steps.
+
+- `PaymentSagaTasks` follows the log. For each booking event that may call for an action it
+  arms a row of `payment_saga_tasks` (booking id, a generation counter, a due time) in the
+  page's own transaction: a page's tasks are recorded exactly once, and handling a page calls
+  nothing outside PostgreSQL. Calling Stripe and sending commands from inside the page instead
+  would hold the follower's transaction open across network calls, stall every later booking
+  behind one slow or failing payment, and still repeat those calls when the page is redone.
+- `PaymentSaga` executes due tasks on a few threads. A session advisory lock per booking keeps
+  two executors (threads or processes) off the same booking; a killed worker's locks vanish with
+  its connections, so a restart resumes at once. A task advances its booking from the booking's
+  *current* state in the event store, not from the event that armed it: create the Stripe
+  intent and record it (RequestPayment), confirm it with the payment method given at booking,
+  record the result (RecordPayment sells the seats and confirms; RecordPaymentFailure cancels
+  and releases them), confirm a paid booking, refund the money of a cancelled or expired one
+  (RecordRefund). Each step is idempotent (Stripe idempotency keys and look-ups; commands that
+  are no-ops once their result is recorded), so redoing a task after a crash repeats nothing
+  that took effect. A task row is deleted only if no event re-armed it meanwhile (same
+  generation); a failed task is retried with backoff and its error kept in `last_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from commands.errors import PaymentRejectedError
+from commands.models import (
+    ConfirmBooking,
+    RecordPayment,
+    RecordPaymentFailure,
+    RecordRefund,
+    RequestPayment,
+)
+from commands.payments import FREE_INTENT, PaymentCommands, PaymentStep
+from commands.ports import PaymentGateway
+from domain.booking import CANCELLED, EXPIRED, HELD, PAID, PAYMENT_REQUESTED, Booking
+from infra.event_store import PostgresEventStore
+from infra.log_follower import LoggedEvent
+from process_managers.scheduling import advisory_key, log_failure, retry_delay
+
+log = logging.getLogger(__name__)
+
+TASKS_DDL = """
+CREATE TABLE IF NOT EXISTS payment_saga_tasks (
+    booking_id uuid PRIMARY KEY,
+    generation bigint NOT NULL DEFAULT 1,
+    due_at timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text
+);
+CREATE INDEX IF NOT EXISTS payment_saga_tasks_due ON payment_saga_tasks (due_at)
+"""
+
+# Booking events after which the saga may have something to do.
+TRIGGERS = frozenset(
+    {
+        "Booking.Placed",
+        "Booking.PaymentRequested",
+        "Booking.PaymentSucceeded",
+        "Booking.LatePaymentReceived",
+        "Booking.Cancelled",
+        "Booking.Expired",
+    }
+)
+ENDED_UNPAID = frozenset({CANCELLED, EXPIRED})
+MAX_STEPS = 6  # a booking needs at most: intent, record, confirm ... then it waits or is final
+
+
+class PaymentSagaTasks:
+    """PageHandler: arms one task per booking that an event of the page may move on."""
+
+    name = "payment-saga"
+
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(TASKS_DDL)
+
+    def handle(self, conn: psycopg.Connection[Any], page: Sequence[LoggedEvent]) -> None:
+        bookings = list(
+            dict.fromkeys(e.event.originator_id for e in page if e.type_name in TRIGGERS)
+        )
+        if bookings:
+            conn.execute(
+                "INSERT INTO payment_saga_tasks (booking_id) SELECT unnest(%s::uuid[]) "
+                "ON CONFLICT (booking_id) DO UPDATE SET "
+                "generation = payment_saga_tasks.generation + 1, due_at = now(), attempts = 0",
+                (bookings,),
+            )
+
+
+class PaymentSaga:
+    """Executes due saga tasks: Stripe calls and payment commands, idempotent step by step."""
+
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        payments: PaymentCommands,
+        gateway: PaymentGateway,
+        threads: int = 4,
+        poll_interval: float = 0.05,
+        command_timeout: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._payments = payments
+        self._gateway = gateway
+        self._threads = threads
+        self._poll = poll_interval
+        self._timeout = command_timeout
+
+    def setup(self) -> None:
+        with self._store.connection() as conn:
+            PaymentSagaTasks().setup(conn)
+
+    def run(self, stop: threading.Event) -> None:
+        self.setup()
+        with ThreadPoolExecutor(self._threads, thread_name_prefix="payment-saga") as pool:
+            while not stop.is_set():
+                if not self.run_once(pool):
+                    stop.wait(self._poll)
+
+    def run_once(self, pool: ThreadPoolExecutor) -> int:
+        """Execute the tasks due now (up to a batch); returns how many were taken."""
+        with self._store.connection() as conn:
+            due = conn.execute(
+                "SELECT booking_id FROM payment_saga_tasks WHERE due_at <= now() "
+                "ORDER BY due_at LIMIT %s",
+                (self._threads * 16,),
+            ).fetchall()
+        done = list(pool.map(self._run_task, [row[0] for row in due]))
+        return sum(done)
+
+    def _run_task(self, booking_id: UUID) -> bool:
+        key = advisory_key("payment-saga", booking_id)
+        with self._store.connection() as conn:
+            locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if not locked or not locked[0]:
+                return False  # another executor has this booking
+            try:
+                return self._run_locked(conn, booking_id)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def _run_locked(self, conn: psycopg.Connection[Any], booking_id: UUID) -> bool:
+        row = conn.execute(
+            "SELECT generation, attempts FROM payment_saga_tasks "
+            "WHERE booking_id = %s AND due_at <= now()",
+            (booking_id,),
+        ).fetchone()
+        if row is None:
+            return False  # done meanwhile by another executor
+        generation, attempts = row
+        try:
+            self.advance(booking_id)
+        except Exception as error:  # a worker survives its tasks' failures: retried later
+            delay = retry_delay(attempts)
+            log_failure(log, f"payment saga for booking {booking_id}", error, delay)
+            conn.execute(
+                "UPDATE payment_saga_tasks SET attempts = attempts + 1, last_error = %s, "
+                "due_at = now() + make_interval(secs => %s) "
+                "WHERE booking_id = %s AND generation = %s",
+                (f"{type(error).__name__}: {error}"[:1000], delay, booking_id, generation),
+            )
+            return True
+        conn.execute(
+            "DELETE FROM payment_saga_tasks WHERE booking_id = %s AND generation = %s",
+            (booking_id, generation),
+        )
+        return True
+
+    def advance(self, booking_id: UUID) -> None:
+        """Take the booking as far as it can go now (idempotent: safe to repeat)."""
+        for _ in range(MAX_STEPS):
+            if not self._step(self._store.get(booking_id, Booking)):
+                return
+
+    def _step(self, booking: Booking) -> bool:
+        """Do the booking's next step; False when there is nothing to do (yet)."""
+        if booking.status == HELD:
+            return self._request_payment(booking)
+        if booking.status == PAYMENT_REQUESTED and booking.payment_method:
+            assert booking.payment_intent_id is not None
+            result = self._gateway.confirm_intent(
+                booking.id, booking.payment_intent_id, booking.payment_method
+            )
+            return self._changed(self._payments.apply_result(result))
+        if booking.status == PAID:
+            return self._changed(
+                self._payments.confirm_booking(ConfirmBooking(booking_id=booking.id))
+            )
+        if booking.refund_due:
+            assert booking.payment_intent_id is not None
+            due = booking.paid_cents - booking.refunded_cents
+            refund_id = self._gateway.refund(booking.id, booking.payment_intent_id, due)
+            return self._changed(
+                self._payments.record_refund(
+                    RecordRefund(booking_id=booking.id, refund_id=refund_id, amount_cents=due)
+                )
+            )
+        if booking.status in ENDED_UNPAID and booking.paid_cents == 0:
+            return self._reconcile(booking)
+        return False
+
+    def _reconcile(self, booking: Booking) -> bool:
+        """A booking that ended without a recorded payment: ask Stripe whether its intent was
+        paid after all (a charge whose result was lost when a worker died); such a payment is
+        recorded as late, then refunded. Payments made later still arrive by webhook."""
+        if booking.payment_intent_id in (None, FREE_INTENT):
+            return False
+        result = self._gateway.intent_result(booking.id, booking.payment_intent_id)
+        return result.outcome == "succeeded" and self._changed(self._payments.apply_result(result))
+
+    def _request_payment(self, booking: Booking) -> bool:
+        if booking.amount_cents == 0:
+            free = RecordPayment(
+                booking_id=booking.id, payment_intent_id=FREE_INTENT, amount_cents=0
+            )
+            return self._changed(self._payments.record_payment(free))
+        try:
+            intent = self._gateway.create_intent(booking.id, booking.amount_cents, booking.currency)
+        except PaymentRejectedError as error:  # Stripe will never take this payment
+            failure = RecordPaymentFailure(booking_id=booking.id, reason=str(error)[:200])
+            return self._changed(self._payments.record_payment_failure(failure))
+        request = RequestPayment(booking_id=booking.id, payment_intent_id=intent)
+        return self._changed(self._payments.request_payment(request))
+
+    def _changed(self, future: Future[PaymentStep] | None) -> bool:
+        return future is not None and future.result(timeout=self._timeout).changed

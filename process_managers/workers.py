@@ -1,0 +1,147 @@
+"""The workers of `ticketblitz workers` (and `up`): payment saga, hold expiry, Kafka relay and
+notifier, each on its own thread. Everything they have done is in PostgreSQL (follower
+positions, task tables) or acknowledged by Kafka (committed offsets), so a worker process
+killed at any moment resumes where it stopped when it is started again."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from infra.bootstrap import Container, utc_now
+from infra.kafka import KafkaPublisher, group_consumer
+from infra.log_follower import LogFollower, PageHandler
+from infra.mailer import SmtpMailer
+from process_managers.hold_expiry import HoldDeadlines, HoldExpiry
+from process_managers.integration_events import BOOKINGS, IntegrationEvents, topic_names
+from process_managers.kafka_relay import KafkaRelay
+from process_managers.notifier import Notifier
+from process_managers.payment_saga import PaymentSaga, PaymentSagaTasks
+
+log = logging.getLogger(__name__)
+
+Loop = Callable[[threading.Event], None]
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    run: Loop
+    setup: Callable[[], None]
+    close: Callable[[], None] = _nothing  # after its thread ended
+
+
+class Workers:
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def names(self) -> list[str]:
+        return [w.name for w in self.workers]
+
+    def start(self) -> Workers:
+        for worker in self.workers:  # one by one: concurrent CREATE TABLE IF NOT EXISTS races
+            try:
+                worker.setup()
+            except psycopg.Error as error:
+                log.warning("%s: setup failed (%s); its thread retries", worker.name, error)
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=self._supervise, args=(worker,), name=worker.name, daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _supervise(self, worker: Worker) -> None:
+        """Keep the worker running: a failure it did not handle is logged and it restarts."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                worker.run(self._stop)
+            except Exception:
+                log.exception("worker %s failed; restarting in %.1fs", worker.name, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def request_stop(self) -> None:
+        """Ask every worker to stop (safe from a signal handler)."""
+        self._stop.set()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        for worker in self.workers:
+            worker.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopped (or `timeout`); True once stopping."""
+        return self._stop.wait(timeout)
+
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+
+def build_workers(container: Container) -> Workers:
+    settings = container.settings
+    store = container.store
+    poll = settings.worker_poll_seconds
+    timeout = settings.command_timeout_seconds
+
+    def follower(name: str, handler: PageHandler, close: Callable[[], None] = _nothing) -> Worker:
+        log_follower = LogFollower(store, handler, poll_interval=poll)
+        return Worker(name, log_follower.run, log_follower.setup, close)
+
+    saga = PaymentSaga(
+        store, container.payments, container.gateway, settings.saga_threads, poll, timeout
+    )
+    expiry = HoldExpiry(store, container.payments, utc_now, poll, timeout)
+    workers = [
+        follower("payment-saga-log", PaymentSagaTasks()),
+        Worker("payment-saga", saga.run, saga.setup),
+        follower("hold-expiry-log", HoldDeadlines()),
+        Worker("hold-expiry", expiry.run, expiry.setup),
+    ]
+    if settings.kafka_bootstrap is None:
+        log.warning("no Kafka configured: integration events and e-mails are off")
+        return Workers(workers)
+    topics = topic_names(settings.kafka_topic_prefix)
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap,
+        list(topics.values()),
+        settings.kafka_partitions,
+        settings.kafka_publish_timeout_seconds,
+    )
+    relay = KafkaRelay(IntegrationEvents(store), publisher, topics)
+    workers.append(follower("kafka-relay", relay, publisher.close))
+    if settings.smtp_host is None:
+        log.warning("no SMTP server configured: e-mails are off")
+        return Workers(workers)
+    mailer = SmtpMailer(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.smtp_from,
+        settings.smtp_user,
+        None if settings.smtp_password is None else settings.smtp_password.get_secret_value(),
+        settings.smtp_starttls,
+        settings.smtp_timeout_seconds,
+    )
+    notifier = Notifier(
+        store,
+        mailer,
+        lambda: group_consumer(settings, settings.kafka_notifier_group, "ticketblitz-notifier"),
+        [topics[BOOKINGS]],
+    )
+    workers.append(Worker("notifier", notifier.run, notifier.setup))
+    return Workers(workers)

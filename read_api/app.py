@@ -1,0 +1,18 @@
+"""The query API: FastAPI routers for reads under /api/v1, over the read models only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from read_api import admin_streams, bookings, operations, shows
+
+API_PREFIX = "/api/v1"
+
+
+def query_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    router.include_router(shows.router)
+    router.include_router(bookings.router)
+    router.include_router(operations.router)
+    router.include_router(admin_streams.router)  # from the event log itself (audit/)
+    return router

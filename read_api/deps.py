@@ -1,0 +1,144 @@
+"""What every query endpoint shares: the read side, `after=` (read-your-writes), keyset
+cursors, limits, and running queries off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from fastapi import Depends, Query, Request
+from fastapi.responses import Response
+from psycopg_pool import PoolTimeout
+from pydantic import BaseModel
+
+from projections.positions import lowest
+from projections.read_side import ReadSide
+from write_api.problems import ProblemError
+
+T = TypeVar("T")
+
+
+def get_read_side(request: Request) -> ReadSide:
+    read_side: ReadSide | None = request.app.state.container.read_side
+    if read_side is None:
+        raise ProblemError(503, "unavailable", "the query side is not configured")
+    return read_side
+
+
+ReadSideDep = Annotated[ReadSide, Depends(get_read_side)]
+
+After = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        description="a `position` returned by the command API: the answer reflects at least "
+        "that write (the API waits briefly for the read models, else answers 503; a "
+        "position beyond the end of the log is a 422)",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=100, description="page size")]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refuse it as bad input, not a 500
+Cursor = Annotated[
+    str | None, Query(max_length=200, pattern=NO_NUL, description="`next_cursor` of a page")
+]
+
+
+def unavailable() -> ProblemError:
+    return ProblemError(503, "unavailable", "the read models are unavailable", {"Retry-After": "2"})
+
+
+async def query(function: Callable[..., T], *args: Any) -> T:
+    """Run a read-model query on a worker thread; an unreachable database is a 503."""
+    try:
+        return await asyncio.to_thread(function, *args)
+    except (psycopg.OperationalError, PoolTimeout) as error:
+        raise unavailable() from error
+
+
+async def caught_up(read: ReadSide, names: Collection[str], after: int | None) -> int:
+    """Wait (bounded by settings.read_wait_seconds) until the read models `names` have passed
+    `after`; returns their position. Never answers from read models that are behind it.
+
+    A position the event store has not reached is not one the command API returned: 422."""
+    position = lowest(await query(read.positions.current), names)
+    if after is None or position >= after:
+        return position
+    head = await query(read.store.head_position)
+    if after > head:
+        raise ProblemError(
+            422,
+            "unknown-position",
+            f"position {after} is beyond the end of the event log ({head})",
+            head=head,
+        )
+    position, reached = await _wait(read, names, after)
+    if not reached:
+        raise ProblemError(
+            503,
+            "not-caught-up",
+            f"the read models have not reached position {after} yet; retry shortly",
+            {"Retry-After": "1"},
+            position=position,
+            requested=after,
+        )
+    return position
+
+
+async def _wait(read: ReadSide, names: Collection[str], after: int) -> tuple[int, bool]:
+    try:
+        return await read.positions.wait_async(names, after, read.settings.read_wait_seconds)
+    except (psycopg.OperationalError, PoolTimeout) as error:
+        raise unavailable() from error
+
+
+async def cached_json(
+    read: ReadSide,
+    key: str,
+    names: Collection[str],
+    after: int | None,
+    load: Callable[[int], BaseModel | bytes | None],
+    missing: str,
+) -> Response:
+    """A hot read through the cache: an entry is served only if it is at least as recent as
+    `after`; otherwise wait for the read models, load (`load(position)`) and cache the answer.
+    `load` answers a model or JSON already encoded; `None` is a 404 naming `missing`."""
+    hit = await asyncio.to_thread(read.cache.get, key, after)
+    if hit is not None:
+        return _json(hit.body, "hit")
+    position = await caught_up(read, names, after)
+    body = await query(load, position)
+    if body is None:
+        raise ProblemError(404, "not-found", f"{missing} not found")
+    encoded = body if isinstance(body, bytes) else body.model_dump_json().encode()
+    await asyncio.to_thread(read.cache.put, key, position, encoded)
+    return _json(encoded, "miss" if read.cache.enabled else "bypass")
+
+
+def _json(body: bytes, cache: str) -> Response:
+    return Response(body, media_type="application/json", headers={"X-Cache": cache})
+
+
+def encode_cursor(at: datetime, row_id: UUID) -> str:
+    raw = json.dumps([at.isoformat(), str(row_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, row_id = json.loads(raw)
+        decoded = datetime.fromisoformat(at), UUID(row_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise ProblemError(422, "invalid-cursor", "this cursor is not valid") from None
+    if decoded[0].tzinfo is None:
+        raise ProblemError(422, "invalid-cursor", "this cursor is not valid")
+    return decoded

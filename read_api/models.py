@@ -1,0 +1,155 @@
+"""What the query API answers (schema families, as the command API's)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+POSITION = Field(description="the log position the read models had reached for this answer")
+
+
+class ShowSummary(BaseModel):
+    show_id: UUID
+    title: str
+    category: str
+    venue: str
+    starts_at: datetime
+    status: str
+    currency: str
+    price_from_cents: int
+
+
+class ShowPage(BaseModel):
+    items: list[ShowSummary]
+    next_cursor: str | None
+    position: int = POSITION
+
+
+class SectionAvailability(BaseModel):
+    code: str
+    kind: str
+    tier: str
+    price_cents: int
+    capacity: int
+    held: int
+    sold: int
+    available: int
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> SectionAvailability:
+        return cls(
+            code=row["section"],
+            kind=row["kind"],
+            tier=row["tier"],
+            price_cents=row["price_cents"],
+            capacity=row["capacity"],
+            held=row["held"],
+            sold=row["sold"],
+            available=row["available"],
+        )
+
+
+class ShowDetails(BaseModel):
+    show_id: UUID
+    title: str
+    description: str
+    category: str
+    venue: str
+    starts_at: datetime
+    status: str
+    cancellation_reason: str | None
+    currency: str
+    price_tiers: dict[str, int]
+    capacity: int
+    available: int
+    sections: list[SectionAvailability]
+    position: int = POSITION
+
+
+class SeatPublic(BaseModel):
+    seat: str
+    number: int
+    status: str = Field(description="free, held or sold")
+
+
+class SeatRow(BaseModel):
+    label: str
+    seats: list[SeatPublic]
+
+
+class SeatMapSection(SectionAvailability):
+    rows: list[SeatRow] = Field(description="empty for general admission")
+
+
+class SeatMap(BaseModel):
+    show_id: UUID
+    sections: list[SeatMapSection]
+    position: int = POSITION
+
+
+class BookingPublic(BaseModel):
+    booking_id: UUID
+    show_id: UUID
+    customer_id: UUID
+    status: str
+    seats: list[str]
+    general: dict[str, int]
+    quantity: int
+    amount_cents: int
+    currency: str
+    hold_expires_at: datetime
+    payment_method: str | None
+    paid_cents: int
+    refunded_cents: int
+    reason: str | None
+    placed_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> BookingPublic:
+        return cls.model_validate({k: row[k] for k in cls.model_fields})
+
+
+class BookingAnswer(BookingPublic):
+    position: int = POSITION
+
+
+class BookingPage(BaseModel):
+    items: list[BookingPublic]
+    next_cursor: str | None
+    position: int = POSITION
+
+
+class ShowStats(BaseModel):
+    show_id: UUID
+    title: str
+    currency: str
+    tickets_held: int
+    tickets_sold: int
+    bookings_placed: int
+    bookings_confirmed: int
+    bookings_cancelled: int
+    bookings_expired: int
+    paid_cents: int
+    refunded_cents: int
+    revenue_cents: int = Field(description="paid minus refunded")
+    position: int = POSITION
+
+
+class ProjectionPublic(BaseModel):
+    name: str
+    generation: int
+    position: int
+    lag_events: int
+    lag_seconds: float
+    rebuilding_generation: int | None
+    rebuilding_position: int | None
+    stale: bool = Field(description="built by another version of the projection: rebuild it")
+
+
+class ProjectionsReport(BaseModel):
+    head: int = Field(description="the event store's last position")
+    projections: list[ProjectionPublic]

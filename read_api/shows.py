@@ -1,0 +1,148 @@
+"""Queries on shows: the catalog, a show with its availability, its seat map, its sales."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from projections.queries import ShowFilter
+from projections.registry import CATALOG, SALES, SEAT_MAP
+from read_api.deps import (
+    NO_NUL,
+    After,
+    Cursor,
+    Limit,
+    ReadSideDep,
+    cached_json,
+    caught_up,
+    decode_cursor,
+    encode_cursor,
+    query,
+)
+from read_api.models import (
+    SeatMap,
+    SectionAvailability,
+    ShowDetails,
+    ShowPage,
+    ShowStats,
+    ShowSummary,
+)
+from write_api.deps import AdminUser
+from write_api.problems import ProblemError
+
+router = APIRouter(prefix="/shows", tags=["queries"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such show"}}
+BEHIND: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the read models have not reached `after` yet (see Retry-After)"}
+}
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Query times without a zone are taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+@router.get("", response_model=ShowPage, responses=BEHIND)
+async def list_shows(
+    read: ReadSideDep,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, pattern=NO_NUL, description="words of the title or description"),
+    ] = None,
+    category: Annotated[str | None, Query(max_length=50, pattern=NO_NUL)] = None,
+    starts_from: Annotated[
+        datetime | None, Query(alias="from", description="start, inclusive")
+    ] = None,
+    starts_before: Annotated[
+        datetime | None, Query(alias="to", description="end, exclusive")
+    ] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    after: After = None,
+) -> ShowPage:
+    """Shows sorted by start time, optionally searched and filtered; `next_cursor` pages on."""
+    where = ShowFilter(
+        text=(q or "").strip() or None,
+        category=category,
+        starts_from=_aware(starts_from),
+        starts_before=_aware(starts_before),
+    )
+    if where.starts_from and where.starts_before and where.starts_from >= where.starts_before:
+        raise ProblemError(422, "invalid-range", "`from` must be before `to`")
+    keyset = decode_cursor(cursor)
+    position = await caught_up(read, [CATALOG], after)
+    rows = await query(read.models.shows, where, limit + 1, keyset)
+    items = [
+        ShowSummary(
+            show_id=r["show_id"],
+            title=r["title"],
+            category=r["category"],
+            venue=r["venue"],
+            starts_at=r["starts_at"],
+            status=r["status"],
+            currency=r["currency"],
+            price_from_cents=min(r["price_tiers"].values(), default=0),
+        )
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    last = items[-1] if items else None
+    return ShowPage(
+        items=items,
+        next_cursor=encode_cursor(last.starts_at, last.show_id) if more and last else None,
+        position=position,
+    )
+
+
+@router.get("/{show_id}", response_model=ShowDetails, responses={**NOT_FOUND, **BEHIND})
+async def show_details(show_id: UUID, read: ReadSideDep, after: After = None) -> Response:
+    """A show and how many tickets each section has left (cached briefly)."""
+
+    def load(position: int) -> ShowDetails | None:
+        found = read.models.show(show_id)
+        if found is None:
+            return None
+        show, rows = found
+        sections = [SectionAvailability.of(r) for r in rows]
+        return ShowDetails(
+            **{k: show[k] for k in ShowDetails.model_fields if k in show},
+            capacity=sum(s.capacity for s in sections),
+            available=sum(s.available for s in sections),
+            sections=sections,
+            position=position,
+        )
+
+    return await cached_json(read, f"show:{show_id}", [CATALOG, SEAT_MAP], after, load, "show")
+
+
+@router.get("/{show_id}/seats", response_model=SeatMap, responses={**NOT_FOUND, **BEHIND})
+async def seat_map(show_id: UUID, read: ReadSideDep, after: After = None) -> Response:
+    """Every seat of the show with its status, by section and row (cached briefly)."""
+
+    def load(position: int) -> bytes | None:
+        return read.models.seat_map_json(show_id, position)
+
+    return await cached_json(read, f"seats:{show_id}", [SEAT_MAP], after, load, "show")
+
+
+@router.get("/{show_id}/stats", response_model=ShowStats, responses={**NOT_FOUND, **BEHIND})
+async def show_stats(
+    show_id: UUID, _: AdminUser, read: ReadSideDep, after: After = None
+) -> ShowStats:
+    """Sales statistics of a show (admin only)."""
+    position = await caught_up(read, [SALES], after)
+    row = await query(read.models.show_sales, show_id)
+    if row is None:
+        raise ProblemError(404, "not-found", "show not found")
+    return ShowStats(
+        **{k: row[k] for k in ShowStats.model_fields if k in row},
+        revenue_cents=row["paid_cents"] - row["refunded_cents"],
+        position=position,
+    )

@@ -1,0 +1,258 @@
+"""Helpers for the booking-saga tests: a system of its own (fresh database, Kafka topics and
+consumer group, app servers and workers) on the session's real servers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import psycopg
+import stripe
+from kafka import KafkaConsumer, TopicPartition
+from psycopg.conninfo import make_conninfo
+
+from domain.booking import FINAL, Booking
+from domain.ids import inventory_id_for
+from domain.inventory import SeatInventory
+from infra.bootstrap import Container, bootstrap
+from infra.embedded import StackEndpoints
+from infra.http_server import BackgroundServer
+from infra.payments import register_emulator_webhook
+from infra.settings import Settings
+from infra.web import create_app
+from process_managers.integration_events import BOOKINGS, IntegrationEvent, topic_names
+from process_managers.workers import Workers, build_workers
+from tests.e2e.conftest import Api, settings_for_tests
+
+T = TypeVar("T")
+WEBHOOK_SECRET = "whsec_tests_0123456789abcdef"
+WEBHOOK_PATH = "/api/v1/payments/stripe/webhook"
+VISA = "pm_card_visa"
+DECLINED = "pm_card_chargeCustomerFail"  # localstripe and Stripe both decline it on charge
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def new_database(server_url: str) -> str:
+    """A fresh database on the session's PostgreSQL: a log of our own, no one else's events."""
+    name = f"saga_{uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_conninfo(server_url, dbname=name)
+
+
+def saga_settings(
+    endpoints: StackEndpoints, data_dir: Path, database_url: str, prefix: str, **overrides: Any
+) -> Settings:
+    return settings_for_tests(
+        endpoints,
+        data_dir,
+        database_url=database_url,
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        stripe_api_base=endpoints.stripe_api_base,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        smtp_host=endpoints.smtp_host,
+        smtp_port=endpoints.smtp_port,
+        kafka_topic_prefix=prefix,
+        kafka_notifier_group=f"{prefix}-notifier",
+        worker_poll_seconds=0.02,
+        **overrides,
+    )
+
+
+def stripe_client(endpoints: StackEndpoints) -> stripe.StripeClient:
+    assert endpoints.stripe_api_base is not None
+    return stripe.StripeClient("sk_test_tests", base_addresses={"api": endpoints.stripe_api_base})
+
+
+@dataclass
+class SagaSystem:
+    """One database, its app servers (normal and short holds) and, optionally, its workers."""
+
+    endpoints: StackEndpoints
+    settings: Settings
+    container: Container
+    api: Api
+    short_hold_api: Api
+    prefix: str
+    workers: Workers | None = None
+    _exits: ExitStack = field(default_factory=ExitStack)
+
+    @property
+    def store(self) -> Any:
+        return self.container.store
+
+    @property
+    def bookings_topic(self) -> str:
+        return topic_names(self.prefix)[BOOKINGS]
+
+    def booking(self, booking_id: str | UUID) -> Booking:
+        return self.store.get(UUID(str(booking_id)), Booking)
+
+    def inventory(self, show_id: str) -> SeatInventory:
+        return self.store.get(inventory_id_for(UUID(show_id)), SeatInventory)
+
+    def wait_for_status(self, booking_id: str, statuses: Iterable[str], timeout: float) -> Booking:
+        wanted = set(statuses)
+
+        def reached() -> Booking | None:
+            booking = self.booking(booking_id)
+            return booking if booking.status in wanted else None
+
+        return wait_until(reached, timeout, f"booking {booking_id} to be {'/'.join(wanted)}")
+
+    def wait_for_final(self, booking_id: str, timeout: float) -> Booking:
+        return self.wait_for_status(booking_id, FINAL, timeout)
+
+    def start_workers(self) -> Workers:
+        worker_container = bootstrap(self.settings)
+        self._exits.callback(worker_container.close)
+        self.workers = build_workers(worker_container).start()
+        self._exits.callback(self.workers.stop)
+        return self.workers
+
+    def close(self) -> None:
+        self._exits.close()
+
+
+def start_system(
+    endpoints: StackEndpoints, data_dir: Path, short_hold_minutes: float = 0.05
+) -> SagaSystem:
+    """App servers on a fresh database; Stripe's webhooks go to the normal one."""
+    assert endpoints.database_url is not None and endpoints.stripe_api_base is not None
+    database_url = new_database(endpoints.database_url)
+    prefix = f"t{uuid4().hex[:8]}"
+    exits = ExitStack()
+    settings = saga_settings(endpoints, data_dir, database_url, prefix)
+    short = settings.model_copy(update={"hold_minutes": short_hold_minutes})
+    apis = []
+    for each in (settings, short):
+        container = bootstrap(each)
+        exits.callback(container.close)
+        server = BackgroundServer(create_app(container)).start()
+        exits.callback(server.stop)
+        api = Api(server.url + "/api/v1")
+        exits.callback(api.http.close)
+        apis.append((container, server, api))
+    (container, server, api), (_, _, short_api) = apis
+    register_emulator_webhook(endpoints.stripe_api_base, server.url + WEBHOOK_PATH, WEBHOOK_SECRET)
+    return SagaSystem(endpoints, settings, container, api, short_api, prefix, _exits=exits)
+
+
+def book(api: Api, customer: dict[str, str], show_id: str, **request: Any) -> dict[str, Any]:
+    body = {"show_id": show_id, **request}
+    r = api.http.post("/bookings", json=body, headers={"Authorization": customer["Authorization"]})
+    assert r.status_code == 201, r.text
+    held: dict[str, Any] = r.json()
+    return held
+
+
+def show_starting(api: Api, starts_at: datetime, seats: int = 10, rows: int = 1) -> str:
+    """A show on sale (section A: `rows` rows of `seats` seats), starting at `starts_at`."""
+    body = {
+        "title": f"Saga night {uuid4().hex[:6]}",
+        "category": "jazz",
+        "venue": "Blue Hall",
+        "starts_at": starts_at.isoformat(),
+        "currency": "EUR",
+        "price_tiers": [{"code": "STD", "price_cents": 4500}],
+        "sections": [
+            {
+                "code": "A",
+                "kind": "seated",
+                "tier": "STD",
+                "rows": [{"label": str(r), "seats": seats} for r in range(1, rows + 1)],
+            }
+        ],
+    }
+    admin = api.admin()
+    r = api.http.post("/shows", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    show_id: str = r.json()["show_id"]
+    r = api.http.post(f"/shows/{show_id}/open-sale", headers=admin)
+    assert r.status_code == 200, r.text
+    return show_id
+
+
+def in_days(days: float) -> datetime:
+    return datetime.now(UTC) + timedelta(days=days)
+
+
+def pay_with_stripe(endpoints: StackEndpoints, intent_id: str | None) -> stripe.StripeClient:
+    """Pay an intent with Stripe directly, as the customer's browser (Stripe.js) would."""
+    assert intent_id is not None
+    client = stripe_client(endpoints)
+    client.v1.payment_intents.update(intent_id, params={"payment_method": VISA})
+    client.v1.payment_intents.confirm(intent_id)
+    return client
+
+
+def intents_of(client: stripe.StripeClient, booking_ids: Iterable[str]) -> dict[str, list[Any]]:
+    """The emulator's payment intents of these bookings (by the booking id in their metadata)."""
+    wanted = {str(b) for b in booking_ids}
+    found: dict[str, list[Any]] = {b: [] for b in wanted}
+    for intent in client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter():
+        booking_id = intent.to_dict()["metadata"].get("booking_id")
+        if booking_id in wanted:
+            found[booking_id].append(intent)
+    return found
+
+
+def refunds_of(client: stripe.StripeClient, intent_id: str | None) -> list[Any]:
+    assert intent_id is not None
+    return list(client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100}).data)
+
+
+def signed(payload: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    """A Stripe-Signature header, computed the way Stripe signs its webhooks."""
+    stamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={stamp},v1={mac}"
+
+
+def stripe_event_for(client: stripe.StripeClient, kind: str, intent_id: str | None) -> bytes:
+    """The emulator's own event of `kind` for an intent, as the JSON it delivers."""
+
+    def find() -> bytes | None:
+        for event in client.v1.events.list(params={"type": kind, "limit": 100}).auto_paging_iter():
+            if event.data.object.id == intent_id:
+                return json.dumps(event.to_dict(), indent=2).encode()
+        return None
+
+    return wait_until(find, 10, f"a {kind} event for {intent_id}")
+
+
+def topic_events(bootstrap: str | None, topic: str) -> Iterator[IntegrationEvent]:
+    """Everything on a topic right now, read by assignment (no consumer-group delay)."""
+    assert bootstrap is not None
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        while any(consumer.position(p) < ends[p] for p in partitions):
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    yield IntegrationEvent.from_json(record.value)
+    finally:
+        consumer.close()

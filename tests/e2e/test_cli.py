@@ -1,0 +1,138 @@
+"""`ticketblitz` as an operator runs it: `up` with the embedded stack, and its errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infra.demo import DEMO_CUSTOMER
+from infra.http_server import free_port
+
+pytestmark = pytest.mark.integration
+
+CLI = str(Path(sys.executable).parent / "ticketblitz")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETBLITZ_")}
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running_up(data_dir: Path, port: int) -> Iterator[str]:
+    process = subprocess.Popen(
+        [CLI, "up", "--demo", "--port", str(port), "--data-dir", str(data_dir)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "ticketblitz up did not become healthy"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0, process.stdout.read() if process.stdout else ""
+
+
+def demo_login(base: str) -> dict:
+    token = httpx.post(
+        base + "/api/v1/auth/token",
+        json={"email": DEMO_CUSTOMER[0], "password": DEMO_CUSTOMER[1]},
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_two_stacks_side_by_side_and_data_survives_a_restart():
+    with (
+        tempfile.TemporaryDirectory(prefix="tbup", dir="/tmp") as one,
+        tempfile.TemporaryDirectory(prefix="tbup", dir="/tmp") as two,
+    ):
+        first_port, second_port = free_port(), free_port()
+        hold = {"show_id": demo_show_id(), "seats": ["A-1-1"]}
+        with (
+            running_up(Path(one), first_port) as first,
+            running_up(Path(two), second_port) as second,
+        ):
+            booked = httpx.post(first + "/api/v1/bookings", headers=demo_login(first), json=hold)
+            assert booked.status_code == 201, booked.text
+            # The second stack is independent: the same seat is free there.
+            other = httpx.post(second + "/api/v1/bookings", headers=demo_login(second), json=hold)
+            assert other.status_code == 201, other.text
+        with running_up(Path(one), first_port) as again:
+            retry = httpx.post(again + "/api/v1/bookings", headers=demo_login(again), json=hold)
+            assert retry.status_code == 409  # the hold made before the restart is still there
+            assert retry.json()["seats"] == ["A-1-1"]
+
+
+def demo_show_id() -> str:
+    from uuid import uuid5
+
+    from domain.ids import TICKETBLITZ_NAMESPACE
+
+    return str(uuid5(TICKETBLITZ_NAMESPACE, "demo-show:Blue Note Nights"))
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=clean_env(**env), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_serve_without_a_database_is_a_one_line_error():
+    result = run_cli("serve", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "TICKETBLITZ_DATABASE_URL" in result.stderr
+
+
+def test_up_outside_demo_mode_needs_a_jwt_secret():
+    with tempfile.TemporaryDirectory(prefix="tbup", dir="/tmp") as data:
+        result = run_cli("up", "--port", str(free_port()), "--data-dir", data)
+    assert result.returncode == 2
+    assert "TICKETBLITZ_JWT_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_reported():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("up", "--demo", "--port", str(port), "--data-dir", "/tmp/unused-tb")
+    assert result.returncode == 2
+    assert "already in use" in result.stderr
+
+
+def test_invalid_settings_are_named():
+    result = run_cli("serve", TICKETBLITZ_HOLD_MINUTES="-1")
+    assert result.returncode == 2
+    assert "hold_minutes" in result.stderr

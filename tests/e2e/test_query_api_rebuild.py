@@ -1,0 +1,107 @@
+"""Rebuilding every read model while customers book and read: no read fails, none goes back in
+time, and each customer's booking is readable as soon as the command answers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.workload import Workload
+from infra.bootstrap import Container
+from infra.embedded import StackEndpoints
+from infra.http_server import BackgroundServer
+from infra.web import create_app
+from projections.rebuild import Rebuild
+from tests.e2e.conftest import Api
+from tests.e2e.test_query_api import book
+from tests.integration.projection_support import container_on, fresh_database
+
+pytestmark = pytest.mark.integration
+
+READERS = 3
+
+
+@pytest.fixture(scope="module")
+def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[tuple[Api, Container]]:
+    """A system of its own, with runners, whose log already holds a few thousand events."""
+    assert endpoints.database_url is not None
+    with (
+        fresh_database(endpoints.database_url) as url,
+        container_on(url, stack_dir / "rebuild-reads") as container,
+    ):
+        assert container.read_side is not None
+        container.read_side.start_runners()
+        workload = Workload(container, seed=5, rows=10, seats_per_row=10, general=100)
+        try:
+            workload.schedule_shows(4)
+            for _ in range(4):
+                workload.run_wave(400)
+        finally:
+            workload.close()
+        server = BackgroundServer(create_app(container)).start()
+        api = Api(server.url + "/api/v1")
+        yield api, container
+        api.http.close()
+        server.stop()
+
+
+def test_a_rebuild_during_reads_and_writes_never_fails_a_read_or_goes_backwards(system):
+    api, container = system
+    show = api.new_show(rows=10, seats_per_row=10, general=200)
+    customers = [api.new_customer() for _ in range(2)]
+    done = threading.Event()
+    failures: list[str] = []
+    seen: list[list[tuple[int, int]]] = [[] for _ in range(READERS)]
+    booked: list[dict[str, Any]] = []
+
+    def reader(index: int) -> None:
+        """Reads the show over and over: (position, tickets held) must never decrease."""
+        with httpx.Client(base_url=api.base_url, timeout=30) as http:
+            while not done.is_set():
+                r = http.get(f"/shows/{show}")
+                if r.status_code != 200:
+                    failures.append(f"GET /shows/{show}: {r.status_code} {r.text}")
+                    continue
+                body = r.json()
+                held = sum(s["held"] for s in body["sections"])
+                seen[index].append((body["position"], held))
+
+    def writer() -> None:
+        """Books (holds only, so the held count only grows) and reads each booking at once."""
+        with httpx.Client(base_url=api.base_url, timeout=30) as http:
+            n = 0
+            while not done.is_set() and n < 150:
+                customer = customers[n % len(customers)]
+                placed = book(api, customer, show, section="GA", quantity=1)
+                booked.append(placed)
+                r = http.get(
+                    f"/bookings/{placed['booking_id']}",
+                    params={"after": placed["position"]},
+                    headers=customer,
+                )
+                if r.status_code != 200:
+                    failures.append(f"GET own booking: {r.status_code} {r.text}")
+                n += 1
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(READERS)]
+    threads.append(threading.Thread(target=writer))
+    for thread in threads:
+        thread.start()
+    try:
+        reports = [Rebuild(container.store, page_size=250).run() for _ in range(3)]
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(30)
+
+    assert not failures, failures[:3]
+    assert all(report.replayed > 0 for report in reports)
+    assert len(booked) > 0
+    for observations in seen:
+        assert observations, "a reader read nothing"
+        assert observations == sorted(observations), "a read went back in time"
