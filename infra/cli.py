@@ -8,6 +8,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +27,7 @@ from infra.embedded import EmbeddedStack
 from infra.event_store import PostgresEventStore
 from infra.payments import register_emulator_webhook, webhook_secret_for
 from infra.settings import Settings
-from infra.web import create_app
+from infra.web import APIS, create_app
 from process_managers.kafka_relay import rewind
 from process_managers.workers import Workers, build_workers
 from projections.console import rebuild_with_progress, report_line, status_table
@@ -86,8 +87,8 @@ def _check_port_free(host: str, port: int) -> None:
             raise CliError(f"port {port} on {host} is already in use (try --port)") from None
 
 
-def _serve(container: Container, host: str, port: int) -> None:
-    uvicorn.run(create_app(container), host=host, port=port, log_level="info")
+def _serve(container: Container, host: str, port: int, apis: tuple[str, ...] = APIS) -> None:
+    uvicorn.run(create_app(container, apis), host=host, port=port, log_level="info")
 
 
 @app.command()
@@ -185,17 +186,29 @@ def _announce(settings: Settings, servers: list[str], host: str, port: int, demo
     console.print("\n".join(lines), markup=False, highlight=False)
 
 
+class ApiChoice(StrEnum):
+    all = "all"
+    write = "write"
+    read = "read"
+
+
 @app.command()
-def serve(port: Port = 8080, host: Host = "0.0.0.0") -> None:
-    """Serve the APIs against external servers only (TICKETBLITZ_* URLs, as in compose.yaml)."""
+def serve(
+    port: Port = 8080,
+    host: Host = "0.0.0.0",
+    api: Annotated[ApiChoice, typer.Option(help="which API this process serves")] = ApiChoice.all,
+) -> None:
+    """Serve the APIs against external servers only (TICKETBLITZ_* URLs, as in compose.yaml).
+    Read models are kept up to date by `ticketblitz projections run`, a process of its own."""
     with reported_errors():
         settings = Settings()
         if settings.database_url is None:
             raise CliError("TICKETBLITZ_DATABASE_URL is not set (use `ticketblitz up` to embed)")
         _check_port_free(host, port)
         container = bootstrap(settings)
+        apis = APIS if api is ApiChoice.all else (api.value,)
         try:
-            _serve(container, host, port)
+            _serve(container, host, port, apis)
         finally:
             container.close()
 

@@ -1,4 +1,4 @@
-"""The HTTP application: the command API (and the query API as it arrives) on one app."""
+"""The HTTP application: the command API, the query API, or both on one port."""
 
 from __future__ import annotations
 
@@ -14,20 +14,24 @@ from write_api.app import command_router
 from write_api.problems import install_problem_handlers, problem
 
 MAX_BODY_BYTES = 256 * 1024
+APIS = ("write", "read")
 
 
-def create_app(container: Container) -> FastAPI:
-    """Nothing connects here: the container was built (and will be closed) by the caller."""
+def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
+    """Nothing connects here: the container was built (and will be closed) by the caller.
+    `apis` picks the command API ("write"), the query API ("read") or both."""
     app = FastAPI(
         title="TicketBlitz",
         version="0.1.0",
-        description="Event-sourced ticketing: command API under /api/v1.",
+        description=f"Event-sourced ticketing under /api/v1: {' and '.join(apis)} API.",
     )
     app.state.container = container
     install_problem_handlers(app)
     document_problems(app)
-    app.include_router(command_router())
-    app.include_router(query_router())
+    if "write" in apis:
+        app.include_router(command_router())
+    if "read" in apis:
+        app.include_router(query_router())
 
     @app.middleware("http")
     async def limit_body_size(
