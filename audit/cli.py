@@ -189,7 +189,7 @@ def _print_report(report: VerifyReport) -> None:
         proved = not any(v.rule == "root-mismatch" for v in report.violations)
         lines.append(f"root {report.root}: {'proved' if proved else 'NOT proved'}")
     if report.revenue is None:
-        lines.append("revenue per show: not compared (no sales read model in this database)")
+        lines.append(f"revenue per show: not compared ({report.revenue_note})")
     else:
         lines.append(
             f"revenue per show: compared with {report.revenue.source} at position "

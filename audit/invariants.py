@@ -64,11 +64,15 @@ class RevenueSnapshot:
     shows: dict[UUID, Revenue]
 
 
+class RevenueUnavailableError(Exception):
+    """There is nothing to compare the revenue with; the message says why."""
+
+
 class RevenueSource(Protocol):
     """Where `verify` gets the revenue to compare with (pluggable: the sales read model)."""
 
-    def snapshot(self, conn: psycopg.Connection[Any]) -> RevenueSnapshot | None:
-        """None when there is nothing to compare with (e.g. no read models)."""
+    def snapshot(self, conn: psycopg.Connection[Any]) -> RevenueSnapshot:
+        """Raises RevenueUnavailableError when there is nothing to compare with."""
         ...
 
 

@@ -26,7 +26,14 @@ from audit.hash_chain import (
     link,
     wait_for_chain,
 )
-from audit.invariants import UNDECODABLE, Invariants, RevenueSnapshot, RevenueSource, Violation
+from audit.invariants import (
+    UNDECODABLE,
+    Invariants,
+    RevenueSnapshot,
+    RevenueSource,
+    RevenueUnavailableError,
+    Violation,
+)
 from audit.records import Decoder, Row, head_position, read_rows
 from infra.event_store import PostgresEventStore
 
@@ -53,6 +60,7 @@ class VerifyReport:
     unchained: int = 0  # records after the chain's head (not yet chained)
     root: Root | None = None
     revenue: RevenueSnapshot | None = None  # what the revenue was compared with, if anything
+    revenue_note: str | None = None  # why it was not compared
 
     @property
     def ok(self) -> bool:
@@ -161,8 +169,14 @@ def verify(
 ) -> VerifyReport:
     """Replay the whole log once: rules at every point, hash chain, root, revenue."""
     started = time.perf_counter()
+    snapshot: RevenueSnapshot | None = None
+    revenue_note = "no revenue source given"
     with store.connection() as conn:
-        snapshot = revenue.snapshot(conn) if revenue is not None else None
+        if revenue is not None:
+            try:
+                snapshot = revenue.snapshot(conn)
+            except RevenueUnavailableError as why:
+                revenue_note = str(why)
         head = head_position(conn)
         chained = (
             wait_for_chain(conn, head, chain_wait_seconds) if root is not None else chain_head(conn)
@@ -207,6 +221,7 @@ def verify(
         unchained=0 if chain is None else chain.unchained,
         root=root,
         revenue=snapshot,
+        revenue_note=revenue_note if snapshot is None else None,
     )
 
 
