@@ -15,6 +15,7 @@ from typing import Annotated
 import psycopg
 import typer
 import uvicorn
+from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 from rich.console import Console
 
@@ -69,8 +70,13 @@ def reported_errors() -> Iterator[None]:
         RuntimeError,
         OSError,
         psycopg.Error,
+        PersistenceError,  # the event store library's own wrapper of database errors
     ) as error:
-        fail(str(error))
+        fail(
+            f"the database is unreachable or refused: {error}"
+            if isinstance(error, (psycopg.Error, PersistenceError))
+            else str(error)
+        )
         raise typer.Exit(2) from None
     except ValidationError as error:
         first = error.errors()[0]

@@ -136,3 +136,12 @@ def test_invalid_settings_are_named():
     result = run_cli("serve", TICKETBLITZ_HOLD_MINUTES="-1")
     assert result.returncode == 2
     assert "hold_minutes" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["projections", "status"], ["workers"], ["audit", "seal"]])
+def test_an_unreachable_database_is_a_one_line_error(command: list[str]):
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    result = run_cli(*command, TICKETBLITZ_DATABASE_URL=dead)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("ticketblitz: error:")
+    assert result.stderr.strip().count("\n") == 0, result.stderr
