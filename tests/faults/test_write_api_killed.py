@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -83,8 +84,8 @@ def test_killed_mid_storm_every_fan_ends_with_exactly_one_booking(container: Con
             title="Storm",
             category="rock",
             venue="Arena",
-            starts_at="2027-06-01T20:00:00Z",
-            currency="EUR",  # type: ignore[arg-type]
+            starts_at=datetime(2027, 6, 1, 20, tzinfo=UTC),
+            currency="EUR",
             price_tiers=[PriceTier(code="STD", price_cents=5000)],
             sections=[
                 SeatedSection(
