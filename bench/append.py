@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -39,7 +40,6 @@ from bench.common import (
     fmt,
     load_average,
     machine_info,
-    postmaster_pid,
     print_table,
     ratio,
     write_results,
@@ -92,7 +92,12 @@ def _split(items: list[Any], batch: int, threads: int) -> list[list[list[Any]]]:
     return [batches[t::threads] for t in range(threads)]
 
 
-def _run_threads(work: list[list[Any]], step: Any, seconds: float, connect: Any = None) -> float:
+def _run_threads(
+    work: list[list[Any]],
+    step: Callable[[list[Any], Any], object],
+    seconds: float,
+    connect: Callable[[], psycopg.Connection[Any]] | None = None,
+) -> float:
     """Run `step(batch, conn)` over each thread's batches; returns events done per second."""
     done = [0] * len(work)
     barrier = threading.Barrier(len(work) + 1)
@@ -231,7 +236,7 @@ def main() -> None:
         container = bench_container(stack)
         try:
             machine = machine_info(stack.database_url)
-            pm = postmaster_pid(stack.database_url)
+            pm = stack.postmaster_pid()
             with psycopg.connect(stack.database_url, autocommit=True) as conn:
                 conn.execute(RAW_TABLE_SQL)  # type: ignore[arg-type]
             encode_rate = encode_only(container, min(args.events, 20_000))

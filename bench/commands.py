@@ -2,7 +2,7 @@
 seed-style design (bench/baselines/seed_style.py) without HTTP, in the same run.
 
     .venv/bin/python -m bench.commands [--seats 10000] [--clients 200] [--rounds 3]
-        [--baseline-threads 32] [--baseline-mode skip-locked|wait] [--py-spy]
+        [--baseline-threads 32] [--baseline-mode wait|skip-locked] [--py-spy]
 
 Ours: `clients` asyncio tasks in this process, each a fan (bench/mix.py: 1-4 seats, half chosen
 on the seat map, half best-available) calling `container.bookings.place_hold` and awaiting its
@@ -40,7 +40,6 @@ from bench.common import (
     latency_summary,
     load_average,
     machine_info,
-    postmaster_pid,
     print_table,
     ratio,
     schedule_hot_show,
@@ -233,7 +232,7 @@ def main() -> None:
     parser.add_argument("--seats-per-row", type=int, default=50)
     parser.add_argument("--clients", type=int, default=200, help="our concurrent callers")
     parser.add_argument("--baseline-threads", type=int, default=32)
-    parser.add_argument("--baseline-mode", choices=MODES, default="skip-locked")
+    parser.add_argument("--baseline-mode", choices=MODES, default="wait")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup-seats", type=int, default=2000)
     parser.add_argument("--chosen-ratio", type=float, default=0.5)
@@ -270,7 +269,7 @@ def main() -> None:
         bookings.setup()
         try:
             machine = machine_info(stack.database_url)
-            pm = postmaster_pid(stack.database_url)
+            pm = stack.postmaster_pid()
             if args.warmup_seats:
                 run_ours(container, warm, args.clients, args.seed, args.chosen_ratio)
                 run_baseline(bookings, warm, args.baseline_threads, args.seed, args.chosen_ratio)
@@ -323,7 +322,15 @@ def _total(rounds: list[dict[str, Any]]) -> float:
     return sum(r["holds"] for r in rounds) / sum(r["seconds"] for r in rounds)
 
 
-def report(args, machine, load_before, ours_rounds, base_rounds, read_model, profile) -> None:
+def report(
+    args: argparse.Namespace,
+    machine: dict[str, Any],
+    load_before: list[float],
+    ours_rounds: list[dict[str, Any]],
+    base_rounds: list[dict[str, Any]],
+    read_model: dict[str, Any],
+    profile: dict[str, Any] | None,
+) -> None:
     rows = []
     for i, (o, b) in enumerate(zip(ours_rounds, base_rounds, strict=True), start=1):
         rows.append(

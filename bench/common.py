@@ -56,6 +56,13 @@ class BenchStack:
         assert self.endpoints.database_url is not None
         return self.endpoints.database_url
 
+    def postmaster_pid(self) -> int | None:
+        """From the cluster's postmaster.pid (first line), else from a backend's parent."""
+        try:
+            return int((self.data_dir / "s" / "pg" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return postmaster_pid(self.database_url)
+
 
 @contextmanager
 def bench_stack(redis: bool = False) -> Iterator[BenchStack]:

@@ -105,7 +105,9 @@ class Fan:
                 return Ask(seats, len(seats))
         return Ask(None, quantity)
 
-    def learn(self, ask: Ask, kind: str, seats: Sequence[str] = (), available: int | None = None):
+    def learn(
+        self, ask: Ask, kind: str, seats: Sequence[str] = (), available: int | None = None
+    ) -> None:
         """What the answer teaches: seats taken, fewer left, or sold out."""
         if kind in (HELD, SEATS_UNAVAILABLE):
             self.view.take(seats)

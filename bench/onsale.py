@@ -2,7 +2,8 @@
 same framework and the same load generator, in the same run.
 
     .venv/bin/python -m bench.onsale [--seats 10000] [--clients 200] [--rounds 2]
-        [--baseline-pool 16] [--baseline-mode skip-locked|wait] [--py-spy]
+        [--baseline-pool 16] [--baseline-mode wait|skip-locked] [--client httpx|raw]
+        [--ceiling] [--py-spy] [--what-if NAME]
 
 The real app (`infra.web.create_app` over `bootstrap(settings)`, embedded PostgreSQL 16 and Valkey,
 rate limits off) is served by uvicorn in this process; the seed-style app
@@ -12,6 +13,9 @@ asking for 1-4 seats (half chosen, half best-available) until the show is sold o
 Each round sells a fresh show with each design (ours first), after a small warm-up round.
 Ends by checking zero oversell against the event store (and the seat-map read model if present)
 and against the baseline's tables. Targets: >= 2,000 holds/s, p99 <= 200 ms, >= 2.5x baseline.
+`--ceiling` adds the same endpoint with seats in a dict (bench/baselines/in_memory.py): what the
+framework and the load generator can do at all on this machine. `--client raw` swaps httpx for a
+minimal asyncio HTTP/1.1 client (httpx costs more CPU per request than a minimal server).
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ from bench.common import (
     latency_summary,
     load_average,
     machine_info,
-    postmaster_pid,
     print_table,
     ratio,
     register_customers,
@@ -140,7 +143,7 @@ def main() -> None:
     parser.add_argument("--warmup-seats", type=int, default=2000)
     parser.add_argument("--chosen-ratio", type=float, default=0.5)
     parser.add_argument("--baseline-pool", type=int, default=16, help="baseline connections")
-    parser.add_argument("--baseline-mode", choices=MODES, default="skip-locked")
+    parser.add_argument("--baseline-mode", choices=MODES, default="wait")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="per sell-out, at most")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--py-spy", action="store_true", help="profile our server's rounds")
@@ -187,7 +190,7 @@ def main() -> None:
         baseline = BackgroundServer(create_baseline_app(bookings, container.tokens)).start()
         try:
             machine = machine_info(stack.database_url)
-            pm = postmaster_pid(stack.database_url)
+            pm = stack.postmaster_pid()
             tokens = register_customers(container, args.clients)
 
             def ours(lay: Layout, seed: int, spy_to: Path | None = None) -> dict[str, Any]:
@@ -316,7 +319,14 @@ def _total(rounds: list[dict[str, Any]]) -> float:
 
 
 def report(
-    args, machine, load_before, ours_rounds, base_rounds, memory_rounds, read_model, profile
+    args: argparse.Namespace,
+    machine: dict[str, Any],
+    load_before: list[float],
+    ours_rounds: list[dict[str, Any]],
+    base_rounds: list[dict[str, Any]],
+    memory_rounds: list[dict[str, Any]],
+    read_model: dict[str, Any],
+    profile: dict[str, Any] | None,
 ) -> None:
     rows = []
     for i, o in enumerate(ours_rounds):

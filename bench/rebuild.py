@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -91,56 +93,71 @@ def scan(store: PostgresEventStore, page_size: int, reader: PageReader = read_pa
     return position
 
 
+def generate(url: str, events: int, shows: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            data_dir=Path(tmp),
+            database_url=url,
+            jwt_secret=SecretStr(secrets.token_urlsafe(48)),
+            rate_limit_enabled=False,
+        )
+        container = bootstrap(settings)
+        workload = Workload(container, rows=40, seats_per_row=50, general=2000)
+        try:
+            with timed() as took:
+                workload.schedule_shows(shows)
+                head = workload.run_until(events)
+            print(took.line(f"generated {head:,} events through the command handlers", head))
+        finally:
+            workload.close()
+            container.close()
+
+
+def measure(url: str, page_size: int) -> None:
+    """In a process of its own, as `ticketblitz projections rebuild` runs (the generator's
+    big heap would otherwise slow everything through the garbage collector)."""
+    store = PostgresEventStore(url, pool_size=len(projection_kinds()) + 1)
+    head = store.head_position()
+    with timed() as took:
+        events = scan(store, page_size)
+    print(took.line("raw scan + decode of every event", events))
+    topics: set[str] = set()
+    for kind in projection_kinds():
+        topics |= kind.topics()
+    with timed() as took:
+        events = scan(store, page_size, EventReader(topics))
+    print(took.line("scan + decode of the events the read models use", events))
+
+    with timed() as took:
+        runners = ProjectionRunners(store, page_size=1000).start()
+        caught_up = runners.wait_for(head, timeout=600)
+        runners.stop()
+    print(took.line("incremental runners from zero (4 followers)", head))
+    assert caught_up, "the runners did not catch up"
+
+    with timed() as took:
+        report = Rebuild(store, None, page_size=page_size).run()
+    print(took.line(f"rebuild --all ({report.replayed:,} events replayed)", report.replayed))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"({os.cpu_count()} CPUs, load average {load}: other work slows the wall times)")
+    store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--database-url", default=None, help="server to create a database on")
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--shows", type=int, default=40)
+    parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)  # the child's part
     args = parser.parse_args()
-
-    with fresh_database(args.database_url) as url, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            data_dir=Path(tmp),
-            database_url=url,
-            jwt_secret=SecretStr(secrets.token_urlsafe(48)),
-            rate_limit_enabled=False,
-            rebuild_page_size=args.page_size,
-        )
-        container = bootstrap(settings)
-        workload = Workload(container, rows=40, seats_per_row=50, general=2000)
-        try:
-            with timed() as took:
-                workload.schedule_shows(args.shows)
-                head = workload.run_until(args.events)
-            print(took.line(f"generated {head:,} events through the command handlers", head))
-        finally:
-            workload.close()
-        store = container.store
-
-        with timed() as took:
-            events = scan(store, args.page_size)
-        print(took.line("raw scan + decode of every event", events))
-        topics: set[str] = set()
-        for kind in projection_kinds():
-            topics |= kind.topics()
-        with timed() as took:
-            events = scan(store, args.page_size, EventReader(topics))
-        print(took.line("scan + decode of the events the read models use", events))
-
-        with timed() as took:
-            runners = ProjectionRunners(store, page_size=1000).start()
-            caught_up = runners.wait_for(head, timeout=600)
-            runners.stop()
-        print(took.line("incremental runners from zero (4 followers)", head))
-        assert caught_up, "the runners did not catch up"
-
-        with timed() as took:
-            report = Rebuild(store, None, page_size=args.page_size).run()
-        print(took.line(f"rebuild --all ({report.replayed:,} events replayed)", report.replayed))
-        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"({os.cpu_count()} CPUs, load average {load}: other work slows the wall times)")
-        container.close()
+    if args.measure:
+        measure(args.measure, args.page_size)
+        return
+    with fresh_database(args.database_url) as url:
+        generate(url, args.events, args.shows)
+        child = [sys.executable, "-m", "bench.rebuild", "--measure", url]
+        subprocess.run([*child, "--page-size", str(args.page_size)], check=True)
 
 
 if __name__ == "__main__":

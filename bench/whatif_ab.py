@@ -28,7 +28,6 @@ from bench.common import (
     fmt,
     load_average,
     machine_info,
-    postmaster_pid,
     print_table,
     register_customers,
     schedule_hot_show,
@@ -40,10 +39,11 @@ from infra.http_server import BackgroundServer
 from infra.web import create_app
 
 
-class StandardServer(BackgroundServer):
-    """BackgroundServer with uvicorn's httptools parser and uvloop event loop."""
+class FlavourServer(BackgroundServer):
+    """BackgroundServer with an explicit HTTP parser and event loop (not uvicorn's "auto", which
+    would pick httptools/uvloop for every variant as soon as they are importable)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, http: str = "h11", loop: str = "asyncio") -> None:
         super().__init__(app)
         config = uvicorn.Config(
             app,
@@ -51,8 +51,8 @@ class StandardServer(BackgroundServer):
             port=self.port,
             log_level="warning",
             access_log=False,
-            http="httptools",
-            loop="uvloop",
+            http=http,
+            loop=loop,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
@@ -91,11 +91,11 @@ def main() -> None:
                 app = create_app(container)
                 whatif.apply_to_app(app, v.split("+"))
                 if "uvicorn-standard" in v.split("+"):
-                    servers[v] = StandardServer(app).start()
+                    servers[v] = FlavourServer(app, "httptools", "uvloop").start()
                 else:
-                    servers[v] = BackgroundServer(app).start()
+                    servers[v] = FlavourServer(app, "h11", "asyncio").start()
             machine = machine_info(stack.database_url)
-            pm = postmaster_pid(stack.database_url)
+            pm = stack.postmaster_pid()
             tokens = register_customers(container, args.clients)
             default_every = container.writers._snapshot_every
 
@@ -151,7 +151,8 @@ def main() -> None:
         ["variant", "holds/s", "p99 ms", "server ms CPU/req", "loadgen ms CPU/req", "oversell"],
         rows,
     )
-    machine["uvicorn"] = uvicorn_flavour()
+    machine["uvicorn"] = "h11 + asyncio unless the variant says uvicorn-standard"
+    machine["httptools_uvloop_importable"] = uvicorn_flavour()
     write_results(
         "whatif",
         {

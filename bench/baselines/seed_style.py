@@ -3,11 +3,12 @@ that locks the seats it takes with `SELECT ... FOR UPDATE`, marks them held and 
 booking row. No events, no aggregates, no group commit: every booking is its own commit.
 
 Chosen seats lock exactly those rows (in map order, so two bookings never deadlock) and fail
-with `seats-unavailable` if any is taken. Best-available takes the first free seats in map order
-with `FOR UPDATE SKIP LOCKED` (mode "skip-locked", the default: the strongest plain-SQL variant,
-so the ratio against it is conservative) or with a blocking `FOR UPDATE` (mode "wait": every
-booking queues on the same front seats, then re-checks and retries when it got fewer).
-If fewer free seats than asked are left, `not-enough-tickets` with the number available.
+with `seats-unavailable` if any is taken. Best-available locks the first free seats in map
+order with a blocking `SELECT ... FOR UPDATE` (mode "wait", the default: the seed's design;
+every booking queues on the same front seats, re-checks them once the first commits, and retries
+when it got fewer) or with `FOR UPDATE SKIP LOCKED` (mode "skip-locked": a stronger plain-SQL
+variant the seed did not have, for a conservative ratio). If fewer free seats than asked are
+left, `not-enough-tickets` with the number available.
 
 The same request and answer shapes as `POST /api/v1/bookings` (same pydantic request model,
 same JWT check, same problem+json errors), so bench/loadgen.py drives it unchanged.
@@ -70,13 +71,13 @@ CHOSEN_SQL = (
     "WHERE show_id = %s AND seat_id = ANY(%s) ORDER BY row_no, seat_no FOR UPDATE"
 )
 BEST_SQL = {
-    "skip-locked": (
-        "SELECT seat_id, status, price_cents FROM seed.seats WHERE show_id = %s "
-        "AND status = 'free' ORDER BY row_no, seat_no LIMIT %s FOR UPDATE SKIP LOCKED"
-    ),
     "wait": (
         "SELECT seat_id, status, price_cents FROM seed.seats WHERE show_id = %s "
         "AND status = 'free' ORDER BY row_no, seat_no LIMIT %s FOR UPDATE"
+    ),
+    "skip-locked": (
+        "SELECT seat_id, status, price_cents FROM seed.seats WHERE show_id = %s "
+        "AND status = 'free' ORDER BY row_no, seat_no LIMIT %s FOR UPDATE SKIP LOCKED"
     ),
 }
 MODES = tuple(BEST_SQL)
@@ -91,7 +92,7 @@ class SeedStyleBookings:
         self,
         database_url: str,
         pool_size: int = 16,
-        mode: str = "skip-locked",
+        mode: str = "wait",
         hold_minutes: float = 60.0,
     ) -> None:
         if mode not in BEST_SQL:
