@@ -147,6 +147,10 @@ class ShowWriter:
                 self._refresh_cache()
                 while batch := self._take_batch():
                     self._run(batch)
+                # Only when the queue is empty: a big snapshot takes tens of milliseconds,
+                # which must not be spent while fans are waiting for their answers.
+                if self._inventory is not None:
+                    self._maybe_snapshot(self._inventory)
         except BaseException as error:  # the lock or the store failed: every waiter hears it
             self._inventory = None
             self._fail_all(error)
@@ -227,7 +231,6 @@ class ShowWriter:
             return False
         self.batches += 1
         self.commands += len(batch)
-        self._maybe_snapshot(ctx.inventory)
         for queued in batch:
             assert queued.outcome is not None
             ok, value = queued.outcome

@@ -243,6 +243,16 @@ def _death_signal_preexec() -> Callable[[], None] | None:
     return set_death_signal
 
 
+MAX_CONNECTIONS = 500
+
+
+def _postmaster_pid(pg_dir: Path) -> int | None:
+    try:
+        return int((pg_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
 def _log_tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -791,7 +801,49 @@ class EmbeddedStack:
             return True
 
         self._wait("postgres", log_path, ready, time.monotonic() + self.timeout)
+        if self._pg_ours:
+            self._raise_connection_limit(url, log_path)
         return url
+
+    def _raise_connection_limit(self, url: str, log_path: Path) -> None:
+        """initdb's default of 100 connections is too few for an API, runners, workers and
+        tests sharing one server; a new cluster gets MAX_CONNECTIONS (a one-time restart)."""
+        import psycopg
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        with psycopg.connect(url, autocommit=True) as connection:
+            row = connection.execute("SHOW max_connections").fetchone()
+            if row is not None and int(row[0]) >= MAX_CONNECTIONS:
+                return
+            connection.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
+        assert self._pg is not None
+        old_pid = self._pg_pid
+        subprocess.run(
+            [
+                str(POSTGRES_BIN_PATH / "pg_ctl"),
+                *("-D", str(self._pg.pgdata), "-l", str(log_path)),
+                *("-w", "-t", "30", "-m", "fast", "restart"),
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=self._pg.system_user,
+            timeout=60,
+        )
+        pid = _postmaster_pid(self.pg_dir)
+        if self._guardian is not None:
+            if old_pid is not None:
+                self._guardian.unwatch(old_pid)
+            if pid is not None:
+                self._guardian.watch(pid, signal.SIGINT)
+        self._pg_pid = pid
+
+        def ready() -> bool:
+            with psycopg.connect(url, autocommit=True, connect_timeout=2):
+                return True
+
+        self._wait("postgres", log_path, ready, time.monotonic() + self.timeout)
 
     def _stop_postgres(self) -> None:
         server, self._pg = self._pg, None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from infra.bootstrap import Container
 from infra.metrics import install_metrics
@@ -15,6 +15,23 @@ from write_api.problems import install_problem_handlers, problem
 
 MAX_BODY_BYTES = 256 * 1024
 APIS = ("write", "read")
+
+
+class BodySizeLimit:
+    """Refuse declared bodies over MAX_BODY_BYTES (a plain ASGI middleware: no per-request
+    task and stream wrapping, unlike Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = Headers(scope=scope).get("content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+                detail = f"bodies are limited to {MAX_BODY_BYTES} bytes"
+                await problem(413, "payload-too-large", detail)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
@@ -33,16 +50,7 @@ def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
     if "read" in apis:
         app.include_router(query_router())
 
-    @app.middleware("http")
-    async def limit_body_size(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            return problem(
-                413, "payload-too-large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
-            )
-        return await call_next(request)
+    app.add_middleware(BodySizeLimit)
 
     install_metrics(app, container)
 

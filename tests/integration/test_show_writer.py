@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -142,6 +143,10 @@ def test_a_hot_inventory_is_snapshotted_and_loads_from_the_snapshot(store):
     for future in [hold(bookings, show_id, quantity=1) for _ in range(120)]:
         future.result(timeout=30)
     inventory_id = inventory_id_for(show_id)
+    writer = writers.for_show(show_id)
+    deadline = time.monotonic() + 10
+    while writer.busy and time.monotonic() < deadline:  # snapshots are taken once idle
+        time.sleep(0.01)
     assert store.app.snapshots is not None
     snapshots = list(store.app.snapshots.get(inventory_id))
     assert snapshots and snapshots[-1].originator_version >= 50
