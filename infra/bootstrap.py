@@ -21,6 +21,10 @@ from infra.redis_guard import IdempotencyRecords, RateLimiter, connect_redis
 from infra.settings import Settings
 from infra.tokens import TokenService, demo_secret
 from projections.read_side import ReadSide
+from recommender.embedder import embedder_from_env
+from recommender.pitch import PitchWriter
+from recommender.projection import ensure_schema
+from recommender.queries import Recommender
 
 
 class ConfigurationError(Exception):
@@ -47,6 +51,8 @@ class Container:
     redis: redis.Redis | None = None
     closers: list[object] = field(default_factory=list)
     read_side: ReadSide | None = None  # query side: read models, cache, projection runners
+    recommender: Recommender | None = None  # None when this PostgreSQL has no pgvector
+    pitch_writer: PitchWriter | None = None  # `?explain=true` on recommendations
 
     def close(self) -> None:
         if self.read_side is not None:
@@ -109,6 +115,9 @@ def bootstrap(settings: Settings) -> Container:
         settings, store, ReadCache(client, settings.read_cache_ttl_seconds)
     )
     container.read_side.setup()
+    if ensure_schema(store):
+        container.recommender = Recommender(store, embedder_from_env().model_name)
+        container.pitch_writer = PitchWriter.from_env()
     if settings.admin_email and settings.admin_password:
         container.accounts.ensure_admin(
             settings.admin_email, settings.admin_password.get_secret_value()

@@ -37,6 +37,7 @@ from projections.positions import projection_statuses
 from projections.rebuild import RebuildBusyError
 from projections.registry import UnknownProjectionError, projection_kinds
 from projections.runner import ProjectionRunners
+from recommender.worker import with_recommender
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 relay_app = typer.Typer(no_args_is_help=True, help="The relay of integration events to Kafka.")
@@ -233,7 +234,9 @@ def workers(
             raise CliError("TICKETBLITZ_DATABASE_URL is not set (use `ticketblitz up` to embed)")
         container = bootstrap(settings)
         try:
-            running = with_hash_chain(build_workers(container), container.store).start()
+            running = with_recommender(
+                with_hash_chain(build_workers(container), container.store), container
+            ).start()
             signal.signal(signal.SIGTERM, lambda *_: running.request_stop())
             console.print(f"workers running: {', '.join(running.names)}")
             with suppress(KeyboardInterrupt):

@@ -16,6 +16,7 @@ from projections.positions import PositionWatch, ProjectionStatus, projection_st
 from projections.queries import ReadModels
 from projections.registry import PROJECTIONS, projection_kinds
 from projections.runner import ProjectionRunners
+from recommender.runner import RecommenderRunner
 
 
 class ReadSide:
@@ -37,6 +38,7 @@ class ReadSide:
         self.models = ReadModels(self._pool)
         self.positions = PositionWatch(self.models.positions)
         self.runners: ProjectionRunners | None = None
+        self.recommender: RecommenderRunner | None = None  # recommender/, beside the runners
         self._runner_store: PostgresEventStore | None = None
 
     def setup(self) -> None:
@@ -50,13 +52,16 @@ class ReadSide:
         if self.runners is None:
             assert self.settings.database_url is not None
             self._runner_store = PostgresEventStore(
-                self.settings.database_url, pool_size=len(PROJECTIONS) + 1
+                self.settings.database_url, pool_size=len(PROJECTIONS) + 3
             )
             self.runners = ProjectionRunners(
                 self._runner_store,
                 page_size=self.settings.projection_page_size,
                 poll_interval=self.settings.projection_poll_seconds,
                 rebuild_stale=rebuild_stale,
+            ).start()
+            self.recommender = RecommenderRunner(
+                self._runner_store, poll_interval=self.settings.projection_poll_seconds
             ).start()
         return self.runners
 
@@ -65,6 +70,9 @@ class ReadSide:
             return projection_statuses(self.store, conn)
 
     def close(self) -> None:
+        if self.recommender is not None:
+            self.recommender.stop()
+            self.recommender = None
         if self.runners is not None:
             self.runners.stop()
             self.runners = None

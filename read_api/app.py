@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from read_api import admin_streams, bookings, operations, shows
+from recommender import api as recommendations
 
 API_PREFIX = "/api/v1"
 
@@ -15,4 +16,5 @@ def query_router() -> APIRouter:
     router.include_router(bookings.router)
     router.include_router(operations.router)
     router.include_router(admin_streams.router)  # from the event log itself (audit/)
+    router.include_router(recommendations.router)  # the `rec` read model (recommender/)
     return router
