@@ -9,9 +9,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from infra.bootstrap import Container
 from infra.metrics import install_metrics
 from infra.openapi import document_problems
+from infra.problems import install_problem_handlers, problem
 from read_api.app import query_router
 from write_api.app import command_router
-from write_api.problems import install_problem_handlers, problem
 
 MAX_BODY_BYTES = 256 * 1024
 APIS = ("write", "read")

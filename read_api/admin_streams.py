@@ -12,8 +12,8 @@ from pydantic import BaseModel
 
 from audit.replay import StreamNotFoundError, stream_events
 from commands.errors import StoreUnavailableError
-from write_api.deps import AdminUser, ContainerDep
-from write_api.problems import ProblemError
+from infra.http_deps import AdminUser, ContainerDep
+from infra.problems import ProblemError
 
 router = APIRouter(tags=["admin"])
 

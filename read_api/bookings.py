@@ -7,6 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
+from infra.http_deps import CurrentUser
+from infra.problems import ProblemError
 from projections.registry import BOOKINGS
 from read_api.deps import (
     After,
@@ -19,8 +21,6 @@ from read_api.deps import (
     query,
 )
 from read_api.models import BookingAnswer, BookingPage, BookingPublic
-from write_api.deps import CurrentUser
-from write_api.problems import ProblemError
 
 router = APIRouter(tags=["queries"])
 

@@ -18,9 +18,9 @@ from fastapi.responses import Response
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
+from infra.problems import ProblemError
 from projections.positions import lowest
 from projections.read_side import ReadSide
-from write_api.problems import ProblemError
 
 T = TypeVar("T")
 

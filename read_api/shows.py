@@ -9,6 +9,8 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from infra.http_deps import AdminUser
+from infra.problems import ProblemError
 from projections.queries import ShowFilter
 from projections.registry import CATALOG, SALES, SEAT_MAP
 from read_api.deps import (
@@ -31,8 +33,6 @@ from read_api.models import (
     ShowStats,
     ShowSummary,
 )
-from write_api.deps import AdminUser
-from write_api.problems import ProblemError
 
 router = APIRouter(prefix="/shows", tags=["queries"])
 

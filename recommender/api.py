@@ -13,13 +13,13 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
 from commands.errors import StoreUnavailableError
+from infra.http_deps import CustomerUser
 from infra.log_follower import wait_for_position
+from infra.problems import ProblemError
 from read_api.deps import After
 from recommender.pitch import Pitch, PitchShow, PitchWriter
 from recommender.projection import FOLLOWER
 from recommender.queries import Recommendations, Recommender
-from write_api.deps import CustomerUser
-from write_api.problems import ProblemError
 
 router = APIRouter(tags=["recommendations"])
 

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, EmailStr, Field
 
 from commands.models import RegisterAccount
-from write_api.deps import ContainerDep, client_address, enforce_rate_limit
+from infra.http_deps import ContainerDep, client_address, enforce_rate_limit
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

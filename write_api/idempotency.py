@@ -10,9 +10,9 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from infra.bootstrap import Container
+from infra.problems import ProblemError, response_for
 from infra.redis_guard import StoredResponse
 from infra.tokens import Principal
-from write_api.problems import ProblemError, response_for
 
 MAX_KEY_LENGTH = 200
 # Answers worth replaying: successes and deterministic refusals, not transient failures.

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from commands.models import PayBooking, PaymentMethodId
-from write_api.deps import ContainerDep, CurrentUser
+from infra.http_deps import ContainerDep, CurrentUser
 from write_api.idempotency import Outcome, check_key, fingerprint, run_idempotently
 
 router = APIRouter(tags=["payments"])

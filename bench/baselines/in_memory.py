@@ -25,8 +25,8 @@ from domain.errors import (
     SeatsUnavailableError,
     UnknownSeatsError,
 )
+from infra.problems import response_for
 from infra.tokens import InvalidTokenError, Principal, TokenService
-from write_api.problems import response_for
 
 
 class InMemorySeats:

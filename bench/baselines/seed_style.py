@@ -36,8 +36,8 @@ from domain.errors import (
     SeatsUnavailableError,
     UnknownSeatsError,
 )
+from infra.problems import response_for
 from infra.tokens import InvalidTokenError, Principal, TokenService
-from write_api.problems import response_for
 
 SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS seed;

@@ -1,4 +1,4 @@
-"""Request dependencies: the container, the caller's identity, rate limits."""
+"""HTTP request dependencies shared by the command and query APIs: container, caller, limits."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from infra.bootstrap import Container
+from infra.problems import ProblemError
 from infra.tokens import InvalidTokenError, Principal
-from write_api.problems import ProblemError
 
 _bearer = HTTPBearer(auto_error=False)
 
