@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
@@ -539,3 +541,29 @@ def verify_read_model(
         }
     except Exception as error:  # someone else's module: report, don't fail the benchmark
         return {"checked": False, "reason": f"{type(error).__name__}: {error}"}
+
+
+@contextmanager
+def fresh_database(server_url: str | None) -> Iterator[str]:
+    """A database of its own for one benchmark: a new embedded server, or a new database on
+    `server_url` dropped afterwards."""
+    if server_url is None:
+        with tempfile.TemporaryDirectory(prefix="tbb-", dir="/tmp") as tmp:
+            stack = EmbeddedStack(Path(tmp), kafka=False, redis=False, stripe=False, smtp=False)
+            endpoints = stack.start()
+            try:
+                assert endpoints.database_url is not None
+                yield endpoints.database_url
+            finally:
+                stack.stop()
+        return
+    name = f"tb_bench_{uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(server_url, dbname=name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

@@ -26,15 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from uuid import uuid4
 
-import psycopg
-from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
+from bench.common import fresh_database
 from bench.workload import Workload
 from infra.bootstrap import bootstrap
-from infra.embedded import EmbeddedStack
 from infra.event_store import PostgresEventStore
 from infra.log_follower import PageReader, read_page
 from infra.settings import Settings
@@ -42,28 +39,6 @@ from projections.base import EventReader
 from projections.rebuild import Rebuild
 from projections.registry import projection_kinds
 from projections.runner import ProjectionRunners
-
-
-@contextmanager
-def fresh_database(server_url: str | None) -> Iterator[str]:
-    if server_url is None:
-        with tempfile.TemporaryDirectory(prefix="tbb-", dir="/tmp") as tmp:
-            stack = EmbeddedStack(Path(tmp), kafka=False, redis=False, stripe=False, smtp=False)
-            endpoints = stack.start()
-            try:
-                assert endpoints.database_url is not None
-                yield endpoints.database_url
-            finally:
-                stack.stop()
-        return
-    name = f"tb_bench_{uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @dataclass

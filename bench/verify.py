@@ -23,24 +23,19 @@ import argparse
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from uuid import uuid4
 
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
 from audit.hash_chain import seal
 from audit.records import Decoder, read_rows
 from audit.revenue import SalesReadModel
 from audit.verify import verify
+from bench.common import fresh_database
 from bench.workload import Workload
 from infra.bootstrap import bootstrap
-from infra.embedded import EmbeddedStack
 from infra.event_store import PostgresEventStore
 from infra.log_follower import read_page
 from infra.settings import Settings
@@ -48,30 +43,6 @@ from projections.registry import SALES
 from projections.runner import ProjectionRunners
 
 T = TypeVar("T")
-
-
-@contextmanager
-def fresh_database(server_url: str | None) -> Iterator[str]:
-    if server_url is None:
-        with tempfile.TemporaryDirectory(prefix="tbv-", dir="/tmp") as tmp:
-            stack = EmbeddedStack(Path(tmp), kafka=False, redis=False, stripe=False, smtp=False)
-            endpoints = stack.start()
-            try:
-                assert endpoints.database_url is not None
-                yield endpoints.database_url
-            finally:
-                stack.stop()
-        return
-    name = f"tb_verify_{uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def timed(run: Callable[[], T]) -> tuple[T, float, float]:
