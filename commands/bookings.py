@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -117,7 +117,7 @@ class BookingCommands:
 
 def _with_position(done: tuple[HoldPlaced, int]) -> HoldPlaced:
     placed, position = done
-    return HoldPlaced(**{**placed.__dict__, "position": position})
+    return replace(placed, position=position)
 
 
 def _replay(existing: Booking, command: PlaceHold) -> HoldPlaced:

@@ -138,9 +138,6 @@ class ShowWriter:
             self._executor.submit(self._drain)
         return queued.future
 
-    def forget_cache(self) -> None:
-        self._inventory = None
-
     def _drain(self) -> None:
         try:
             with self._store.show_lock(self.show_id):

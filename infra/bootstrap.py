@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis
@@ -49,7 +49,6 @@ class Container:
     gateway: PaymentGateway
     payments: PaymentCommands
     redis: redis.Redis | None = None
-    closers: list[object] = field(default_factory=list)
     read_side: ReadSide | None = None  # query side: read models, cache, projection runners
     recommender: Recommender | None = None  # None when this PostgreSQL has no pgvector
     pitch_writer: PitchWriter | None = None  # `?explain=true` on recommendations

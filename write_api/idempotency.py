@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,7 +76,5 @@ def _replayed(found: StoredResponse) -> JSONResponse:
 
 
 def _json_body(response: JSONResponse) -> dict[str, Any]:
-    import json
-
     body: dict[str, Any] = json.loads(bytes(response.body))
     return body
