@@ -104,7 +104,7 @@ async def _drive_ours(
             command = PlaceHold(request=request, customer_id=customer, booking_id=uuid4())
             started = time.perf_counter()
             try:
-                placed = await asyncio.wrap_future(container.bookings.place_hold(command))
+                placed = await container.bookings.place_hold_async(command)
             except SeatsUnavailableError as error:
                 kinds[SEATS_UNAVAILABLE] += 1
                 fan.learn(ask, SEATS_UNAVAILABLE, error.seats)

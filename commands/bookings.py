@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -60,6 +61,16 @@ class BookingCommands:
 
     def place_hold(self, command: PlaceHold) -> Future[HoldPlaced]:
         """SeatsHeld on the inventory and BookingPlaced on the booking, in one transaction."""
+        writer = self._writers.for_show(command.request.show_id)
+        return then(writer.submit(self._hold_decision(command)), _with_position)
+
+    async def place_hold_async(self, command: PlaceHold) -> HoldPlaced:
+        """`place_hold` for a caller on an event loop, which is woken once per batch. A caller
+        that stops waiting does not withdraw the command: it is decided all the same."""
+        writer = self._writers.for_show(command.request.show_id)
+        return _with_position(await writer.submit_async(self._hold_decision(command)))
+
+    def _hold_decision(self, command: PlaceHold) -> Callable[[ShowBatch], HoldPlaced]:
         request = command.request
 
         def decide(batch: ShowBatch) -> HoldPlaced:
@@ -95,8 +106,7 @@ class BookingCommands:
             batch.add_booking(booking)
             return HoldPlaced.of(booking)
 
-        future = self._writers.for_show(request.show_id).submit(decide)
-        return then(future, _with_position)
+        return decide
 
     def cancel_booking(self, command: CancelBooking) -> Future[int]:
         """Cancel and release the seats in one transaction; a paid booking only before the show

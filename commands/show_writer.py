@@ -10,12 +10,13 @@ Each command still gets its own answer: its result, or its own error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -28,6 +29,7 @@ from commands.errors import (
     VersionConflictError,
 )
 from commands.ports import EventStore
+from commands.replies import LoopReply, Reply, ThreadReply, deliver
 from domain.booking import Booking
 from domain.errors import DomainError
 from domain.ids import inventory_id_for
@@ -92,7 +94,7 @@ Decision = Callable[[ShowBatch], T]
 @dataclass
 class _Queued(Generic[T]):
     decide: Decision[T]
-    future: Future[tuple[T, int]] = field(default_factory=Future)
+    reply: Reply  # gets (ok, (result, position)) or (False, error)
     outcome: tuple[bool, Any] | None = None  # (ok, value or error) decided in this attempt
 
 
@@ -129,14 +131,24 @@ class ShowWriter:
 
     def submit(self, decide: Decision[T]) -> Future[tuple[T, int]]:
         """Queue a decision; the future gives (its result, global position after the commit)."""
-        queued: _Queued[T] = _Queued(decide)
+        reply = ThreadReply()
+        self._enqueue(_Queued(decide, reply))
+        return reply.future
+
+    def submit_async(self, decide: Decision[T]) -> asyncio.Future[tuple[T, int]]:
+        """`submit` for a caller on an event loop (call it on the loop's thread): the loop is
+        woken once per batch rather than once per command."""
+        reply = LoopReply()
+        self._enqueue(_Queued(decide, reply))
+        return reply.future
+
+    def _enqueue(self, queued: _Queued[Any]) -> None:
         with self._mutex:
             self._queue.append(queued)
             start = not self._draining
             self._draining = True
         if start:
             self._executor.submit(self._drain)
-        return queued.future
 
     def _drain(self) -> None:
         try:
@@ -169,9 +181,7 @@ class ShowWriter:
         with self._mutex:
             waiting = list(self._queue)
             self._queue.clear()
-        for queued in waiting:
-            if not queued.future.done():
-                queued.future.set_exception(error)
+        deliver((queued.reply, False, error) for queued in waiting)
 
     def _refresh_cache(self) -> None:
         """Another process may have written since our last batch: the version tells."""
@@ -196,13 +206,10 @@ class ShowWriter:
                     return
                 self.conflicts += 1
             error = ConcurrencyError(f"show {self.show_id} kept changing; try again")
-            for queued in batch:
-                queued.future.set_exception(error)
+            deliver((queued.reply, False, error) for queued in batch)
         except BaseException as error:
             self._inventory = None
-            for queued in batch:
-                if not queued.future.done():
-                    queued.future.set_exception(error)
+            deliver((queued.reply, False, error) for queued in batch)
 
     def _attempt(self, batch: list[_Queued[Any]], alone: bool = False) -> bool:
         """Decide the whole batch against the cached inventory and commit it once.
@@ -217,7 +224,7 @@ class ShowWriter:
                     # A decision failed half-way: the cached state is no longer trustworthy.
                     self._inventory = None
                     if alone:
-                        queued.future.set_exception(error)
+                        deliver([(queued.reply, False, error)])
                         return True
                     return self._run_alone(batch)
                 queued.outcome = (False, error)
@@ -228,13 +235,7 @@ class ShowWriter:
             return False
         self.batches += 1
         self.commands += len(batch)
-        for queued in batch:
-            assert queued.outcome is not None
-            ok, value = queued.outcome
-            if ok:
-                queued.future.set_result((value, position))
-            else:
-                queued.future.set_exception(value)
+        deliver(_answer(queued, position) for queued in batch)
         return True
 
     def _maybe_snapshot(self, inventory: SeatInventory) -> None:
@@ -249,13 +250,19 @@ class ShowWriter:
     def _run_alone(self, batch: list[_Queued[Any]]) -> bool:
         """Slow path after a half-applied decision: one commit per command, fresh state each."""
         for queued in batch:
-            sub = [_Queued(queued.decide, queued.future)]
+            sub = [_Queued(queued.decide, queued.reply)]
             for _ in range(5):
                 if self._attempt(sub, alone=True):
                     break
             else:
-                queued.future.set_exception(ConcurrencyError("try again"))
+                deliver([(queued.reply, False, ConcurrencyError("try again"))])
         return True
+
+
+def _answer(queued: _Queued[Any], position: int) -> tuple[Reply, bool, Any]:
+    assert queued.outcome is not None
+    ok, value = queued.outcome
+    return queued.reply, ok, (value, position) if ok else value
 
 
 class ShowWriters:

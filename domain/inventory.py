@@ -7,6 +7,7 @@ sale is open. State is kept in JSON-friendly dicts and lists so the aggregate ca
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -124,21 +125,24 @@ class SeatInventory(Aggregate):
         return {section: quantity}
 
     def _seated_for(self, quantity: int, sections: list[str]) -> list[str]:
-        rows = [r for r in self.rows if r[0] in sections and self.row_free[r[1]] > 0]
-        for row in rows:
+        for row in self._open_rows(sections):
             key = row[1]
             if self.row_free[key] >= quantity and self.row_run_bound[key] >= quantity:
                 block = self._centre_block(key, row[2], quantity)
                 if block:
                     return block
         scattered: list[str] = []
-        for row in rows:
+        for row in self._open_rows(sections):
             scattered.extend(s for s in row[2] if s not in self.holder)
             if len(scattered) >= quantity:
                 return scattered[:quantity]
         raise CapacityExceededError(
             sections[0] if len(sections) == 1 else None, quantity, len(scattered)
         )
+
+    def _open_rows(self, sections: list[str]) -> Iterator[list[Any]]:
+        """Rows with a free seat, best first; lazily: the first row that fits ends a search."""
+        return (r for r in self.rows if r[0] in sections and self.row_free[r[1]] > 0)
 
     def _centre_block(self, key: str, seats: list[str], quantity: int) -> list[str] | None:
         centre = (len(seats) - quantity) / 2

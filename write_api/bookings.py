@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID, uuid4
@@ -84,8 +85,8 @@ async def place_booking(
     )
 
     async def run() -> Outcome:
-        future = container.bookings.place_hold(command)
-        placed = await outcome_of(future, container.settings.command_timeout_seconds)
+        async with asyncio.timeout(container.settings.command_timeout_seconds):
+            placed = await container.bookings.place_hold_async(command)
         held = _held(placed)
         # A retry that found its booking answers as the first request did.
         return status.HTTP_201_CREATED, held.model_dump(mode="json")
