@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +39,8 @@ from domain.show import Show
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+SNAPSHOT_DEBT_LIMIT = 10  # x snapshot_every: snapshot even while busy beyond this many events
 
 
 class ShowBatch:
@@ -120,6 +123,7 @@ class ShowWriter:
         self._inventory: SeatInventory | None = None
         self._snapshot_every = snapshot_every
         self._snapshot_version = 0
+        self._last_command_at = time.monotonic()
         self.batches = 0
         self.commands = 0
         self.conflicts = 0
@@ -143,6 +147,7 @@ class ShowWriter:
         return reply.future
 
     def _enqueue(self, queued: _Queued[Any]) -> None:
+        self._last_command_at = time.monotonic()
         with self._mutex:
             self._queue.append(queued)
             start = not self._draining
@@ -156,21 +161,49 @@ class ShowWriter:
                 self._refresh_cache()
                 while batch := self._take_batch():
                     self._run(batch)
-                # Only when the queue is empty: a big snapshot takes tens of milliseconds,
-                # which must not be spent while fans are waiting for their answers.
-                if self._inventory is not None:
-                    self._maybe_snapshot(self._inventory)
+                # Snapshots wait for a quiet moment (snapshot_when_idle): a big one takes tens
+                # of milliseconds, which fans of a hot show would spend waiting. Unless so many
+                # events went by that a cold load would replay too many.
+                if self._snapshot_debt() >= SNAPSHOT_DEBT_LIMIT * self._snapshot_every:
+                    self._snapshot()
         except BaseException as error:  # the lock or the store failed: every waiter hears it
             self._inventory = None
             self._fail_all(error)
         finally:
-            with self._mutex:
-                self._draining = False
-                restart = bool(self._queue)
-                if restart:
-                    self._draining = True
+            self._finish()
+
+    def _finish(self) -> None:
+        """Done with the writer's state: hand over to a drain if commands arrived meanwhile."""
+        with self._mutex:
+            self._draining = False
+            restart = bool(self._queue)
             if restart:
-                self._executor.submit(self._drain)
+                self._draining = True
+        if restart:
+            self._executor.submit(self._drain)
+
+    def snapshot_when_idle(self, idle_seconds: float) -> None:
+        """Snapshot the cached inventory if enough events went by and no command came for
+        `idle_seconds`; runs on the writer's executor, excluding drains meanwhile."""
+        if time.monotonic() - self._last_command_at < idle_seconds:
+            return
+        if self._snapshot_debt() < self._snapshot_every:
+            return
+        with self._mutex:
+            if self._draining or self._queue:
+                return
+            self._draining = True
+        self._executor.submit(self._snapshot_then_finish)
+
+    def _snapshot_then_finish(self) -> None:
+        try:
+            self._snapshot()
+        finally:
+            self._finish()
+
+    def _snapshot_debt(self) -> int:
+        inventory = self._inventory
+        return 0 if inventory is None else inventory.version - self._snapshot_version
 
     def _take_batch(self) -> list[_Queued[Any]]:
         with self._mutex:
@@ -238,14 +271,16 @@ class ShowWriter:
         deliver(_answer(queued, position) for queued in batch)
         return True
 
-    def _maybe_snapshot(self, inventory: SeatInventory) -> None:
-        """Every `snapshot_every` events, so loading a hot show never replays thousands."""
-        if inventory.version - self._snapshot_version >= self._snapshot_every:
-            try:
-                self._store.snapshot(inventory)
-                self._snapshot_version = inventory.version
-            except CommandError:
-                log.warning("snapshot of %s failed; will retry later", self.inventory_id)
+    def _snapshot(self) -> None:
+        """So that loading a hot show never replays thousands of events."""
+        inventory = self._inventory
+        if inventory is None:
+            return
+        try:
+            self._store.snapshot(inventory)
+            self._snapshot_version = inventory.version
+        except CommandError:
+            log.warning("snapshot of %s failed; will retry later", self.inventory_id)
 
     def _run_alone(self, batch: list[_Queued[Any]]) -> bool:
         """Slow path after a half-applied decision: one commit per command, fresh state each."""
@@ -274,6 +309,7 @@ class ShowWriters:
         max_batch: int = 500,
         max_cached: int = 256,
         snapshot_every: int = 1000,
+        snapshot_idle_seconds: float = 1.0,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
@@ -282,6 +318,21 @@ class ShowWriters:
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="show-writer")
         self._writers: OrderedDict[UUID, ShowWriter] = OrderedDict()
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._snapshotter = threading.Thread(
+            target=self._snapshot_idle_writers,
+            args=(snapshot_idle_seconds,),
+            name="show-snapshots",
+            daemon=True,
+        )
+        self._snapshotter.start()
+
+    def _snapshot_idle_writers(self, idle_seconds: float) -> None:
+        while not self._closing.wait(idle_seconds / 4):
+            with self._lock:
+                writers = list(self._writers.values())
+            for writer in writers:
+                writer.snapshot_when_idle(idle_seconds)
 
     def for_show(self, show_id: UUID) -> ShowWriter:
         with self._lock:
@@ -314,4 +365,6 @@ class ShowWriters:
         }
 
     def close(self) -> None:
+        self._closing.set()
+        self._snapshotter.join()
         self._executor.shutdown(wait=True, cancel_futures=False)

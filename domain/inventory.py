@@ -66,6 +66,9 @@ class SeatInventory(Aggregate):
         # An upper bound of each row's longest run of free seats: lets best-available skip
         # fragmented rows without rescanning them (holds only shorten runs; releases reset it).
         self.row_run_bound: dict[str, int] = dict(self.row_free)
+        # Also a memo: every row before this index is full, so searches start here (late in a
+        # sell-out most rows are full). Releases reset it.
+        self.first_open_row = 0
         self.holder: dict[str, str] = {}  # seat -> booking id (hex) while held or sold
         self.claims: dict[str, dict[str, Any]] = {}  # booking id (hex) -> what it holds
         self.customer_tickets: dict[str, int] = {}  # customer id (hex) -> tickets held or sold
@@ -142,7 +145,12 @@ class SeatInventory(Aggregate):
 
     def _open_rows(self, sections: list[str]) -> Iterator[list[Any]]:
         """Rows with a free seat, best first; lazily: the first row that fits ends a search."""
-        return (r for r in self.rows if r[0] in sections and self.row_free[r[1]] > 0)
+        rows, free = self.rows, self.row_free
+        first = getattr(self, "first_open_row", 0)  # absent from snapshots older than it
+        while first < len(rows) and free[rows[first][1]] == 0:
+            first += 1
+        self.first_open_row = first
+        return (r for r in rows[first:] if free[r[1]] > 0 and r[0] in sections)
 
     def _centre_block(self, key: str, seats: list[str], quantity: int) -> list[str] | None:
         centre = (len(seats) - quantity) / 2
@@ -299,6 +307,7 @@ class SeatInventory(Aggregate):
             key = _row_key(seat)
             self.row_free[key] += 1
             self.row_run_bound[key] = self.row_free[key]
+        self.first_open_row = 0
         for code, n in claim["general"].items():
             self.general[code]["taken"] -= n
         quantity = len(claim["seats"]) + sum(claim["general"].values())

@@ -94,10 +94,13 @@ class PostgresEventStore:
         return self.version_of(aggregate_id) is not None
 
     def save(self, *aggregates: Aggregate) -> int:
-        if not any(a.pending_events for a in aggregates):
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        if not events:
             return self.head_position()
         try:
-            recordings = self.app.save(*aggregates)
+            # The application's `save` would only add runtime Protocol checks per aggregate
+            # (about 10 us each) and hooks this application does not use.
+            recordings = self.app.events.put(events)
         except IntegrityError as error:
             raise VersionConflictError(str(error)) from error
         except PersistenceError as error:

@@ -57,6 +57,17 @@ def test_a_general_admission_section_without_enough_tickets_is_refused():
     assert (error.value.section, error.value.requested, error.value.available) == ("GA", 2, 1)
 
 
+def test_a_seat_released_in_a_full_front_row_is_offered_again_first():
+    inventory = an_inventory([seated("A", {"1": 2, "2": 2, "3": 4})])
+    front = place_hold(inventory, ["A-1-1", "A-1-2"])
+    place_hold(inventory, ["A-2-1", "A-2-2"])
+    assert inventory.choose_best_available(2) == (["A-3-2", "A-3-3"], {})
+
+    inventory.release(front, "expired")
+
+    assert inventory.choose_best_available(2) == (["A-1-1", "A-1-2"], {})
+
+
 def test_falls_back_to_scattered_seats_in_map_order_when_no_block_fits():
     inventory = an_inventory([seated("A", {"1": 3, "2": 3})])
     place_hold(inventory, ["A-1-2", "A-2-2"])
