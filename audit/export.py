@@ -11,7 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import Any, Literal, TextIO
 
-from audit.records import Decoder, head_position, payload_of, read_rows, type_name
+from audit.records import head_position, payload_of, type_name
+from infra.decoding import Decoder, read_rows
 from infra.event_store import PostgresEventStore
 
 Format = Literal["jsonl", "csv"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from audit.records import Decoder, Row, read_rows
+from infra.decoding import Decoder, Row, read_rows
 from infra.event_store import PostgresEventStore
 from infra.log_follower import LogFollower, LoggedEvent, PositionMovedError, _lock_key
 

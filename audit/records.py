@@ -1,47 +1,21 @@
-"""The stored event records as the audit reads them: raw rows of the events table in global
-order (keyset pages on notification_id), decoded with the application's own mapper."""
+"""The stored event records as the audit reads them: a stream's raw rows, and events and
+aggregates in JSON-friendly form (the log is read and decoded by infra/decoding.py)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from json.scanner import make_scanner
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent, UUIDAsHex
-from eventsourcing.utils import resolve_topic
 
+from infra.decoding import SELECT_ROWS, Row
 from infra.event_store import EVENTS_TABLE
 
-Row = tuple[int, UUID, int, str, bytes]
-"""(notification_id, originator_id, originator_version, topic, state): a record as stored."""
-
-SELECT_ROWS = (
-    f"SELECT notification_id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE}"
-)
 # Attributes every stored event has; the rest of an event is its payload.
 ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
-
-
-def read_rows(
-    conn: psycopg.Connection[Any], after: int, limit: int, upto: int | None = None
-) -> list[Row]:
-    """Up to `limit` records after position `after` (and not beyond `upto`), in log order."""
-    if upto is None:
-        sql = f"{SELECT_ROWS} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-        params: tuple[int, ...] = (after, limit)
-    else:
-        sql = (
-            f"{SELECT_ROWS} WHERE notification_id > %s AND notification_id <= %s "
-            "ORDER BY notification_id LIMIT %s"
-        )
-        params = (after, upto, limit)
-    rows: list[Row] = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
-    return rows
 
 
 def stream_rows(
@@ -66,92 +40,6 @@ def stream_rows(
 def head_position(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()
     return 0 if row is None else int(row[0])
-
-
-class _AuditTranscoder(JSONTranscoder):
-    """The application's transcodings, decoded with a tighter hook and repeated UUIDs shared
-    (they are immutable): the same objects as the library's decoder, about twice as fast."""
-
-    MAX_CACHED_UUIDS = 500_000
-
-    def __init__(self, like: JSONTranscoder) -> None:
-        super().__init__()
-        for transcoding in like.names.values():
-            self.register(transcoding)
-        self._decoders: dict[str, Callable[[Any], Any]] = {
-            name: t.decode for name, t in self.names.items()
-        }
-        if type(self.names.get(UUIDAsHex.name)) is UUIDAsHex:
-            self._decoders[UUIDAsHex.name] = self._uuid
-        self._uuids: dict[str, UUID] = {}
-        # The C scanner json.loads runs, minus two layers of Python around it.
-        decoder = json.JSONDecoder(object_hook=self._hook)
-        self._scan: Callable[[str, int], tuple[Any, int]] = make_scanner(decoder)  # type: ignore[arg-type]
-
-    def decode(self, data: bytes) -> Any:
-        text = data.decode("utf8")
-        decoded, end = self._scan(text, 0)
-        if end != len(text):
-            raise ValueError(f"extra data after the JSON document at character {end}")
-        return decoded
-
-    def _hook(self, d: dict[str, Any]) -> Any:
-        if len(d) == 2:
-            name = d.get("_type_")
-            if name is not None and "_data_" in d:
-                decode = self._decoders.get(name)
-                if decode is None:
-                    return self._decode_obj(d)  # raises the library's error
-                return decode(d["_data_"])
-        return d
-
-    def _uuid(self, data: str) -> UUID:
-        found = self._uuids.get(data)
-        if found is None:
-            if len(self._uuids) >= self.MAX_CACHED_UUIDS:
-                self._uuids.clear()
-            found = self._uuids[data] = UUID(data)
-        return found
-
-
-class Decoder:
-    """Records to domain events as the application's Mapper makes them: the same transcodings,
-    topics and upcasting. Without a cipher or compressor configured it takes the mapper's
-    steps itself (the StoredEvent and the error wrapping cost as much as the decoding);
-    otherwise it calls the mapper."""
-
-    def __init__(self, mapper: Mapper[UUID]) -> None:
-        self._mapper = mapper
-        transcoder = mapper.transcoder
-        self._direct = (
-            isinstance(transcoder, JSONTranscoder) and not mapper.cipher and not mapper.compressor
-        )
-        self._decode = (
-            _AuditTranscoder(transcoder).decode
-            if isinstance(transcoder, JSONTranscoder)
-            else transcoder.decode
-        )
-        self._classes: dict[str, tuple[type, int]] = {}
-
-    def event(self, row: Row) -> Any:
-        if not self._direct:
-            return self._mapper.to_domain_event(StoredEvent(row[1], row[2], row[3], row[4]))
-        # Mapper.to_domain_event of eventsourcing 9.5.6, step by step.
-        found = self._classes.get(row[3])
-        if found is None:
-            cls = resolve_topic(row[3])
-            found = self._classes[row[3]] = (cls, getattr(cls, "class_version", 1))
-        cls, class_version = found
-        state: dict[str, Any] = self._decode(row[4])
-        state["originator_id"] = row[1]  # a UUID already (uuid column): nothing to convert
-        state["originator_version"] = row[2]
-        from_version = state.pop("class_version", 1)
-        while from_version < class_version:
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
-            from_version += 1
-        event: Any = object.__new__(cls)
-        object.__setattr__(event, "__dict__", state)
-        return event
 
 
 def type_name(event: object) -> str:

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from audit.records import Decoder, Row, payload_of, state_of, stream_rows, type_name
+from audit.records import payload_of, state_of, stream_rows, type_name
+from infra.decoding import Decoder, Row
 from infra.event_store import PostgresEventStore
 
 

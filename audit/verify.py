@@ -34,7 +34,8 @@ from audit.invariants import (
     RevenueUnavailableError,
     Violation,
 )
-from audit.records import Decoder, Row, head_position, read_rows
+from audit.records import head_position
+from infra.decoding import Decoder, Row, read_rows
 from infra.event_store import PostgresEventStore
 
 # Hash chain findings.

@@ -30,12 +30,12 @@ from typing import TypeVar
 from pydantic import SecretStr
 
 from audit.hash_chain import seal
-from audit.records import Decoder, read_rows
 from audit.revenue import SalesReadModel
 from audit.verify import verify
 from bench.common import fresh_database
 from bench.workload import Workload
 from infra.bootstrap import bootstrap
+from infra.decoding import Decoder, read_rows
 from infra.event_store import PostgresEventStore
 from infra.log_follower import read_page
 from infra.settings import Settings

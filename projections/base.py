@@ -19,6 +19,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import TopicError, get_topic
 from psycopg import sql
 
+from infra.decoding import Decoder, read_rows
 from infra.event_store import PostgresEventStore
 from infra.log_follower import LoggedEvent
 from projections.tables import PageRows, Table
@@ -147,24 +148,31 @@ class EventReader:
 
     def __init__(self, topics: Collection[str]) -> None:
         self.topics = frozenset(topics)
+        self._decoder: Decoder | None = None
+        self._mapper: object = None
 
     def __call__(self, store: PostgresEventStore, after: int, limit: int) -> list[LoggedEvent]:
-        notifications = store.app.recorder.select_notifications(
-            start=after, limit=limit, inclusive_of_start=False
-        )
-        if not notifications:
+        with store.connection() as conn:
+            rows = read_rows(conn, after, limit)
+        if not rows:
             return []
-        decode = store.app.mapper.to_domain_event
+        decode = self._decoder_for(store).event
         topics = self.topics
-        page = [LoggedEvent(n.id, decode(n)) for n in notifications if n.topic in topics]
-        last = notifications[-1]
-        if not page or page[-1].position != last.id:
+        page = [LoggedEvent(row[0], decode(row)) for row in rows if row[3] in topics]
+        last = rows[-1]
+        if not page or page[-1].position != last[0]:
             try:
-                stamp: datetime | None = decode(last).timestamp  # type: ignore[attr-defined]
+                stamp: datetime | None = decode(last).timestamp
             except (TopicError, ValueError, KeyError) as error:
                 log.warning(
-                    "event %s (%s) cannot be decoded: skipped (%s)", last.id, last.topic, error
+                    "event %s (%s) cannot be decoded: skipped (%s)", last[0], last[3], error
                 )
                 stamp = None
-            page.append(LoggedEvent(last.id, Skipped(stamp)))
+            page.append(LoggedEvent(last[0], Skipped(stamp)))
         return page
+
+    def _decoder_for(self, store: PostgresEventStore) -> Decoder:
+        if self._decoder is None or self._mapper is not store.app.mapper:
+            self._decoder = Decoder(store.app.mapper)
+            self._mapper = store.app.mapper
+        return self._decoder

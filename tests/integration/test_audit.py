@@ -33,12 +33,12 @@ from audit.invariants import (
     SEAT_TAKEN,
     VERSION_GAP,
 )
-from audit.records import Decoder, read_rows
 from audit.replay import StreamNotFoundError, replay_stream
 from audit.revenue import SalesReadModel
 from audit.verify import CHANGED, DELETED, INSERTED, ROOT_MISMATCH, UNCHAINED, verify
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, PAYMENT_REQUESTED, Booking
 from domain.inventory import SeatInventory
+from infra.decoding import Decoder, read_rows
 from infra.embedded import StackEndpoints
 from infra.event_store import PostgresEventStore
 from tests.integration.audit_support import (
