@@ -24,7 +24,12 @@ from projections.read_side import ReadSide
 from recommender.embedder import embedder_from_env
 from recommender.pitch import PitchWriter
 from recommender.projection import ensure_schema
-from recommender.queries import Recommender
+from recommender.queries import (
+    CACHE_PREFIX,
+    BookingSuggestions,
+    Recommender,
+    RecommenderSettings,
+)
 
 
 class ConfigurationError(Exception):
@@ -52,6 +57,7 @@ class Container:
     read_side: ReadSide | None = None  # query side: read models, cache, projection runners
     recommender: Recommender | None = None  # None when this PostgreSQL has no pgvector
     pitch_writer: PitchWriter | None = None  # `?explain=true` on recommendations
+    mail_suggestions: BookingSuggestions | None = None  # the notifier's "You may also like"
 
     def close(self) -> None:
         if self.read_side is not None:
@@ -115,8 +121,18 @@ def bootstrap(settings: Settings) -> Container:
     )
     container.read_side.setup()
     if ensure_schema(store):
-        container.recommender = Recommender(store, embedder_from_env().model_name)
-        container.pitch_writer = PitchWriter.from_env()
+        tuning = RecommenderSettings()
+        container.recommender = Recommender(
+            store,
+            embedder_from_env().model_name,
+            ReadCache(client, tuning.cache_ttl_seconds, prefix=CACHE_PREFIX),
+            vector_timeout_ms=tuning.vector_timeout_ms,
+            ef_search=tuning.ef_search,
+        )
+        container.pitch_writer = PitchWriter.from_env(tuning.pitch_timeout_seconds)
+        container.mail_suggestions = BookingSuggestions(
+            container.recommender, container.pitch_writer, tuning.mail_shows
+        )
     if settings.admin_email and settings.admin_password:
         container.accounts.ensure_admin(
             settings.admin_email, settings.admin_password.get_secret_value()

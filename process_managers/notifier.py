@@ -14,15 +14,23 @@ committed only after it was handled, is consumed again and the e-mail sent then.
 between 3 and 5 (a few milliseconds around one packet and its answer) leaves a `sending` row
 whose e-mail may or may not have gone out; it is never re-sent (at most once) and is counted
 as "in doubt" when a notifier starts. SMTP has no idempotency key that would close that window.
+
+A booking-confirmed e-mail also suggests other shows ("You may also like": recommendations and
+a short pitch) through the `Suggest` port that the composition root plugs in (the recommender).
+The suggestions are made before step 2, within `suggest_timeout` seconds; when they fail or are
+late, the e-mail goes out without them, exactly as it would without a recommender.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
@@ -48,6 +56,8 @@ CREATE TABLE IF NOT EXISTS sent_emails (
 )
 """
 SENDING, SENT, REFUSED = "sending", "sent", "refused"
+MAIL_BACKOFF_MAX_SECONDS = 4.0
+POLL_BUDGET_SECONDS = 2.0  # + one e-mail (suggestions at most 5 s) < max poll interval (10 s)
 
 SUBJECTS = {
     "booking.confirmed": "Your booking for {title} is confirmed",
@@ -58,12 +68,37 @@ SUBJECTS = {
 }
 
 
+class SuggestedShow(Protocol):
+    @property
+    def title(self) -> str: ...
+    @property
+    def venue(self) -> str: ...
+    @property
+    def starts_at(self) -> datetime: ...
+
+
+class Suggestions(Protocol):
+    """Shows to suggest in a booking-confirmed e-mail, and a few words about them."""
+
+    @property
+    def shows(self) -> Sequence[SuggestedShow]: ...
+    @property
+    def pitch(self) -> str: ...
+
+
+# (customer id, id of the show just booked) -> suggestions, or None for none.
+Suggest = Callable[[UUID, UUID], Suggestions | None]
+
+
 def money(cents: int, currency: str) -> str:
     return f"{cents // 100}.{cents % 100:02d} {currency}"
 
 
-def compose(event: IntegrationEvent, sender: str) -> EmailMessage | None:
-    """The e-mail an event deserves, or None (not every event is worth an e-mail)."""
+def compose(
+    event: IntegrationEvent, sender: str, suggestions: Suggestions | None = None
+) -> EmailMessage | None:
+    """The e-mail an event deserves, or None (not every event is worth an e-mail); a
+    booking-confirmed one ends with the `suggestions`, if any."""
     subject = SUBJECTS.get(event.type)
     payload = event.payload
     recipient = (payload.get("customer") or {}).get("email")
@@ -79,12 +114,16 @@ def compose(event: IntegrationEvent, sender: str) -> EmailMessage | None:
     message["X-TicketBlitz-Event-Id"] = str(event.event_id)
     message["X-TicketBlitz-Event-Type"] = event.type
     message["X-TicketBlitz-Booking-Id"] = str(event.booking_id)
-    message.set_content(_body(event, payload, show, title))
+    message.set_content(_body(event, payload, show, title, suggestions))
     return message
 
 
 def _body(
-    event: IntegrationEvent, payload: dict[str, Any], show: dict[str, Any], title: str
+    event: IntegrationEvent,
+    payload: dict[str, Any],
+    show: dict[str, Any],
+    title: str,
+    suggestions: Suggestions | None,
 ) -> str:
     name = (payload.get("customer") or {}).get("name") or "there"
     currency = payload.get("currency", "")
@@ -97,6 +136,8 @@ def _body(
     if event.type == "booking.confirmed":
         lines += ["is confirmed. Your tickets:", *tickets]
         lines.append(f"Amount paid: {money(int(payload.get('paid_cents', 0)), currency)}")
+        if suggestions is not None and suggestions.shows:
+            lines += ["", *_you_may_also_like(suggestions)]
     elif event.type == "booking.refunded":
         lines.append(
             f"we refunded {money(int(payload.get('refunded_cents', 0)), currency)} "
@@ -110,6 +151,16 @@ def _body(
     return "\n".join([*lines, "", "TicketBlitz", ""])
 
 
+def _you_may_also_like(suggestions: Suggestions) -> list[str]:
+    return [
+        "You may also like",
+        "",
+        suggestions.pitch.strip(),
+        "",
+        *(f"  * {s.title}, {s.venue}, {s.starts_at:%d %b %Y}" for s in suggestions.shows),
+    ]
+
+
 class Notifier:
     def __init__(
         self,
@@ -117,11 +168,18 @@ class Notifier:
         mailer: SmtpMailer,
         consumer_factory: Callable[[], KafkaConsumer],
         topics: list[str],
+        suggest: Suggest | None = None,
+        suggest_timeout: float = 5.0,
     ) -> None:
         self._store = store
         self._mailer = mailer
         self._consumer_factory = consumer_factory
         self._topics = topics
+        self._suggest = suggest
+        self._suggest_timeout = suggest_timeout
+        self._suggesting = concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="notifier-suggest"
+        )
 
     def setup(self) -> None:
         with self._store.connection() as conn:
@@ -143,9 +201,9 @@ class Notifier:
                 while not stop.is_set():
                     if self.consume(consumer):
                         backoff = 0.5
-                    else:  # the mail server is unhappy: give it a moment
-                        stop.wait(backoff)
-                        backoff = min(backoff * 2, 30.0)
+                    else:  # the mail server is unhappy: give it a moment, but poll again
+                        stop.wait(backoff)  # within the max poll interval, to stay in the group
+                        backoff = min(backoff * 2, MAIL_BACKOFF_MAX_SECONDS)
             except (KafkaError, psycopg.Error, OSError) as error:
                 log.warning("notifier: %s; retrying in %.1fs", error, backoff)
                 stop.wait(backoff)
@@ -159,8 +217,14 @@ class Notifier:
         """Handle one poll's records, commit their offsets; False if sending had to stop."""
         healthy = True
         done: dict[TopicPartition, OffsetAndMetadata] = {}
+        # Suggestions can take seconds per e-mail: a poll's records that would take the
+        # consumer past its max poll interval (and out of the group) wait for the next poll.
+        deadline = time.monotonic() + POLL_BUDGET_SECONDS
         for partition, records in consumer.poll(timeout_ms=500, max_records=200).items():
             for record in records:
+                if not healthy or time.monotonic() > deadline:
+                    consumer.seek(partition, record.offset)  # not handled: next poll
+                    break
                 try:
                     self.handle(record.value)
                 except MailUnavailableError as error:
@@ -179,16 +243,42 @@ class Notifier:
         except ValidationError as error:
             log.error("notifier: skipping a malformed integration event: %s", error)
             return
-        message = compose(event, self._mailer.sender)
+        message = compose(event, self._mailer.sender, self.suggestions(event))
         if message is not None:
             self.send_once(event.event_id, event.type, message)
 
-    def send_once(self, event_id: UUID, event_type: str, message: EmailMessage) -> None:
+    def suggestions(self, event: IntegrationEvent) -> Suggestions | None:
+        """What a booking-confirmed e-mail suggests, within `suggest_timeout` seconds; None
+        for other events, e-mails already handled, and whenever the suggestions fail."""
+        customer = (event.payload.get("customer") or {}).get("id")
+        if self._suggest is None or event.type != "booking.confirmed" or not customer:
+            return None
+        if self._handled(event.event_id):
+            return None
+        try:
+            asked = self._suggesting.submit(self._suggest, UUID(str(customer)), event.show_id)
+            return asked.result(timeout=self._suggest_timeout)
+        except concurrent.futures.TimeoutError:
+            log.warning(
+                "notifier: no suggestions within %.1fs; sending without", self._suggest_timeout
+            )
+        except Exception as error:  # whatever the recommender raised: the e-mail goes anyway
+            log.warning("notifier: suggestions failed (%r); sending without", error)
+        return None
+
+    def close(self) -> None:
+        """Stop waiting for suggestions still being made (after the notifier's thread ended)."""
+        self._suggesting.shutdown(wait=False, cancel_futures=True)
+
+    def _handled(self, event_id: UUID) -> bool:
         with self._store.connection() as conn:
-            if conn.execute(
-                "SELECT 1 FROM sent_emails WHERE event_id = %s", (event_id,)
-            ).fetchone():
-                return
+            found = conn.execute("SELECT 1 FROM sent_emails WHERE event_id = %s", (event_id,))
+            return found.fetchone() is not None
+
+    def send_once(self, event_id: UUID, event_type: str, message: EmailMessage) -> None:
+        if self._handled(event_id):
+            return
+        with self._store.connection() as conn:
             recipient = str(message["To"])
             try:
                 prepared = self._mailer.prepare(message)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,9 @@ from process_managers.notifier import Notifier
 from process_managers.payment_saga import PaymentSaga, PaymentSagaTasks
 
 log = logging.getLogger(__name__)
+
+RESTART_BACKOFF = 0.5  # seconds before a failed worker restarts, doubled while it keeps failing
+HEALTHY_RUN_SECONDS = 60.0  # a failure after a run this long is a first failure again
 
 Loop = Callable[[threading.Event], None]
 
@@ -64,12 +68,16 @@ class Workers:
         return self
 
     def _supervise(self, worker: Worker) -> None:
-        """Keep the worker running: a failure it did not handle is logged and it restarts."""
-        backoff = 0.5
+        """Keep the worker running: a failure it did not handle is logged and it restarts,
+        after a pause that grows while it keeps failing (not after a long healthy run)."""
+        backoff = RESTART_BACKOFF
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 worker.run(self._stop)
             except Exception:
+                if time.monotonic() - started >= HEALTHY_RUN_SECONDS:
+                    backoff = RESTART_BACKOFF
                 log.exception("worker %s failed; restarting in %.1fs", worker.name, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -142,6 +150,7 @@ def build_workers(container: Container) -> Workers:
         mailer,
         lambda: group_consumer(settings, settings.kafka_notifier_group, "ticketblitz-notifier"),
         [topics[BOOKINGS]],
+        container.mail_suggestions,
     )
-    workers.append(Worker("notifier", notifier.run, notifier.setup))
+    workers.append(Worker("notifier", notifier.run, notifier.setup, notifier.close))
     return Workers(workers)

@@ -60,9 +60,7 @@ class ReadSide:
                 poll_interval=self.settings.projection_poll_seconds,
                 rebuild_stale=rebuild_stale,
             ).start()
-            self.recommender = RecommenderRunner(
-                self._runner_store, poll_interval=self.settings.projection_poll_seconds
-            ).start()
+            self.recommender = RecommenderRunner(self._runner_store, self.settings).start()
         return self.runners
 
     def statuses(self) -> tuple[int, list[ProjectionStatus]]:

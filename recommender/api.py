@@ -10,16 +10,16 @@ from uuid import UUID
 import psycopg
 from fastapi import APIRouter, Query, Request
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from commands.errors import StoreUnavailableError
 from infra.http_deps import CustomerUser
 from infra.log_follower import wait_for_position
 from infra.problems import ProblemError
 from read_api.deps import After
-from recommender.pitch import Pitch, PitchShow, PitchWriter
+from recommender.pitch import Pitch, PitchWriter
 from recommender.projection import FOLLOWER
-from recommender.queries import Recommendations, Recommender
+from recommender.queries import Recommendations, Recommender, Source, write_pitch
 
 router = APIRouter(tags=["recommendations"])
 
@@ -46,7 +46,11 @@ class PitchAnswer(BaseModel):
 
 
 class RecommendationPage(BaseModel):
-    source: Literal["vector", "popular"]
+    source: Source = Field(
+        description="the tier that answered: `vector` (nearest by embedding), `popular` (most "
+        "booked), `fulltext` (similar shows by words, while a show awaits its embedding), "
+        "`cache` (the last vector answer, while vector search is slow or failing)"
+    )
     items: list[RecommendedShow]
     pitch: PitchAnswer | None = None  # with `explain=true`
 
@@ -110,15 +114,15 @@ async def my_recommendations(
     ] = False,
 ) -> RecommendationPage:
     """Upcoming shows on sale nearest to the shows the caller booked (`source: vector`), or
-    the most booked ones for a customer with no confirmed booking yet (`source: popular`)."""
+    the most booked ones for a customer with no confirmed booking yet (`source: popular`).
+    While vector search is slow or failing, the caller's last vector answer (`source: cache`),
+    else the popular shows."""
     recommender = await _ready(request, after)
     found: Recommendations = await _run(recommender.for_customer, user.account_id, limit)
     page = _answer(found)
     writer: PitchWriter | None = getattr(request.app.state.container, "pitch_writer", None)
     if explain and writer is not None:
-        liked: list[str] = await _run(recommender.liked_categories, user.account_id)
-        shows = [PitchShow(i.title, i.category, i.venue) for i in found.items]
-        pitch: Pitch = await asyncio.to_thread(writer.write, shows, liked)
+        pitch: Pitch = await _run(write_pitch, recommender, writer, user.account_id, found)
         page.pitch = PitchAnswer(text=pitch.text, shows=pitch.shows, source=pitch.source)
     return page
 
@@ -127,7 +131,9 @@ async def my_recommendations(
 async def similar_shows(
     show_id: UUID, request: Request, limit: RecLimit = 10, after: After = None
 ) -> RecommendationPage:
-    """Upcoming shows on sale most like this one (anyone may ask)."""
+    """Upcoming shows on sale most like this one (anyone may ask): by embedding (`vector`);
+    by genre and words (`fulltext`) while the show awaits its embedding or vector search
+    fails with no cached answer (`cache`)."""
     recommender = await _ready(request, after)
     found: Recommendations | None = await _run(recommender.similar, show_id, limit)
     if found is None:

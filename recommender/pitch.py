@@ -133,17 +133,17 @@ class PitchWriter:
         self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="pitch")
 
     @classmethod
-    def from_env(cls) -> PitchWriter:
+    def from_env(cls, timeout: float = 4.0) -> PitchWriter:
         """Gemini when GOOGLE_API_KEY is set (built lazily), else the template only."""
         if not os.environ.get("GOOGLE_API_KEY"):
-            return cls(None)
+            return cls(None, timeout)
 
         def gemini() -> BaseChatModel:
             from langchain_google_genai import ChatGoogleGenerativeAI
 
-            return ChatGoogleGenerativeAI(model="gemini-2.5-flash", timeout=4.0, max_retries=0)
+            return ChatGoogleGenerativeAI(model="gemini-2.5-flash", timeout=timeout, max_retries=0)
 
-        return cls(gemini)
+        return cls(gemini, timeout)
 
     def _get_chain(self) -> Any:
         if self._chain is None:

@@ -1,19 +1,27 @@
-"""Running the `recommender` follower among the workers (`ticketblitz up` and `workers`)."""
+"""Running the recommender's Kafka consumer among the workers (`ticketblitz workers`; `up` runs
+it beside the projection runners instead, projections/read_side.py)."""
 
 from __future__ import annotations
+
+import logging
 
 from infra.bootstrap import Container
 from process_managers.workers import Worker, Workers
 from recommender.embedder import embedder_from_env
-from recommender.projection import FOLLOWER, recommender_follower
+from recommender.projection import FOLLOWER
+from recommender.runner import RecommenderConsumer
+
+log = logging.getLogger(__name__)
 
 
 def with_recommender(workers: Workers, container: Container) -> Workers:
-    """`workers` plus the recommender follower, if this database has pgvector (not started)."""
+    """`workers` plus the recommender's consumer, if this database has pgvector and Kafka is
+    configured (not started)."""
     if container.recommender is None:
         return workers
-    follower = recommender_follower(
-        container.store, embedder_from_env(), container.settings.worker_poll_seconds
-    )
-    workers.workers.append(Worker(FOLLOWER, follower.run, follower.setup))
+    if container.settings.kafka_bootstrap is None:
+        log.warning("no Kafka configured: the recommender's tables are not kept up to date")
+        return workers
+    consumer = RecommenderConsumer(container.store, container.settings, embedder_from_env())
+    workers.workers.append(Worker(FOLLOWER, consumer.run, consumer.setup))
     return workers

@@ -1,10 +1,16 @@
 """A demo catalog for recommendation tests: realistic shows across distinct genres, with the
-venues shared across genres (so that only genre and wording can tell shows apart)."""
+venues shared across genres (so that only genre and wording can tell shows apart); and a
+customer's confirmed booking, written to the event store as the booking saga leaves it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID, uuid4
+
+from domain.booking import Booking
+from infra.event_store import PostgresEventStore
+from recommender.embedder import EmbeddingError, ShowText
 
 VENUES = ["Riverside Hall", "The Old Theatre", "Civic Arena", "Harbour Pavilion", "Oak Room"]
 
@@ -81,3 +87,37 @@ def show_bodies() -> list[dict[str, Any]]:
                 }
             )
     return bodies
+
+
+def confirmed_booking(customer_id: UUID | str, show_id: UUID | str) -> Booking:
+    """A booking placed, paid and confirmed (not saved yet)."""
+    booking = Booking(
+        booking_id=uuid4(),
+        show_id=UUID(str(show_id)),
+        customer_id=UUID(str(customer_id)),
+        seats=[],
+        general={"GA": 2},
+        amount_cents=6000,
+        currency="EUR",
+        hold_expires_at=datetime.now(UTC) + timedelta(minutes=10),
+        payment_method="pm_card_visa",
+    )
+    booking.request_payment("pi_test_" + uuid4().hex[:8])
+    booking.record_payment(booking.payment_intent_id or "", 6000)
+    booking.confirm()
+    return booking
+
+
+def confirm_booking(store: PostgresEventStore, customer_id: UUID | str, show_id: UUID | str) -> int:
+    """A confirmed booking in the event store; returns the log position of its last event."""
+    return store.save(confirmed_booking(customer_id, show_id))
+
+
+class BrokenEmbedder:
+    """An embedding model that is down."""
+
+    model_name = "broken"
+    dimension = 256
+
+    def embed(self, shows: list[ShowText]) -> list[list[float]]:
+        raise EmbeddingError("the model is down")
