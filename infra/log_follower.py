@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
+from eventsourcing.persistence import PersistenceError
 
 from infra.event_store import PostgresEventStore
 
@@ -62,6 +63,9 @@ class PageHandler(Protocol):
         ...
 
     def handle(self, conn: psycopg.Connection[Any], page: Sequence[LoggedEvent]) -> None: ...
+
+
+RECHECK_SECONDS = 1.0  # how often an idle follower re-reads its recorded position
 
 
 class PositionMovedError(Exception):
@@ -180,17 +184,24 @@ class LogFollower:
                     try:
                         self.setup()
                         position = self.position()
+                        checked = time.monotonic()
                         while not stop.is_set():
                             moved = self.process_page(position)
                             if moved == position:
                                 self._idle(stop, wake)
+                                if time.monotonic() - checked >= RECHECK_SECONDS:
+                                    # Moved back meanwhile (`relay refeed`)? A page would
+                                    # tell, but an idle log has none.
+                                    moved, checked = self.position(), time.monotonic()
                             position = moved
                             backoff = self.poll_interval
                     finally:
                         # The connection goes back to the pool: it must not keep the lock.
                         with contextlib.suppress(psycopg.Error):
                             lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-            except (psycopg.Error, PositionMovedError, OSError) as error:
+            except (psycopg.Error, PersistenceError, PositionMovedError, OSError) as error:
+                # PersistenceError: the event store library's wrapper of a database error
+                # (reading the log), raised after the library's own retries.
                 log.warning("follower %s: %s; retrying in %.1fs", self.name, error, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)

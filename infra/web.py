@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -15,6 +20,21 @@ from write_api.app import command_router
 
 MAX_BODY_BYTES = 256 * 1024
 APIS = ("write", "read")
+IO_THREADS = 64
+
+
+@asynccontextmanager
+async def io_threads(_: FastAPI) -> AsyncIterator[None]:
+    """Threads for the blocking calls endpoints make with `asyncio.to_thread` (queries,
+    Redis). asyncio's default executor has min(32, CPUs + 4) threads, six on two cores: fewer
+    than the read pool's connections, and while PostgreSQL hangs, six slow queries would hold
+    them all and even the command API's Redis lookups would queue behind them."""
+    executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="api-io")
+    asyncio.get_running_loop().set_default_executor(executor)
+    try:
+        yield
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 class BodySizeLimit:
@@ -41,6 +61,7 @@ def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
         title="TicketBlitz",
         version="0.1.0",
         description=f"Event-sourced ticketing under /api/v1: {' and '.join(apis)} API.",
+        lifespan=io_threads,
     )
     app.state.container = container
     install_problem_handlers(app)

@@ -114,7 +114,9 @@ def _time_of_next_event(store: PostgresEventStore, position: int) -> datetime | 
 
 class PositionWatch:
     """The active read models' positions, shared by concurrent requests: one query serves
-    every caller that asks within `max_age` seconds of it."""
+    every caller that asks within `max_age` seconds of it. A query that fails fails every
+    caller that was waiting for it too: while the database is unreachable, concurrent callers
+    hear so after one timeout, not one timeout after another."""
 
     def __init__(
         self, read_positions: Callable[[], dict[str, int]], max_age: float = 0.005
@@ -124,12 +126,20 @@ class PositionWatch:
         self._lock = threading.Lock()
         self._positions: dict[str, int] = {}
         self._read_at = float("-inf")
+        self._failure: Exception | None = None
+        self._failed_at = float("-inf")
 
     def current(self) -> dict[str, int]:
         asked = time.monotonic()
         with self._lock:
+            if self._failure is not None and self._failed_at >= asked:
+                raise self._failure.with_traceback(None)  # the query it waited for failed
             if self._read_at < asked - self._max_age:
-                self._positions = self._read()
+                try:
+                    self._positions = self._read()
+                except Exception as error:
+                    self._failure, self._failed_at = error, time.monotonic()
+                    raise
                 self._read_at = time.monotonic()
             return self._positions
 
