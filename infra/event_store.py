@@ -16,6 +16,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from commands.errors import NotFoundError, StoreUnavailableError, VersionConflictError
+from infra.pool_revival import PoolReviver
+from infra.recorder import TicketBlitzRecorder
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -40,7 +42,7 @@ def application_env(database_url: str, pool_size: int) -> dict[str, str]:
         "POSTGRES_PASSWORD": str(params.get("password", "")),
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
-        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_CONNECT_TIMEOUT": "3",  # also how long a call waits for a pooled connection
         "POSTGRES_PRE_PING": "y",
         "CREATE_TABLE": "y",
         "APPLICATION_RECORDER_TOPIC": "infra.recorder:TicketBlitzRecorder",
@@ -59,18 +61,28 @@ class PostgresEventStore:
 
     def __init__(self, database_url: str, pool_size: int = 8) -> None:
         self.app = TicketBlitz(env=application_env(database_url, pool_size))
+        self.reviver = PoolReviver(database_url)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             database_url,
             min_size=1,
             max_size=max(2, pool_size * 2),
             kwargs={"autocommit": True},
             open=True,
-            check=ConnectionPool.check_connection,
+            check=self.reviver.check,
         )
+        self.reviver.add(self._pool)
+        recorder = self.app.recorder
+        assert isinstance(recorder, TicketBlitzRecorder)  # APPLICATION_RECORDER_TOPIC
+        self.reviver.add(recorder.datastore.pool)  # snapshots share this datastore
 
     def close(self) -> None:
+        self.reviver.close()
         self._pool.close()
         self.app.close()
+
+    def _unavailable(self, error: Exception) -> StoreUnavailableError:
+        self.reviver.outage_seen()
+        return StoreUnavailableError(str(error))
 
     def get(self, aggregate_id: UUID, kind: type[A]) -> A:
         try:
@@ -78,7 +90,7 @@ class PostgresEventStore:
         except AggregateNotFoundError:
             raise NotFoundError(kind.__name__, aggregate_id) from None
         except PersistenceError as error:
-            raise StoreUnavailableError(str(error)) from error
+            raise self._unavailable(error) from error
         if not isinstance(aggregate, kind):
             raise NotFoundError(kind.__name__, aggregate_id)
         return aggregate
@@ -104,7 +116,7 @@ class PostgresEventStore:
         except IntegrityError as error:
             raise VersionConflictError(str(error)) from error
         except PersistenceError as error:
-            raise StoreUnavailableError(str(error)) from error
+            raise self._unavailable(error) from error
         return max(r.notification.id for r in recordings)
 
     def snapshot(self, aggregate: Aggregate) -> None:
@@ -113,13 +125,13 @@ class PostgresEventStore:
         try:
             self.app.snapshots.put([Snapshot.take(aggregate)])
         except PersistenceError as error:
-            raise StoreUnavailableError(str(error)) from error
+            raise self._unavailable(error) from error
 
     def head_position(self) -> int:
         try:
             return self.app.recorder.max_notification_id() or 0
         except PersistenceError as error:
-            raise StoreUnavailableError(str(error)) from error
+            raise self._unavailable(error) from error
 
     @contextmanager
     def show_lock(self, show_id: UUID) -> Iterator[None]:
@@ -133,7 +145,7 @@ class PostgresEventStore:
                 finally:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         except psycopg.OperationalError as error:
-            raise StoreUnavailableError(str(error)) from error
+            raise self._unavailable(error) from error
 
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """A pooled autocommit connection (use `conn.transaction()` for atomic work)."""
@@ -144,4 +156,4 @@ class PostgresEventStore:
             with self._pool.connection() as conn:
                 return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
         except psycopg.OperationalError as error:
-            raise StoreUnavailableError(str(error)) from error
+            raise self._unavailable(error) from error

@@ -1,6 +1,6 @@
 """The library's PostgreSQL recorder, made safe and cheaper for large group commits.
 
-Two changes to eventsourcing 9.5.6's application recorder, same table lock, NOTIFY, RETURNING
+Three changes to eventsourcing 9.5.6's application recorder, same table lock, NOTIFY, RETURNING
 and single transaction:
 
 - Rows go as four plain arrays (`unnest(uuid[], bigint[], text[], bytea[])`, sent in binary)
@@ -9,6 +9,10 @@ and single transaction:
 - A pipelined insert of about 1 MB of events never returned (psycopg 3.3.9, unix socket: the
   client waited in `pipeline.sync()` while the server waited for the client). Large appends
   (big group-commit batches) therefore go without the pipeline, a few more round trips.
+- Two attempts per call instead of the library's ten: each attempt may wait for the pool's
+  timeout, so with the database down a request heard about it only after about 50 s. A dropped
+  connection needs one more attempt (the pool replaces it, infra/pool_revival.py); a longer
+  outage is a 503 for the client to retry.
 """
 
 from __future__ import annotations
@@ -18,14 +22,22 @@ from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg import Cursor
+from eventsourcing.utils import retry
+from psycopg import Cursor, InterfaceError, OperationalError
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 PIPELINE_LIMIT_BYTES = 256 * 1024
+ATTEMPTS = 2
+_retried = retry((InterfaceError, OperationalError), max_attempts=ATTEMPTS, wait=0.2)
+_Library = PostgresApplicationRecorder  # its retried methods keep the plain one in __wrapped__
 
 
 class TicketBlitzRecorder(PostgresApplicationRecorder):
+    select_events = _retried(_Library.select_events.__wrapped__)
+    select_notifications = _retried(_Library.select_notifications.__wrapped__)
+    max_notification_id = _retried(_Library.max_notification_id.__wrapped__)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._insert_arrays_statement = SQL(
@@ -38,11 +50,14 @@ class TicketBlitzRecorder(PostgresApplicationRecorder):
             id_type=Identifier(self.datastore.originator_id_type),
         )
 
+    @_retried
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if sum(len(e.state) for e in stored_events) <= PIPELINE_LIMIT_BYTES:
-            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = _Library.insert_events.__wrapped__(
+                self, stored_events, **kwargs
+            )
             return ids
         return self._insert_without_pipeline(stored_events, **kwargs)
 

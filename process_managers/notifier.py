@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS sent_emails (
 )
 """
 SENDING, SENT, REFUSED = "sending", "sent", "refused"
-MAIL_BACKOFF_MAX_SECONDS = 4.0
+RETRY_MAX_SECONDS = 4.0
 POLL_BUDGET_SECONDS = 2.0  # + one e-mail (suggestions at most 5 s) < max poll interval (10 s)
 
 SUBJECTS = {
@@ -203,11 +203,11 @@ class Notifier:
                         backoff = 0.5
                     else:  # the mail server is unhappy: give it a moment, but poll again
                         stop.wait(backoff)  # within the max poll interval, to stay in the group
-                        backoff = min(backoff * 2, MAIL_BACKOFF_MAX_SECONDS)
+                        backoff = min(backoff * 2, RETRY_MAX_SECONDS)
             except (KafkaError, psycopg.Error, OSError) as error:
                 log.warning("notifier: %s; retrying in %.1fs", error, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                stop.wait(backoff)  # short: e-mails should follow soon after an outage ends
+                backoff = min(backoff * 2, RETRY_MAX_SECONDS)
             finally:
                 if consumer is not None:
                     consumer.close()

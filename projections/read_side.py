@@ -32,9 +32,10 @@ class ReadSide:
             max_size=settings.read_pool_size,
             kwargs={"autocommit": True},
             open=True,
-            check=ConnectionPool.check_connection,
+            check=store.reviver.check,
             timeout=5.0,  # a request waits this long for a connection, then gets a 503
         )
+        store.reviver.add(self._pool)
         self.models = ReadModels(self._pool)
         self.positions = PositionWatch(self.models.positions)
         self.runners: ProjectionRunners | None = None

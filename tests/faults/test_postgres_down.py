@@ -84,6 +84,8 @@ class Outage:
     answers: dict[str, list[httpx.Response]] = field(
         default_factory=lambda: {"command": [], "query": []}
     )
+    back_at: float = 0.0  # when PostgreSQL answered again
+    first_booking_after: float | None = None  # seconds from then to the first 201
 
     def saw(self, api: str, response: httpx.Response) -> None:
         self.answers[api].append(response)
@@ -109,6 +111,8 @@ async def fan(http: httpx.AsyncClient, auth: str, show_id: str, outage: Outage) 
             outage.saw("command", r)
             if r.status_code == BOOKING_OK:
                 held.append({**r.json(), "answered_after_outage": outage.over})
+                if outage.over and outage.first_booking_after is None:
+                    outage.first_booking_after = time.monotonic() - outage.back_at
                 break
             await asyncio.sleep(PAUSE)
         await asyncio.sleep(PAUSE)
@@ -134,6 +138,7 @@ async def postgres_outage(stack: EmbeddedStack, outage: Outage) -> None:
         "503 answers from both APIs",
     )
     await asyncio.to_thread(stack.start_server, "postgres")
+    outage.back_at = time.monotonic()
     outage.over = True
 
 
@@ -170,6 +175,7 @@ def test_postgres_down_answers_503_and_recovers_without_losing_a_booking(
 
     by_fan = asyncio.run(storm(system, show_id, [c["Authorization"] for c in customers], outage))
     held = [h for each in by_fan for h in each]
+    print(f"first booking {outage.first_booking_after:.2f} s after PostgreSQL was back")
 
     # While PostgreSQL was down: 503 problem+json, and nothing else but the normal answers
     assert outage.count("command", 503) and outage.count("query", 503)
