@@ -3,6 +3,7 @@ consumer group, app servers and workers) on the session's real servers."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,12 +16,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
+import httpx
 import psycopg
 import stripe
 from kafka import KafkaConsumer, TopicPartition
 from psycopg.conninfo import make_conninfo
 
-from domain.booking import FINAL, Booking
+from domain.booking import CANCELLED, CONFIRMED, EXPIRED, FINAL, REFUNDED, Booking
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
 from infra.bootstrap import Container, bootstrap
@@ -256,3 +258,45 @@ def topic_events(bootstrap: str | None, topic: str) -> Iterator[IntegrationEvent
                     yield IntegrationEvent.from_json(record.value)
     finally:
         consumer.close()
+
+
+# --- bookings of several kinds, and what each must end as ---
+
+KINDS = ["visa"] * 5 + ["declined", "unpaid", "cancelled"]
+# What each kind of booking must end as.
+EXPECTED = {
+    "visa": {CONFIRMED},
+    "declined": {CANCELLED},
+    "unpaid": {EXPIRED},
+    "cancelled": {REFUNDED},  # cancelled once confirmed
+}
+
+
+@dataclass(frozen=True)
+class Planned:
+    kind: str
+    api: str  # the unpaid ones go to the app with 3 s holds, so that they expire meanwhile
+    body: dict[str, Any]
+    auth: str
+
+
+async def place_all(plan: list[Planned], status_of: Callable[[str], str]) -> list[str]:
+    """Place every booking (16 at a time); cancel the `cancelled` ones once confirmed."""
+    limit = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(timeout=60) as http:
+
+        async def one(booking: Planned) -> str:
+            headers = {"Authorization": booking.auth}
+            async with limit:
+                r = await http.post(f"{booking.api}/bookings", json=booking.body, headers=headers)
+                assert r.status_code == 201, r.text
+            booking_id: str = r.json()["booking_id"]
+            if booking.kind == "cancelled":
+                while status_of(booking_id) != CONFIRMED:
+                    await asyncio.sleep(0.05)
+                cancel = f"{booking.api}/bookings/{booking_id}/cancel"
+                r = await http.post(cancel, headers=headers)
+                assert r.status_code == 202, r.text
+            return booking_id
+
+        return list(await asyncio.gather(*(one(p) for p in plan)))

@@ -12,15 +12,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from domain.booking import CANCELLED, CONFIRMED, EXPIRED, FINAL, REFUNDED, Booking
+from domain.booking import CONFIRMED, FINAL, REFUNDED, Booking
 from infra.embedded import Mailbox, StackEndpoints
 from infra.log_follower import positions_of
 from infra.settings import Settings
@@ -28,10 +26,14 @@ from process_managers.integration_events import BOOKING_TYPES, event_id_for
 from process_managers.notifier import SENDING, SUBJECTS
 from tests.e2e.saga_support import (
     DECLINED,
+    EXPECTED,
+    KINDS,
     VISA,
+    Planned,
     SagaSystem,
     in_days,
     intents_of,
+    place_all,
     refunds_of,
     show_starting,
     start_system,
@@ -45,15 +47,7 @@ pytestmark = pytest.mark.integration
 BOOKINGS = 200
 CUSTOMERS = 20
 SEATS_PER_ROW = 25
-KINDS = ["visa"] * 5 + ["declined", "unpaid", "cancelled"]
 WORKER_FOLLOWERS = ("payment-saga", "hold-expiry", "kafka-relay")
-# What each kind of booking must end as.
-EXPECTED = {
-    "visa": {CONFIRMED},
-    "declined": {CANCELLED},
-    "unpaid": {EXPIRED},
-    "cancelled": {REFUNDED},  # cancelled once confirmed
-}
 ENV_FIELDS = (
     "database_url",
     "kafka_bootstrap",
@@ -114,36 +108,6 @@ def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[SagaSystem]:
     started = start_system(endpoints, stack_dir / "crash", short_hold_minutes=0.05)
     yield started
     started.close()
-
-
-@dataclass(frozen=True)
-class Planned:
-    kind: str
-    api: str  # the unpaid ones go to the app with 3 s holds, so that they expire meanwhile
-    body: dict[str, Any]
-    auth: str
-
-
-async def place_all(plan: list[Planned], status_of: Callable[[str], str]) -> list[str]:
-    """Place every booking (16 at a time); cancel the `cancelled` ones once confirmed."""
-    limit = asyncio.Semaphore(16)
-    async with httpx.AsyncClient(timeout=60) as http:
-
-        async def one(booking: Planned) -> str:
-            headers = {"Authorization": booking.auth}
-            async with limit:
-                r = await http.post(f"{booking.api}/bookings", json=booking.body, headers=headers)
-                assert r.status_code == 201, r.text
-            booking_id: str = r.json()["booking_id"]
-            if booking.kind == "cancelled":
-                while status_of(booking_id) != CONFIRMED:
-                    await asyncio.sleep(0.05)
-                cancel = f"{booking.api}/bookings/{booking_id}/cancel"
-                r = await http.post(cancel, headers=headers)
-                assert r.status_code == 202, r.text
-            return booking_id
-
-        return list(await asyncio.gather(*(one(p) for p in plan)))
 
 
 def quiet(system: SagaSystem) -> bool:

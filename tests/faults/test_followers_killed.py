@@ -34,17 +34,20 @@ from process_managers.notifier import SENDING
 from projections.rebuild import Rebuild
 from tests.e2e.saga_support import (
     DECLINED,
+    EXPECTED,
+    KINDS,
     VISA,
+    Planned,
     SagaSystem,
     in_days,
     intents_of,
+    place_all,
     refunds_of,
     show_starting,
     start_system,
     stripe_client,
     wait_until,
 )
-from tests.e2e.test_saga_crash import EXPECTED, KINDS, Planned, place_all
 from tests.faults.support import (
     CliProcess,
     emails_by_event,
