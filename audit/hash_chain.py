@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from infra.decoding import Decoder, Row, read_rows
+from infra.decoding import FOLLOWER_CACHED_UUIDS, Decoder, Row, read_rows
 from infra.event_store import PostgresEventStore
 from infra.log_follower import LogFollower, LoggedEvent, PositionMovedError, _lock_key
 
@@ -99,7 +99,7 @@ class RawReader:
     """A LogFollower reader returning records undecoded (the chain hashes the stored bytes)."""
 
     def __init__(self, store: PostgresEventStore) -> None:
-        self._decoder = Decoder(store.app.mapper)
+        self._decoder = Decoder(store.app.mapper, FOLLOWER_CACHED_UUIDS)
 
     def __call__(self, store: PostgresEventStore, after: int, limit: int) -> list[LoggedEvent]:
         with store.connection() as conn:

@@ -44,14 +44,16 @@ def read_rows(
     return rows
 
 
+FOLLOWER_CACHED_UUIDS = 10_000  # for followers that live long: 2 MB at most, not 90
+
+
 class _FastTranscoder(JSONTranscoder):
     """The application's transcodings, decoded with a tighter hook and repeated UUIDs shared
     (they are immutable): the same objects as the library's decoder, about twice as fast."""
 
-    MAX_CACHED_UUIDS = 500_000
-
-    def __init__(self, like: JSONTranscoder) -> None:
+    def __init__(self, like: JSONTranscoder, max_cached_uuids: int) -> None:
         super().__init__()
+        self._max_cached_uuids = max_cached_uuids
         for transcoding in like.names.values():
             self.register(transcoding)
         self._decoders: dict[str, Callable[[Any], Any]] = {
@@ -84,7 +86,7 @@ class _FastTranscoder(JSONTranscoder):
     def _uuid(self, data: str) -> UUID:
         found = self._uuids.get(data)
         if found is None:
-            if len(self._uuids) >= self.MAX_CACHED_UUIDS:
+            if len(self._uuids) >= self._max_cached_uuids:
                 self._uuids.clear()
             found = self._uuids[data] = UUID(data)
         return found
@@ -96,14 +98,16 @@ class Decoder:
     steps itself (the StoredEvent and the error wrapping cost as much as the decoding);
     otherwise it calls the mapper."""
 
-    def __init__(self, mapper: Mapper[UUID]) -> None:
+    def __init__(self, mapper: Mapper[UUID], max_cached_uuids: int = 500_000) -> None:
+        """`max_cached_uuids`: a whole-log scan (the audit) gains from many; a follower that
+        runs for months keeps few (each costs about 180 bytes)."""
         self._mapper = mapper
         transcoder = mapper.transcoder
         self._direct = (
             isinstance(transcoder, JSONTranscoder) and not mapper.cipher and not mapper.compressor
         )
         self._decode = (
-            _FastTranscoder(transcoder).decode
+            _FastTranscoder(transcoder, max_cached_uuids).decode
             if isinstance(transcoder, JSONTranscoder)
             else transcoder.decode
         )

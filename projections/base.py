@@ -19,7 +19,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import TopicError, get_topic
 from psycopg import sql
 
-from infra.decoding import Decoder, read_rows
+from infra.decoding import FOLLOWER_CACHED_UUIDS, Decoder, read_rows
 from infra.event_store import PostgresEventStore
 from infra.log_follower import LoggedEvent
 from projections.tables import PageRows, Table
@@ -173,6 +173,6 @@ class EventReader:
 
     def _decoder_for(self, store: PostgresEventStore) -> Decoder:
         if self._decoder is None or self._mapper is not store.app.mapper:
-            self._decoder = Decoder(store.app.mapper)
+            self._decoder = Decoder(store.app.mapper, max_cached_uuids=FOLLOWER_CACHED_UUIDS)
             self._mapper = store.app.mapper
         return self._decoder
