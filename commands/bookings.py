@@ -14,6 +14,7 @@ from commands.models import CancelBooking, PlaceHold
 from commands.ports import Clock, EventStore
 from commands.show_writer import ShowBatch, ShowWriters
 from domain.booking import Booking
+from domain.inventory import LapsedHoldLimit
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,14 @@ class BookingCommands:
         clock: Clock,
         hold_duration: timedelta,
         customer_ticket_limit: int | None = None,
+        lapsed_hold_limit: LapsedHoldLimit | None = None,
     ) -> None:
         self._store = store
         self._writers = writers
         self._clock = clock
         self._hold_duration = hold_duration
         self._customer_limit = customer_ticket_limit
+        self._lapsed_limit = lapsed_hold_limit
 
     def place_hold(self, command: PlaceHold) -> Future[HoldPlaced]:
         """SeatsHeld on the inventory and BookingPlaced on the booking, in one transaction."""
@@ -83,7 +86,8 @@ class BookingCommands:
             else:
                 assert request.quantity is not None  # guaranteed by BookingRequest
                 seats, general = inventory.choose_best_available(request.quantity, request.section)
-            until = self._clock() + self._hold_duration
+            now = self._clock()
+            until = now + self._hold_duration
             inventory.hold(
                 booking_id=command.booking_id,
                 customer_id=command.customer_id,
@@ -91,6 +95,8 @@ class BookingCommands:
                 general=general,
                 until=until,
                 customer_limit=self._customer_limit,
+                lapsed_limit=self._lapsed_limit,
+                now=now,
             )
             booking = Booking(
                 booking_id=command.booking_id,

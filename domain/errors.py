@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from datetime import timedelta
 from uuid import UUID
 
 
@@ -61,6 +63,20 @@ class TicketLimitError(DomainError):
         super().__init__(f"a booking holds 1 to {limit} tickets, {requested} requested")
         self.requested = requested
         self.limit = limit
+
+
+class LapsedHoldLimitError(DomainError):
+    """The customer let too many holds on this show lapse lately: no new hold for a while."""
+
+    def __init__(self, lapses: int, window: timedelta, retry_after: timedelta) -> None:
+        minutes = window.total_seconds() / 60
+        wait = max(1, math.ceil(retry_after.total_seconds()))
+        super().__init__(
+            f"{lapses} of your holds on this show lapsed (each counts for {minutes:g} minutes "
+            f"from the time it would have expired): you may hold seats again in {wait} s"
+        )
+        self.lapses = lapses
+        self.retry_after_seconds = wait
 
 
 class HoldNotFoundError(DomainError):

@@ -2,13 +2,16 @@
 
 Invariants: a seat is never held or sold by two bookings; a general-admission section never
 exceeds its capacity; a booking holds 1 to MAX_TICKETS_PER_BOOKING tickets; no holds unless the
-sale is open. State is kept in JSON-friendly dicts and lists so the aggregate can be snapshotted.
+sale is open; a customer cannot keep seats forever by letting holds lapse and holding again
+(LapsedHoldLimit). State is kept in JSON-friendly dicts and lists so the aggregate can be
+snapshotted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +20,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import (
     CapacityExceededError,
     HoldNotFoundError,
+    LapsedHoldLimitError,
     SaleNotOpenError,
     SeatsUnavailableError,
     TicketLimitError,
@@ -26,6 +30,19 @@ from domain.errors import (
 from domain.seatmap import GENERAL, SEATED, iter_seats
 
 MAX_TICKETS_PER_BOOKING = 10
+MAX_REMEMBERED_LAPSES = 20  # per customer: more than any sensible LapsedHoldLimit.times
+
+
+@dataclass(frozen=True)
+class LapsedHoldLimit:
+    """A customer whose holds on a show lapsed (released unsold: expired, cancelled or
+    declined) `times` times within `window` may not hold again until the oldest of those
+    leaves the window. Without it, a bot could keep seats off sale by re-holding them every
+    time its hold runs out. A lapse is dated by its hold's expiry time: known on replay, and
+    never earlier than the release itself."""
+
+    times: int
+    window: timedelta
 
 
 class SeatInventory(Aggregate):
@@ -72,6 +89,7 @@ class SeatInventory(Aggregate):
         self.holder: dict[str, str] = {}  # seat -> booking id (hex) while held or sold
         self.claims: dict[str, dict[str, Any]] = {}  # booking id (hex) -> what it holds
         self.customer_tickets: dict[str, int] = {}  # customer id (hex) -> tickets held or sold
+        self.lapses: dict[str, list[datetime]] = {}  # customer id (hex) -> lapsed holds' expiry
 
     @staticmethod
     def create_id(inventory_id: UUID, **_: Any) -> UUID:
@@ -194,9 +212,13 @@ class SeatInventory(Aggregate):
         general: dict[str, int],
         until: datetime,
         customer_limit: int | None = None,
+        lapsed_limit: LapsedHoldLimit | None = None,
+        now: datetime | None = None,
     ) -> None:
         if not self.on_sale:
             raise SaleNotOpenError(self.show_id, "not on sale")
+        if lapsed_limit is not None and now is not None:
+            self._check_lapses(customer_id, lapsed_limit, now)
         quantity = len(seats) + sum(general.values())
         _check_quantity(quantity)
         if len(set(seats)) != len(seats):
@@ -226,6 +248,14 @@ class SeatInventory(Aggregate):
             general=dict(general),
             until=until,
         )
+
+    def _check_lapses(self, customer_id: UUID, limit: LapsedHoldLimit, now: datetime) -> None:
+        lapses = getattr(self, "lapses", {}).get(customer_id.hex, [])  # absent: old snapshots
+        recent = sorted(t for t in lapses if t > now - limit.window)
+        if len(recent) >= limit.times:
+            # Once the oldest lapse that still keeps the count at the limit leaves the window.
+            allowed_at = recent[len(recent) - limit.times] + limit.window
+            raise LapsedHoldLimitError(len(recent), limit.window, allowed_at - now)
 
     @event("SeatsHeld")
     def _seats_held(
@@ -312,6 +342,12 @@ class SeatInventory(Aggregate):
             self.general[code]["taken"] -= n
         quantity = len(claim["seats"]) + sum(claim["general"].values())
         self.customer_tickets[claim["customer"]] -= quantity
+        if not claim["sold"]:
+            if not hasattr(self, "lapses"):  # restored from a snapshot older than lapses
+                self.lapses = {}
+            lapses = self.lapses.setdefault(claim["customer"], [])
+            lapses.append(claim["until"])
+            del lapses[:-MAX_REMEMBERED_LAPSES]
 
 
 def _row_key(seat: str) -> str:

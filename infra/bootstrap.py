@@ -13,6 +13,7 @@ from commands.payments import PaymentCommands
 from commands.ports import PaymentGateway
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
+from domain.inventory import LapsedHoldLimit
 from infra.event_store import PostgresEventStore
 from infra.passwords import Argon2PasswordHasher
 from infra.payments import gateway_for
@@ -68,6 +69,13 @@ class Container:
             self.redis.close()
 
 
+def lapsed_hold_limit(settings: Settings) -> LapsedHoldLimit | None:
+    if settings.lapsed_hold_limit is None:
+        return None
+    window = timedelta(minutes=settings.lapsed_hold_window_minutes)
+    return LapsedHoldLimit(settings.lapsed_hold_limit, window)
+
+
 def jwt_secret_for(settings: Settings) -> str:
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value()
@@ -98,6 +106,7 @@ def bootstrap(settings: Settings) -> Container:
             clock=utc_now,
             hold_duration=timedelta(minutes=settings.hold_minutes),
             customer_ticket_limit=settings.customer_ticket_limit,
+            lapsed_hold_limit=lapsed_hold_limit(settings),
         ),
         accounts=AccountCommands(store, hasher),
         tokens=tokens,

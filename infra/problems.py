@@ -31,6 +31,7 @@ from domain.errors import (
     HoldNotFoundError,
     IllegalTransitionError,
     InvalidShowError,
+    LapsedHoldLimitError,
     SaleNotOpenError,
     SeatsUnavailableError,
     ShowStatusError,
@@ -106,6 +107,9 @@ def _to_problem(error: Exception) -> ProblemError:
             return ProblemError(422, "unknown-seats", str(error), seats=error.seats)
         case UnknownSectionError():
             return ProblemError(422, "unknown-section", str(error), section=error.section)
+        case LapsedHoldLimitError():
+            retry_after = {"Retry-After": str(error.retry_after_seconds)}
+            return ProblemError(429, "too-many-lapsed-holds", str(error), retry_after)
         case TicketLimitError():
             return ProblemError(422, "ticket-limit", str(error), limit=error.limit)
         case InvalidShowError():

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # Business rules that operators tune.
     hold_minutes: float = Field(default=10.0, gt=0)
     customer_ticket_limit: int | None = Field(default=None, ge=1)
+    # A customer whose holds on a show lapsed this many times within the window waits for a
+    # new one (domain.inventory.LapsedHoldLimit); None lets holds lapse without limit.
+    lapsed_hold_limit: int | None = Field(default=3, ge=1)
+    lapsed_hold_window_minutes: float = Field(default=60.0, gt=0)
 
     # Write path.
     max_batch: int = Field(default=500, ge=1)

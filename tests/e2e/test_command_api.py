@@ -323,6 +323,24 @@ def test_cancelling_a_booking_releases_its_seats(api: Api):
     assert again.status_code == 201
 
 
+def test_a_customer_who_keeps_letting_holds_go_must_wait_before_holding_again(api: Api):
+    show = api.new_show()
+    squatter, fan = api.new_customer(), api.new_customer()
+    hold = {"show_id": show, "seats": ["A-5-1", "A-5-2"]}
+    for _ in range(3):  # the default: three lapsed holds an hour
+        booking = api.http.post("/bookings", json=hold, headers=squatter).json()
+        cancelled = api.http.post(f"/bookings/{booking['booking_id']}/cancel", headers=squatter)
+        assert cancelled.status_code == 202
+
+    refused = api.http.post("/bookings", json=hold, headers=squatter)
+
+    body = assert_problem(refused, 429, "too-many-lapsed-holds")
+    assert "3 of your holds on this show lapsed" in body["detail"]
+    # The oldest lapse counts until an hour after its hold would have expired (10 minutes).
+    assert 3600 < int(refused.headers["Retry-After"]) <= 4200
+    assert api.http.post("/bookings", json=hold, headers=fan).status_code == 201
+
+
 def test_admins_may_cancel_any_booking(api: Api):
     show = api.new_show()
     owner = api.new_customer()

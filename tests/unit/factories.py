@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate, CanMutateAggregate
 
 from domain.booking import Booking
-from domain.inventory import SeatInventory
+from domain.inventory import LapsedHoldLimit, SeatInventory
 from domain.show import Show
 
 T0 = datetime(2031, 5, 1, 18, 0, tzinfo=UTC)
@@ -87,6 +87,8 @@ def place_hold(
     customer_id: UUID | None = None,
     until: datetime = HOLD_UNTIL,
     customer_limit: int | None = None,
+    lapsed_limit: LapsedHoldLimit | None = None,
+    now: datetime = T0,
 ) -> UUID:
     """Hold for a new booking and return the booking's id."""
     booking_id = uuid4()
@@ -97,6 +99,8 @@ def place_hold(
         dict(ga or {}),
         until=until,
         customer_limit=customer_limit,
+        lapsed_limit=lapsed_limit,
+        now=now,
     )
     return booking_id
 

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
 from domain.errors import (
     CapacityExceededError,
     HoldNotFoundError,
+    LapsedHoldLimitError,
     SaleNotOpenError,
     SeatsUnavailableError,
     TicketLimitError,
     UnknownSeatsError,
     UnknownSectionError,
 )
-from domain.inventory import MAX_TICKETS_PER_BOOKING, SeatInventory
+from domain.inventory import MAX_TICKETS_PER_BOOKING, LapsedHoldLimit, SeatInventory
 from tests.unit.factories import (
     FLOOR_CENTS,
     HOLD_UNTIL,
@@ -273,6 +274,90 @@ def test_sold_tickets_count_towards_the_customer_limit_and_released_ones_do_not(
     with pytest.raises(TicketLimitError):
         place_hold(inventory, [], {"GA": 3}, customer_id=customer_id, customer_limit=4)
     place_hold(inventory, [], {"GA": 2}, customer_id=customer_id, customer_limit=4)
+
+
+# --- holds that lapse and are taken again ---
+
+THREE_AN_HOUR = LapsedHoldLimit(times=3, window=timedelta(hours=1))
+
+
+def lapse_holds(inventory: SeatInventory, customer_id: UUID, expiries: list[int]) -> None:
+    """Given holds by the customer on A-1-1 that ran out after these minutes past T0."""
+    for minutes in expiries:
+        until = T0 + timedelta(minutes=minutes)
+        booking_id = place_hold(inventory, ["A-1-1"], customer_id=customer_id, until=until)
+        inventory.release(booking_id, reason="expired")
+
+
+def test_a_customer_whose_holds_lapsed_too_often_waits_for_the_oldest_to_leave_the_window():
+    inventory = an_inventory()
+    customer_id = uuid4()
+    lapse_holds(inventory, customer_id, [10, 20, 30])
+    new_events(inventory)
+
+    with pytest.raises(LapsedHoldLimitError) as error:
+        place_hold(
+            inventory,
+            ["A-1-1"],
+            customer_id=customer_id,
+            lapsed_limit=THREE_AN_HOUR,
+            now=T0 + timedelta(minutes=30),
+        )
+
+    assert error.value.lapses == 3
+    assert error.value.retry_after_seconds == 40 * 60  # the lapse at 10 leaves at 70
+    assert new_events(inventory) == []
+    later = T0 + timedelta(minutes=70)
+    place_hold(inventory, ["A-1-1"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR, now=later)
+
+
+def test_lapses_of_other_customers_and_lapses_outside_the_window_do_not_count():
+    inventory = an_inventory()
+    customer_id = uuid4()
+    lapse_holds(inventory, customer_id, [-90, 10, 20])  # the first ran out long ago
+    lapse_holds(inventory, uuid4(), [10, 20, 30])
+
+    place_hold(
+        inventory,
+        ["A-1-1"],
+        customer_id=customer_id,
+        lapsed_limit=THREE_AN_HOUR,
+        now=T0 + timedelta(minutes=30),
+    )
+
+
+def test_bought_tickets_released_later_are_not_lapsed_holds():
+    inventory = an_inventory()
+    customer_id = uuid4()
+    for seat in ["A-1-1", "A-1-2", "A-1-3"]:
+        sold = place_hold(inventory, [seat], customer_id=customer_id)
+        inventory.sell(sold)
+        inventory.release(sold, reason="refunded")
+
+    place_hold(inventory, ["A-1-4"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR)
+
+
+def test_lapses_are_known_again_when_the_inventory_is_replayed():
+    inventory = an_inventory()
+    customer_id = uuid4()
+    lapse_holds(inventory, customer_id, [10, 20, 30])
+
+    rebuilt = replay(new_events(inventory))
+
+    with pytest.raises(LapsedHoldLimitError):
+        place_hold(rebuilt, ["A-1-2"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR)
+
+
+def test_an_inventory_restored_from_a_snapshot_without_lapses_starts_counting_them():
+    inventory = an_inventory()
+    customer_id = uuid4()
+    del inventory.lapses  # as restored from a snapshot taken before lapses were recorded
+
+    place_hold(inventory, ["A-1-2"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR)
+    lapse_holds(inventory, customer_id, [10, 20, 30])
+
+    with pytest.raises(LapsedHoldLimitError):
+        place_hold(inventory, ["A-1-3"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR)
 
 
 # --- expiry ---
