@@ -129,6 +129,10 @@ class ShowWriter:
         self.conflicts = 0
 
     @property
+    def inventory_cached(self) -> bool:
+        return self._inventory is not None
+
+    @property
     def busy(self) -> bool:
         with self._mutex:
             return self._draining or bool(self._queue)
@@ -161,7 +165,7 @@ class ShowWriter:
                 self._refresh_cache()
                 while batch := self._take_batch():
                     self._run(batch)
-                # Snapshots wait for a quiet moment (snapshot_when_idle): a big one takes tens
+                # Snapshots wait for a quiet moment (tidy_when_idle): a big one takes tens
                 # of milliseconds, which fans of a hot show would spend waiting. Unless so many
                 # events went by that a cold load would replay too many.
                 if self._snapshot_debt() >= SNAPSHOT_DEBT_LIMIT * self._snapshot_every:
@@ -182,22 +186,29 @@ class ShowWriter:
         if restart:
             self._executor.submit(self._drain)
 
-    def snapshot_when_idle(self, idle_seconds: float) -> None:
-        """Snapshot the cached inventory if enough events went by and no command came for
-        `idle_seconds`; runs on the writer's executor, excluding drains meanwhile."""
-        if time.monotonic() - self._last_command_at < idle_seconds:
+    def tidy_when_idle(self, snapshot_after: float, forget_after: float) -> None:
+        """When no command came for `snapshot_after` seconds, snapshot the cached inventory if
+        enough events went by; after `forget_after` seconds, also drop it from memory (a quiet
+        or sold-out show gives its memory back; its next command loads it from the snapshot).
+        Runs on the writer's executor, excluding drains meanwhile."""
+        idle = time.monotonic() - self._last_command_at
+        if idle < snapshot_after or self._inventory is None:
             return
-        if self._snapshot_debt() < self._snapshot_every:
+        forget = idle >= forget_after
+        if not forget and self._snapshot_debt() < self._snapshot_every:
             return
         with self._mutex:
             if self._draining or self._queue:
                 return
             self._draining = True
-        self._executor.submit(self._snapshot_then_finish)
+        self._executor.submit(self._tidy_then_finish, forget)
 
-    def _snapshot_then_finish(self) -> None:
+    def _tidy_then_finish(self, forget: bool) -> None:
         try:
-            self._snapshot()
+            if self._snapshot_debt() >= self._snapshot_every:
+                self._snapshot()
+            if forget:
+                self._inventory = None
         finally:
             self._finish()
 
@@ -310,6 +321,7 @@ class ShowWriters:
         max_cached: int = 256,
         snapshot_every: int = 1000,
         snapshot_idle_seconds: float = 1.0,
+        forget_idle_seconds: float = 300.0,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
@@ -320,19 +332,19 @@ class ShowWriters:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._snapshotter = threading.Thread(
-            target=self._snapshot_idle_writers,
-            args=(snapshot_idle_seconds,),
+            target=self._tidy_idle_writers,
+            args=(snapshot_idle_seconds, forget_idle_seconds),
             name="show-snapshots",
             daemon=True,
         )
         self._snapshotter.start()
 
-    def _snapshot_idle_writers(self, idle_seconds: float) -> None:
-        while not self._closing.wait(idle_seconds / 4):
+    def _tidy_idle_writers(self, snapshot_after: float, forget_after: float) -> None:
+        while not self._closing.wait(snapshot_after / 4):
             with self._lock:
                 writers = list(self._writers.values())
             for writer in writers:
-                writer.snapshot_when_idle(idle_seconds)
+                writer.tidy_when_idle(snapshot_after, forget_after)
 
     def for_show(self, show_id: UUID) -> ShowWriter:
         with self._lock:
@@ -362,6 +374,7 @@ class ShowWriters:
             "batches": sum(w.batches for w in writers),
             "commands": sum(w.commands for w in writers),
             "conflicts": sum(w.conflicts for w in writers),
+            "cached_inventories": sum(w.inventory_cached for w in writers),
         }
 
     def close(self) -> None:

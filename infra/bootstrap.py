@@ -91,7 +91,11 @@ def bootstrap(settings: Settings) -> Container:
         raise ConfigurationError("TICKETBLITZ_DATABASE_URL is not set and no stack was started")
     tokens = TokenService(jwt_secret_for(settings), settings.jwt_ttl_seconds)
     store = PostgresEventStore(settings.database_url, pool_size=settings.db_pool_size)
-    writers = ShowWriters(store, max_batch=settings.max_batch)
+    writers = ShowWriters(
+        store,
+        max_batch=settings.max_batch,
+        forget_idle_seconds=settings.show_cache_idle_seconds,
+    )
     hasher = Argon2PasswordHasher(settings.argon2_time_cost, settings.argon2_memory_kib)
     client = connect_redis(settings.redis_url) if settings.redis_url else None
     gateway = gateway_for(settings)

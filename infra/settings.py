@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # Write path.
     max_batch: int = Field(default=500, ge=1)
     db_pool_size: int = Field(default=8, ge=1)
+    # A show with no command for this long drops its cached inventory (reloaded on demand).
+    show_cache_idle_seconds: float = Field(default=300.0, gt=0)
     command_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Redis-backed protections.
@@ -62,6 +64,8 @@ class Settings(BaseSettings):
 
     # Kafka integration events (docs/INTEGRATION_EVENTS.md) and their consumers.
     kafka_topic_prefix: str = "ticketblitz"
+    # Recent bookings and shows the relay keeps to build integration events (about 4 KiB each).
+    relay_cached_aggregates: int = Field(default=10_000, ge=10)
     kafka_partitions: int = Field(default=3, ge=1)
     kafka_publish_timeout_seconds: float = Field(default=10.0, gt=0)
     kafka_notifier_group: str = "ticketblitz-notifier"

@@ -131,7 +131,8 @@ def build_workers(container: Container) -> Workers:
         settings.kafka_partitions,
         settings.kafka_publish_timeout_seconds,
     )
-    relay = KafkaRelay(IntegrationEvents(store), publisher, topics)
+    cached = settings.relay_cached_aggregates
+    relay = KafkaRelay(IntegrationEvents(store, max_cached=cached), publisher, topics)
     workers.append(follower("kafka-relay", relay, publisher.close))
     if settings.smtp_host is None:
         log.warning("no SMTP server configured: e-mails are off")

@@ -39,9 +39,9 @@ def store(endpoints: StackEndpoints) -> Iterator[PostgresEventStore]:
     opened.close()
 
 
-def a_process(store: PostgresEventStore, snapshot_every: int = 1000):
+def a_process(store: PostgresEventStore, snapshot_every: int = 1000, **writer_options: Any):
     """What one API process has: its own writers (and caches) over the shared store."""
-    writers = ShowWriters(store, max_batch=100, snapshot_every=snapshot_every)
+    writers = ShowWriters(store, max_batch=100, snapshot_every=snapshot_every, **writer_options)
     bookings = BookingCommands(
         store, writers, clock=lambda: datetime.now(UTC), hold_duration=timedelta(minutes=10)
     )
@@ -155,4 +155,26 @@ def test_a_hot_inventory_is_snapshotted_and_loads_from_the_snapshot(store):
     fresh = store.get(inventory_id, SeatInventory)
     assert fresh.version == cached.version
     assert fresh.holder == cached.holder and fresh.claims == cached.claims
+    writers.close()
+
+
+def test_a_quiet_show_gives_its_inventory_back_and_loads_it_again_when_needed(store):
+    writers, shows, bookings = a_process(
+        store, snapshot_every=10, snapshot_idle_seconds=0.1, forget_idle_seconds=0.5
+    )
+    show_id = on_sale_show(shows)
+    for future in [hold(bookings, show_id, seats=[f"A-1-{n}"]) for n in range(1, 21)]:
+        future.result(timeout=30)
+    writer = writers.for_show(show_id)
+    assert writer.inventory_cached
+
+    deadline = time.monotonic() + 15
+    while writer.inventory_cached and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert not writer.inventory_cached
+    assert writers.stats()["cached_inventories"] == 0
+    with pytest.raises(SeatsUnavailableError):  # loaded again: it still knows every hold
+        hold(bookings, show_id, seats=["A-1-20"]).result(timeout=30)
+    assert hold(bookings, show_id, seats=["A-2-1"]).result(timeout=30).seats == ["A-2-1"]
     writers.close()
