@@ -102,7 +102,7 @@ class System:
         )
 
 
-def environment(stack: EmbeddedStack, data_dir: Path, hold_minutes: float) -> dict[str, str]:
+def environment(stack: EmbeddedStack, data_dir: Path, args: argparse.Namespace) -> dict[str, str]:
     e = stack.endpoints
     values: dict[str, object] = {
         "DATA_DIR": data_dir / "app",
@@ -116,7 +116,9 @@ def environment(stack: EmbeddedStack, data_dir: Path, hold_minutes: float) -> di
         "JWT_SECRET": JWT_SECRET,
         "ADMIN_EMAIL": ADMIN[0],
         "ADMIN_PASSWORD": ADMIN[1],
-        "HOLD_MINUTES": hold_minutes,
+        "HOLD_MINUTES": args.hold_minutes,
+        "SHOW_CACHE_IDLE_SECONDS": args.show_cache_idle_seconds,
+        "RELAY_CACHED_AGGREGATES": args.relay_cached_aggregates,
         # Setup registers and logs in every customer from one address: not what the limits
         # are for. Bookings keep their per-customer limit.
         "RATE_LIMIT_REGISTER_PER_MINUTE": 100_000,
@@ -130,7 +132,7 @@ def environment(stack: EmbeddedStack, data_dir: Path, hold_minutes: float) -> di
 
 
 @contextmanager
-def running_system(hold_minutes: float) -> Iterator[System]:
+def running_system(args: argparse.Namespace) -> Iterator[System]:
     data_dir = Path(tempfile.mkdtemp(prefix="tbs-", dir="/tmp"))
     stack = EmbeddedStack(data_dir / "s")
     try:
@@ -138,7 +140,7 @@ def running_system(hold_minutes: float) -> Iterator[System]:
         (data_dir / "logs").mkdir()
         port = free_port()
         system = System(
-            data_dir, stack, environment(stack, data_dir, hold_minutes), f"http://127.0.0.1:{port}"
+            data_dir, stack, environment(stack, data_dir, args), f"http://127.0.0.1:{port}"
         )
         try:
             system.start(
@@ -177,45 +179,51 @@ def wait_healthy(system: System, timeout: float = 60) -> None:
     raise RuntimeError("the API did not answer /health in time")
 
 
-def setup(system: System, shows: int, customers: int) -> dict[str, Any]:
+def show_body(n: int, rows: int, general: int) -> dict[str, Any]:
+    """Show number `n`: `rows` rows of 25 seats and a general-admission section."""
+    return {
+        "title": f"Soak night {n}",
+        "description": "A long evening of steady demand.",
+        "category": ["rock", "jazz", "classical", "comedy"][n % 4],
+        "venue": "Soak Arena",
+        "starts_at": "2031-06-01T20:00:00+00:00",
+        "currency": "EUR",
+        "price_tiers": [
+            {"code": "STD", "price_cents": 4500},
+            {"code": "FLOOR", "price_cents": 3000},
+        ],
+        "sections": [
+            {
+                "code": "A",
+                "kind": "seated",
+                "tier": "STD",
+                "rows": [{"label": str(r), "seats": 25} for r in range(1, rows + 1)],
+            },
+            {"code": "GA", "kind": "general", "tier": "FLOOR", "capacity": general},
+        ],
+    }
+
+
+def setup(system: System, args: argparse.Namespace) -> dict[str, Any]:
     """Shows on sale (a seated section and a general-admission one each) and customers."""
     api = f"{system.api_url}/api/v1"
     with httpx.Client(base_url=api, timeout=60) as http:
-        admin = {"Authorization": f"Bearer {token(http, *ADMIN)}"}
+        admin_token = token(http, *ADMIN)
+        admin = {"Authorization": f"Bearer {admin_token}"}
         show_ids = []
-        for n in range(shows):
-            body = {
-                "title": f"Soak night {n}",
-                "description": "A long evening of steady demand.",
-                "category": ["rock", "jazz", "classical", "comedy"][n % 4],
-                "venue": "Soak Arena",
-                "starts_at": "2031-06-01T20:00:00+00:00",
-                "currency": "EUR",
-                "price_tiers": [
-                    {"code": "STD", "price_cents": 4500},
-                    {"code": "FLOOR", "price_cents": 3000},
-                ],
-                "sections": [
-                    {
-                        "code": "A",
-                        "kind": "seated",
-                        "tier": "STD",
-                        "rows": [{"label": str(r), "seats": 25} for r in range(1, 41)],
-                    },
-                    {"code": "GA", "kind": "general", "tier": "FLOOR", "capacity": 2000},
-                ],
-            }
-            r = http.post("/shows", json=body, headers=admin)
+        for n in range(args.shows):
+            r = http.post("/shows", json=show_body(n, args.rows, args.ga), headers=admin)
             r.raise_for_status()
             show_ids.append(r.json()["show_id"])
             http.post(f"/shows/{show_ids[-1]}/open-sale", headers=admin).raise_for_status()
         tokens = []
-        for n in range(customers):
+        for n in range(args.customers):
             email = f"soak-{uuid4().hex[:8]}-{n}@soak.ticketblitz.dev"
             body = {"email": email, "password": PASSWORD, "name": f"Fan {n}"}
             http.post("/auth/register", json=body).raise_for_status()
             tokens.append(token(http, email, PASSWORD))
-    return {"shows": show_ids, "tokens": tokens}
+    shape = {"rows": args.rows, "ga": args.ga}
+    return {"shows": show_ids, "tokens": tokens, "admin": admin_token, "shape": shape}
 
 
 def token(http: httpx.Client, email: str, password: str) -> str:
@@ -310,6 +318,9 @@ class Load:
         self.skipped = 0
         self.journeys: Counter[str] = Counter()
         self.started = time.monotonic()
+        self.shows: list[str] = list(config["shows"])
+        self.replacing: set[str] = set()
+        self.scheduled = len(self.shows)
 
     async def request(
         self, http: httpx.AsyncClient, kind: str, method: str, url: str, **kwargs: Any
@@ -344,7 +355,7 @@ class Load:
     async def journey(self, http: httpx.AsyncClient, kind: str) -> None:
         self.journeys[kind] += 1
         auth = {"Authorization": f"Bearer {self.rng.choice(self.config['tokens'])}"}
-        show = self.rng.choice(self.config["shows"])
+        show = self.rng.choice(self.shows)
         quantity = self.rng.randint(1, 4)
         body: dict[str, Any] = {"show_id": show, "quantity": quantity}
         if self.rng.random() < 0.3:
@@ -355,6 +366,8 @@ class Load:
         headers = {**auth, "Idempotency-Key": uuid4().hex}
         r = await self.request(http, "book", "POST", "/bookings", json=body, headers=headers)
         await self.read(http, auth, show)
+        if r is not None and r.status_code == 409 and "not-enough-tickets" in r.text:
+            await self.replace_sold_out(http, show)
         if r is None or r.status_code != 201:
             return
         booked = r.json()
@@ -367,6 +380,26 @@ class Load:
         elif kind == "cancel" and await self.booking_status(http, auth, booked, {"confirmed"}):
             url = f"/bookings/{booking_id}/cancel"
             await self.request(http, "cancel", "POST", url, headers=auth)
+
+    async def replace_sold_out(self, http: httpx.AsyncClient, show: str) -> None:
+        """A (partly) sold-out show leaves the rotation for a new one, as at a box office
+        with a season of shows: the booking rate stays steady and old shows go quiet."""
+        if show in self.replacing or show not in self.shows:
+            return
+        self.replacing.add(show)
+        admin = {"Authorization": f"Bearer {self.config['admin']}"}
+        shape = self.config["shape"]
+        body = show_body(self.scheduled, shape["rows"], shape["ga"])
+        self.scheduled += 1
+        r = await self.request(http, "schedule", "POST", "/shows", json=body, headers=admin)
+        if r is None or r.status_code != 201:
+            self.replacing.discard(show)
+            return
+        new = r.json()["show_id"]
+        url = f"/shows/{new}/open-sale"
+        opened = await self.request(http, "open-sale", "POST", url, headers=admin)
+        if opened is not None and opened.status_code < 300:
+            self.shows[self.shows.index(show)] = new
 
     async def read(self, http: httpx.AsyncClient, auth: dict[str, str], show: str) -> None:
         kind, url = self.rng.choice(
@@ -408,6 +441,7 @@ class Load:
             "per_minute": {str(m): dict(c) for m, c in sorted(self.per_minute.items())},
             "latency": {k: latency_summary(v) for k, v in self.latencies.items()},
             "transport_errors": dict(self.transport_errors),
+            "shows_scheduled": self.scheduled,
         }
 
 
@@ -440,9 +474,9 @@ def settle(system: System, timeout: float = 120) -> dict[str, Any]:
 
 
 def soak(args: argparse.Namespace) -> dict[str, Any]:
-    with running_system(args.hold_minutes) as system:
+    with running_system(args) as system:
         console.print(f"system up in {system.data_dir}; setting up shows and customers ...")
-        fixtures = setup(system, args.shows, args.customers)
+        fixtures = setup(system, args)
         seconds = args.minutes * 60
         config = {"url": f"{system.api_url}/api/v1", "rate": args.rate, "seconds": seconds}
         config |= {"seed": args.seed, **fixtures}
@@ -497,6 +531,9 @@ def summarize_memory(samples: dict[str, list[tuple[float, float]]]) -> dict[str,
             "end": points[-1][1],
             "max": max(v for _, v in points),
             "slope_per_min_after_1st_min": slope_per_minute(points),
+            # Once bounded caches are full: what a leak would still show.
+            "slope_per_min_2nd_half": slope_per_minute(points, points[-1][0] / 2),
+            "at_half": next(v for t, v in points if t >= points[-1][0] / 2),
             "samples": len(points),
         }
         for name, points in samples.items()
@@ -511,12 +548,13 @@ def report(results: dict[str, Any]) -> None:
     memory = results["memory_mib"]
     print_table(
         "resident memory (MiB)",
-        ["process", "start", "end", "max", "slope MiB/min (after 1st min)"],
+        ["process", "start", "half-way", "end", "max", "MiB/min after 1st min", "2nd half"],
         [
             [
                 name,
-                *(fmt(m[column], 1) for column in ("start", "end", "max")),
+                *(fmt(m[column], 1) for column in ("start", "at_half", "end", "max")),
                 fmt(m["slope_per_min_after_1st_min"], 2),
+                fmt(m["slope_per_min_2nd_half"], 2),
             ]
             for name, m in memory.items()
         ],
@@ -557,6 +595,7 @@ def report(results: dict[str, Any]) -> None:
     }
     verify = results["verify"]
     console.print(f"unexpected error answers: {errors or 'none'}")
+    console.print(f"shows scheduled (rotation included): {load['shows_scheduled']}")
     console.print(f"transport errors: {load['transport_errors'] or 'none'}")
     console.print(f"journeys skipped (system behind): {load['skipped_journeys']}")
     console.print(f"after the load: {results['settled']}")
@@ -575,7 +614,21 @@ def main() -> None:
         "--sample-every", type=float, default=5.0, help="seconds between RSS samples"
     )
     parser.add_argument("--hold-minutes", type=float, default=1.0, help="unpaid holds expire after")
-    parser.add_argument("--shows", type=int, default=10)
+    parser.add_argument("--shows", type=int, default=10, help="shows on sale at any time")
+    parser.add_argument("--rows", type=int, default=40, help="rows of 25 seats per show")
+    parser.add_argument("--ga", type=int, default=2000, help="general admission per show")
+    parser.add_argument(
+        "--show-cache-idle-seconds",
+        type=float,
+        default=300.0,
+        help="TICKETBLITZ_SHOW_CACHE_IDLE_SECONDS of the API",
+    )
+    parser.add_argument(
+        "--relay-cached-aggregates",
+        type=int,
+        default=10_000,
+        help="TICKETBLITZ_RELAY_CACHED_AGGREGATES of the workers",
+    )
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     results = soak(parser.parse_args())
