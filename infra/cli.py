@@ -28,6 +28,7 @@ from infra.bootstrap import ConfigurationError, Container, bootstrap
 from infra.demo import DEMO_ADMIN, DEMO_CUSTOMER, load_demo
 from infra.embedded import EmbeddedStack
 from infra.event_store import PostgresEventStore
+from infra.http_server import KEEP_ALIVE_SECONDS
 from infra.payments import register_emulator_webhook, webhook_secret_for
 from infra.settings import Settings
 from infra.web import APIS, create_app
@@ -104,7 +105,13 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _serve(container: Container, host: str, port: int, apis: tuple[str, ...] = APIS) -> None:
-    uvicorn.run(create_app(container, apis), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(container, apis),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 @app.command()

@@ -9,6 +9,11 @@ import time
 import uvicorn
 from fastapi import FastAPI
 
+# Idle keep-alive connections stay open longer than clients keep them (httpx: 5 s, load
+# balancers: 60 s). Were the server to close first (uvicorn's default is 5 s, the same as
+# httpx's), a request sent on a connection just being closed would fail with a read error.
+KEEP_ALIVE_SECONDS = 65
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -22,7 +27,12 @@ class BackgroundServer:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_level="warning", access_log=False
+            app,
+            host=host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
