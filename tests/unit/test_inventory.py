@@ -289,6 +289,14 @@ def lapse_holds(inventory: SeatInventory, customer_id: UUID, expiries: list[int]
         inventory.release(booking_id, reason="expired")
 
 
+def hold_again(inventory: SeatInventory, customer_id: UUID, minutes: int, seat: str) -> UUID:
+    """When the customer holds `seat` this many minutes past T0, three lapses an hour allowed."""
+    now = T0 + timedelta(minutes=minutes)
+    return place_hold(
+        inventory, [seat], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR, now=now
+    )
+
+
 def test_a_customer_whose_holds_lapsed_too_often_waits_for_the_oldest_to_leave_the_window():
     inventory = an_inventory()
     customer_id = uuid4()
@@ -296,19 +304,12 @@ def test_a_customer_whose_holds_lapsed_too_often_waits_for_the_oldest_to_leave_t
     new_events(inventory)
 
     with pytest.raises(LapsedHoldLimitError) as error:
-        place_hold(
-            inventory,
-            ["A-1-1"],
-            customer_id=customer_id,
-            lapsed_limit=THREE_AN_HOUR,
-            now=T0 + timedelta(minutes=30),
-        )
+        hold_again(inventory, customer_id, 30, "A-1-1")
 
     assert error.value.lapses == 3
     assert error.value.retry_after_seconds == 40 * 60  # the lapse at 10 leaves at 70
     assert new_events(inventory) == []
-    later = T0 + timedelta(minutes=70)
-    place_hold(inventory, ["A-1-1"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR, now=later)
+    hold_again(inventory, customer_id, 70, "A-1-1")
 
 
 def test_lapses_of_other_customers_and_lapses_outside_the_window_do_not_count():
@@ -317,13 +318,7 @@ def test_lapses_of_other_customers_and_lapses_outside_the_window_do_not_count():
     lapse_holds(inventory, customer_id, [-90, 10, 20])  # the first ran out long ago
     lapse_holds(inventory, uuid4(), [10, 20, 30])
 
-    place_hold(
-        inventory,
-        ["A-1-1"],
-        customer_id=customer_id,
-        lapsed_limit=THREE_AN_HOUR,
-        now=T0 + timedelta(minutes=30),
-    )
+    hold_again(inventory, customer_id, 30, "A-1-1")
 
 
 def test_bought_tickets_released_later_are_not_lapsed_holds():
@@ -334,7 +329,7 @@ def test_bought_tickets_released_later_are_not_lapsed_holds():
         inventory.sell(sold)
         inventory.release(sold, reason="refunded")
 
-    place_hold(inventory, ["A-1-4"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR)
+    hold_again(inventory, customer_id, 0, "A-1-4")
 
 
 def test_lapses_are_known_again_when_the_inventory_is_replayed():
@@ -345,7 +340,7 @@ def test_lapses_are_known_again_when_the_inventory_is_replayed():
     rebuilt = replay(new_events(inventory))
 
     with pytest.raises(LapsedHoldLimitError):
-        place_hold(rebuilt, ["A-1-2"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR)
+        hold_again(rebuilt, customer_id, 0, "A-1-2")
 
 
 def test_an_inventory_restored_from_a_snapshot_without_lapses_starts_counting_them():
@@ -353,11 +348,11 @@ def test_an_inventory_restored_from_a_snapshot_without_lapses_starts_counting_th
     customer_id = uuid4()
     del inventory.lapses  # as restored from a snapshot taken before lapses were recorded
 
-    place_hold(inventory, ["A-1-2"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR)
+    hold_again(inventory, customer_id, 0, "A-1-2")
     lapse_holds(inventory, customer_id, [10, 20, 30])
 
     with pytest.raises(LapsedHoldLimitError):
-        place_hold(inventory, ["A-1-3"], customer_id=customer_id, lapsed_limit=THREE_AN_HOUR)
+        hold_again(inventory, customer_id, 0, "A-1-3")
 
 
 # --- expiry ---
