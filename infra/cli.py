@@ -29,6 +29,7 @@ from infra.demo import DEMO_ADMIN, DEMO_CUSTOMER, load_demo
 from infra.embedded import EmbeddedStack
 from infra.event_store import PostgresEventStore
 from infra.http_server import KEEP_ALIVE_SECONDS
+from infra.malloc_arenas import limit_malloc_arenas
 from infra.payments import register_emulator_webhook, webhook_secret_for
 from infra.settings import Settings
 from infra.web import APIS, create_app
@@ -466,6 +467,7 @@ def _status_lines(status: RecommenderStatus) -> list[str]:
 
 
 def main() -> None:
+    limit_malloc_arenas()  # before any thread: servers and followers live long
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for chatty in ("stripe", "kafka", "mail.log"):  # a line per request, message, partition
         logging.getLogger(chatty).setLevel(logging.WARNING)
