@@ -29,7 +29,7 @@ PROBLEM_STATUSES = {
     "409": "Conflicts with the current state",
     "413": "Body too large",
     "422": "Invalid request",
-    "429": "Rate limited (see Retry-After)",
+    "429": "Rate limited, or too many lapsed holds (see Retry-After)",
     "500": "Internal error (nothing leaked)",
     "503": "Temporarily unavailable (see Retry-After)",
 }
