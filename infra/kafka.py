@@ -4,16 +4,13 @@ group consumers tuned for Tansu (shared/STACK.md) and any other Kafka."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.structs import TopicPartition
 
 from infra.settings import Settings
 
@@ -105,43 +102,6 @@ class KafkaPublisher:
             producer.close(timeout=self._timeout * 2)
         except KafkaError as error:
             log.warning("the Kafka producer did not close cleanly: %r", error)
-
-
-class ResumeFromCommitted(ConsumerRebalanceListener):  # type: ignore[misc]
-    """After every (re)join of its group, a consumer resumes from the group's committed
-    offsets (from the beginning where none are committed), not from where it had fetched.
-
-    kafka-python keeps the fetch position of a partition that stays assigned across a
-    rebalance. After a broker that lost its data restarts (the embedded one), the topic is
-    created anew and the relay publishes from offset 0 again: a consumer still fetching at
-    its old position would skip those records for good. The callbacks only raise a flag
-    (they run inside `poll`); the consumer's own thread calls `resume_if_rejoined` after each
-    poll, and drops that poll's records when it did resume.
-    """
-
-    def __init__(self) -> None:
-        self._rejoined = threading.Event()
-
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        """Nothing to do: offsets are committed after each poll's work."""
-
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self._rejoined.set()
-
-    def resume_if_rejoined(self, consumer: KafkaConsumer) -> bool:
-        """Seek every assigned partition to its committed offset if the group was (re)joined
-        since the last call; True if it was (the caller then drops what it polled)."""
-        if not self._rejoined.is_set():
-            return False
-        self._rejoined.clear()
-        for partition in consumer.assignment():
-            committed = consumer.committed(partition)
-            if committed is None:
-                consumer.seek_to_beginning(partition)
-            else:
-                consumer.seek(partition, committed)
-        log.info("resumed %s from the group's committed offsets", sorted(consumer.assignment()))
-        return True
 
 
 def group_consumer(settings: Settings, group_id: str, client_id: str) -> KafkaConsumer:

@@ -40,7 +40,6 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import ValidationError
 
 from infra.event_store import PostgresEventStore
-from infra.kafka import ResumeFromCommitted
 from infra.mailer import MailRejectedError, MailUnavailableError, SmtpMailer
 from process_managers.integration_events import IntegrationEvent
 
@@ -198,10 +197,9 @@ class Notifier:
             try:
                 self.setup()
                 consumer = self._consumer_factory()
-                rejoins = ResumeFromCommitted()
-                consumer.subscribe(self._topics, listener=rejoins)
+                consumer.subscribe(self._topics)
                 while not stop.is_set():
-                    if self.consume(consumer, rejoins):
+                    if self.consume(consumer):
                         backoff = 0.5
                     else:  # the mail server is unhappy: give it a moment, but poll again
                         stop.wait(backoff)  # within the max poll interval, to stay in the group
@@ -215,17 +213,14 @@ class Notifier:
                     consumer.close()
                 self._mailer.disconnect()
 
-    def consume(self, consumer: KafkaConsumer, rejoins: ResumeFromCommitted) -> bool:
+    def consume(self, consumer: KafkaConsumer) -> bool:
         """Handle one poll's records, commit their offsets; False if sending had to stop."""
         healthy = True
         done: dict[TopicPartition, OffsetAndMetadata] = {}
-        polled = consumer.poll(timeout_ms=500, max_records=200)
-        if rejoins.resume_if_rejoined(consumer):
-            return True  # what was polled may come from before the rejoin: read it again
         # Suggestions can take seconds per e-mail: a poll's records that would take the
         # consumer past its max poll interval (and out of the group) wait for the next poll.
         deadline = time.monotonic() + POLL_BUDGET_SECONDS
-        for partition, records in polled.items():
+        for partition, records in consumer.poll(timeout_ms=500, max_records=200).items():
             for record in records:
                 if not healthy or time.monotonic() > deadline:
                     consumer.seek(partition, record.offset)  # not handled: next poll
