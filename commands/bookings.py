@@ -125,7 +125,7 @@ class BookingCommands:
             current = batch.booking(command.booking_id)
             current.cancel_before_show(command.reason, self._clock(), batch.show().starts_at)
             if batch.inventory.claim_of(command.booking_id) is not None:
-                batch.inventory.release(command.booking_id, command.reason)
+                batch.inventory.release(command.booking_id, command.reason, self._clock())
 
         future = self._writers.for_show(booking.show_id).submit(decide)
         return then(future, lambda done: done[1])

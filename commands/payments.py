@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from commands.errors import (
@@ -61,9 +62,9 @@ class PaymentStep:
 BookingDecision = Callable[[ShowBatch, Booking], bool]
 
 
-def release_seats(batch: ShowBatch, booking_id: UUID, reason: str) -> None:
+def release_seats(batch: ShowBatch, booking_id: UUID, reason: str, at: datetime) -> None:
     if batch.inventory.claim_of(booking_id) is not None:
-        batch.inventory.release(booking_id, reason)
+        batch.inventory.release(booking_id, reason, at)
 
 
 def sell_and_confirm(batch: ShowBatch, booking: Booking) -> None:
@@ -132,7 +133,7 @@ class PaymentCommands:
             if booking.status not in AWAITING_PAYMENT or stale:
                 return False
             booking.record_payment_failure(command.reason)
-            release_seats(batch, booking.id, command.reason)
+            release_seats(batch, booking.id, command.reason, self._clock())
             return True
 
         return self._submit(command.booking_id, decide)
@@ -155,7 +156,7 @@ class PaymentCommands:
             if booking.status not in AWAITING_PAYMENT or command.at < booking.hold_expires_at:
                 return False
             booking.expire(command.at)
-            release_seats(batch, booking.id, "hold expired")
+            release_seats(batch, booking.id, "hold expired", command.at)
             return True
 
         return self._submit(command.booking_id, decide)

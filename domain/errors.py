@@ -72,8 +72,8 @@ class LapsedHoldLimitError(DomainError):
         minutes = window.total_seconds() / 60
         wait = max(1, math.ceil(retry_after.total_seconds()))
         super().__init__(
-            f"{lapses} of your holds on this show lapsed (each counts for {minutes:g} minutes "
-            f"from the time it would have expired): you may hold seats again in {wait} s"
+            f"{lapses} of your holds on this show lapsed within {minutes:g} minutes: "
+            f"you may hold seats again in {wait} s"
         )
         self.lapses = lapses
         self.retry_after_seconds = wait

@@ -38,8 +38,8 @@ class LapsedHoldLimit:
     """A customer whose holds on a show lapsed (released unsold: expired, cancelled or
     declined) `times` times within `window` may not hold again until the oldest of those
     leaves the window. Without it, a bot could keep seats off sale by re-holding them every
-    time its hold runs out. A lapse is dated by its hold's expiry time: known on replay, and
-    never earlier than the release itself."""
+    time its hold runs out. A lapse is dated by its release (`released_at`, recorded since
+    SeatsReleased version 3; by the hold's expiry for releases stored before)."""
 
     times: int
     window: timedelta
@@ -294,8 +294,9 @@ class SeatInventory(Aggregate):
     def _seats_sold(self, booking_id: UUID) -> None:
         self.claims[booking_id.hex]["sold"] = True
 
-    def release(self, booking_id: UUID, reason: str) -> None:
-        """Free whatever the booking holds or bought (cancellation, expiry, refund)."""
+    def release(self, booking_id: UUID, reason: str, at: datetime | None = None) -> None:
+        """Free whatever the booking holds or bought (cancellation, expiry, refund); `at` is
+        the deciding clock's time, which dates a lapsed hold (LapsedHoldLimit)."""
         claim = self.claims.get(booking_id.hex)
         if claim is None:
             raise HoldNotFoundError(booking_id)
@@ -304,24 +305,32 @@ class SeatInventory(Aggregate):
             reason=reason,
             seats=list(claim["seats"]),
             general=dict(claim["general"]),
+            released_at=at,
         )
 
     class SeatsReleased(Aggregate.Event):
         """Version 2 also records what was released (`seats`, `general`), so the log alone
         tells which seats a release freed. Version 1 events (stored before) lack both: they are
-        upcast to None, "whatever the booking's claim held", which replaying still frees."""
+        upcast to None, "whatever the booking's claim held", which replaying still frees.
+        Version 3 also records when (`released_at`); older events are upcast to None, and their
+        lapse is dated by the hold's expiry instead."""
 
-        class_version = 2
+        class_version = 3
 
         booking_id: UUID
         reason: str
         seats: list[str] | None
         general: dict[str, int] | None
+        released_at: datetime | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["seats"] = None
             state["general"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["released_at"] = None
 
     @event(SeatsReleased)
     def _seats_released(
@@ -330,6 +339,7 @@ class SeatInventory(Aggregate):
         reason: str,
         seats: list[str] | None = None,
         general: dict[str, int] | None = None,
+        released_at: datetime | None = None,
     ) -> None:
         claim = self.claims.pop(booking_id.hex)
         for seat in claim["seats"]:
@@ -346,7 +356,7 @@ class SeatInventory(Aggregate):
             if not hasattr(self, "lapses"):  # restored from a snapshot older than lapses
                 self.lapses = {}
             lapses = self.lapses.setdefault(claim["customer"], [])
-            lapses.append(claim["until"])
+            lapses.append(claim["until"] if released_at is None else released_at)
             del lapses[:-MAX_REMEMBERED_LAPSES]
 
 

@@ -375,6 +375,7 @@ def test_a_version_1_seats_released_record_replays(history: History, store: Post
         "reason": "hold expired",
         "seats": None,
         "general": None,
+        "released_at": None,  # nor when, before version 3
     }
     assert report.ok, report.violations
 

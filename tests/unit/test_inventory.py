@@ -286,7 +286,7 @@ def lapse_holds(inventory: SeatInventory, customer_id: UUID, expiries: list[int]
     for minutes in expiries:
         until = T0 + timedelta(minutes=minutes)
         booking_id = place_hold(inventory, ["A-1-1"], customer_id=customer_id, until=until)
-        inventory.release(booking_id, reason="expired")
+        inventory.release(booking_id, reason="expired", at=until)
 
 
 def hold_again(inventory: SeatInventory, customer_id: UUID, minutes: int, seat: str) -> UUID:
@@ -319,6 +319,20 @@ def test_lapses_of_other_customers_and_lapses_outside_the_window_do_not_count():
     lapse_holds(inventory, uuid4(), [10, 20, 30])
 
     hold_again(inventory, customer_id, 30, "A-1-1")
+
+
+def test_a_cancelled_hold_counts_from_its_cancellation_not_from_its_expiry():
+    inventory = an_inventory()
+    customer_id = uuid4()
+    until = T0 + timedelta(minutes=45)
+    cancelled = place_hold(inventory, ["A-1-1"], customer_id=customer_id, until=until)
+    inventory.release(cancelled, reason="cancelled", at=T0 + timedelta(minutes=5))
+    lapse_holds(inventory, customer_id, [10, 20])
+
+    with pytest.raises(LapsedHoldLimitError) as error:
+        hold_again(inventory, customer_id, 30, "A-1-1")
+
+    assert error.value.retry_after_seconds == 35 * 60  # at 65, an hour after the cancellation
 
 
 def test_bought_tickets_released_later_are_not_lapsed_holds():
