@@ -123,9 +123,10 @@ class BookingCommands:
 
         def decide(batch: ShowBatch) -> None:
             current = batch.booking(command.booking_id)
-            current.cancel_before_show(command.reason, self._clock(), batch.show().starts_at)
+            now = self._clock()
+            current.cancel_before_show(command.reason, now, batch.show().starts_at)
             if batch.inventory.claim_of(command.booking_id) is not None:
-                batch.inventory.release(command.booking_id, command.reason, self._clock())
+                batch.inventory.release(command.booking_id, command.reason, now)
 
         future = self._writers.for_show(booking.show_id).submit(decide)
         return then(future, lambda done: done[1])

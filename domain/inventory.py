@@ -89,7 +89,7 @@ class SeatInventory(Aggregate):
         self.holder: dict[str, str] = {}  # seat -> booking id (hex) while held or sold
         self.claims: dict[str, dict[str, Any]] = {}  # booking id (hex) -> what it holds
         self.customer_tickets: dict[str, int] = {}  # customer id (hex) -> tickets held or sold
-        self.lapses: dict[str, list[datetime]] = {}  # customer id (hex) -> lapsed holds' expiry
+        self.lapses: dict[str, list[datetime]] = {}  # customer id (hex) -> when holds lapsed
 
     @staticmethod
     def create_id(inventory_id: UUID, **_: Any) -> UUID:

@@ -43,7 +43,8 @@ from tests.faults.support import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-# A bound, not a target: a loaded machine has seen the catch-up take most of a minute.
+# A bound, not a target: the former 60 s was exceeded in about one full run in five (cause
+# not found, docs/RELIABILITY.md); a failure now says where it stuck.
 CATCH_UP_SECONDS = 120
 
 
