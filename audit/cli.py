@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn
 from uuid import UUID
@@ -26,6 +26,7 @@ from rich.table import Table
 
 from audit.export import FORMATS, exported, write_export
 from audit.hash_chain import ChainBrokenError, Root, seal
+from audit.invariants import DEFAULT_REFUND_GRACE
 from audit.replay import Replay, ReplayError, StreamNotFoundError, replay_stream
 from audit.revenue import SalesReadModel
 from audit.verify import Progress, VerifyReport, verify
@@ -129,10 +130,18 @@ def verify_command(
         typer.Option(help="HASH@POSITION from `audit seal`: prove the log up to there unchanged"),
     ] = None,
     page_size: Annotated[int, typer.Option(min=100, max=100_000)] = 10_000,
+    refund_grace_minutes: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="a refund due for less than this long may be in flight: pending, not a violation",
+        ),
+    ] = DEFAULT_REFUND_GRACE.total_seconds() / 60,
     data_dir: DataDir = None,
 ) -> None:
     """Replay the whole log, rebuilding every aggregate, and check every rule at every point,
-    the hash chain, and (with --root) that the log up to the root is unchanged."""
+    the hash chain, and (with --root) that the log up to the root is unchanged; then the
+    refunds due at its end (pending while younger than the grace)."""
     with _store(data_dir) as store:
         anchor = Root.parse(root) if root is not None else None
         try:
@@ -143,6 +152,7 @@ def verify_command(
                     revenue=SalesReadModel(),
                     page_size=page_size,
                     progress=advance,
+                    refund_grace=timedelta(minutes=refund_grace_minutes),
                 )
         except KeyboardInterrupt:
             stderr.print("interrupted: nothing was verified")
@@ -195,6 +205,12 @@ def _print_report(report: VerifyReport) -> None:
             f"revenue per show: compared with {report.revenue.source} at position "
             f"{report.revenue.position:,} ({len(report.revenue.shows):,} shows)"
         )
+    lines.append(f"payment mismatches recorded: {report.mismatches:,}")
+    grace = report.refund_grace.total_seconds() / 60
+    lines.append(f"refunds pending (due for less than {grace:g} min): {report.pending_count:,}")
+    lines.extend(f"  {p}" for p in report.pending)
+    if report.pending_count > len(report.pending):
+        lines.append(f"  ... and {report.pending_count - len(report.pending):,} more")
     lines.append(f"violations: {report.violation_count:,}")
     lines.extend(f"  {v}" for v in report.violations)
     hidden = report.violation_count - len(report.violations)

@@ -4,24 +4,35 @@ Every aggregate is rebuilt in memory by applying its events in log order (`event
 before an event is applied, the rules it could break are checked against the state it meets:
 
 - a seat is never held or sold by two bookings at once; a GA section never exceeds its capacity;
-- a confirmed booking has exactly one successful payment (when confirmed, and ever after);
+- a confirmed booking has exactly one successful payment (when confirmed, and ever after), and
+  it is the booking's own: its recorded intent, exactly its amount, in its currency;
+- nothing is confirmed once its show is cancelled or has started;
+- no customer holds or owns more tickets of a show than the show's per-customer cap;
 - a refund belongs to a cancelled (or expired) booking that was paid, and at most what was paid;
 - the revenue per show (payments and refunds) equals the sales read model at its position;
 - each stream is a gapless sequence of versions whose events apply to the state they meet.
+
+Some money can only be judged at the end of the log (`finish`): every paid booking of a
+cancelled show refunded, every captured payment that did not match refunded. A refund still
+missing within a grace after it fell due may be in flight (the saga is at work): it is
+`pending`, not a violation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
 from eventsourcing.domain import Aggregate, OriginatorVersionError
 
+from commands.payments import FREE_INTENT
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, Booking
 from domain.inventory import SeatInventory
+from domain.show import CANCELLED as SHOW_CANCELLED
 from domain.show import Show
 
 # Rule names, as reports and tests name them.
@@ -35,6 +46,15 @@ REVENUE_MISMATCH = "revenue-differs-from-sales-read-model"
 VERSION_GAP = "stream-version-gap"
 UNAPPLIABLE = "event-does-not-apply"
 UNDECODABLE = "record-not-decodable"
+CONFIRMED_UNMATCHED = "confirmed-without-its-exact-payment"
+CONFIRMED_AFTER_CANCEL = "confirmed-after-show-cancelled"
+CONFIRMED_AFTER_START = "confirmed-after-show-started"
+OVER_CUSTOMER_CAP = "customer-over-ticket-cap"
+CANCELLED_SHOW_NOT_REFUNDED = "cancelled-show-booking-not-refunded"
+MISMATCH_NOT_REFUNDED = "mismatched-payment-not-refunded"
+
+DEFAULT_TICKET_CAP = 10  # per customer and show, for shows that do not say (older logs)
+DEFAULT_REFUND_GRACE = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -88,8 +108,20 @@ class Invariants:
         self.revenue: dict[UUID, list[int]] = {}  # show -> [paid cents, refunded cents]
         self.violations: list[Violation] = []
         self.violation_count = 0
+        self.pending: list[Violation] = []  # refunds due but maybe in flight (see finish)
+        self.pending_count = 0
+        self.mismatches = 0  # payments the system recorded as not matching (not violations)
         self.events = 0
+        self.position = 0  # of the last event applied
         self._max_kept = max_kept
+        self._unmatched: dict[UUID, str] = {}  # booking -> why its payment is not its own
+        # Tickets per (inventory, customer), held or sold, and each live claim's share of it.
+        self._tickets: dict[tuple[UUID, UUID], int] = {}
+        self._claims: dict[UUID, tuple[tuple[UUID, UUID], int]] = {}
+        self._cancelled_at: dict[UUID, datetime] = {}  # show -> when it was cancelled
+        self._paid_after_cancel: dict[UUID, datetime] = {}  # booking -> when (last)
+        # Captured payments recorded as mismatches, by (booking, intent): (position, when, cents).
+        self._mismatch_refunds: dict[tuple[UUID, Any], tuple[int, datetime, int]] = {}
 
     def report(self, position: int, stream_id: UUID | None, rule: str, message: str) -> None:
         self.violation_count += 1
@@ -98,6 +130,7 @@ class Invariants:
 
     def apply(self, position: int, event: Any) -> None:
         self.events += 1
+        self.position = position
         stream = event.originator_id
         aggregate = self.aggregates.get(stream)
         if aggregate is not None:
@@ -144,6 +177,45 @@ class Invariants:
             f"({type(error).__name__}: {error})",
         )
 
+    def finish(self, now: datetime, grace: timedelta = DEFAULT_REFUND_GRACE) -> None:
+        """At the end of the log: the refunds that are due. One due for longer than `grace`
+        before `now` is a violation; a younger one may still be in flight: pending."""
+        at = self.position
+        if self._cancelled_at:
+            for stream, aggregate in self.aggregates.items():
+                if not isinstance(aggregate, Booking):
+                    continue
+                cancelled = self._cancelled_at.get(aggregate.show_id)
+                due = aggregate.paid_cents - aggregate.refunded_cents
+                if cancelled is None or due <= 0:
+                    continue
+                since = max(cancelled, self._paid_after_cancel.get(stream, cancelled))
+                self._due(
+                    now - since > grace,
+                    at,
+                    stream,
+                    CANCELLED_SHOW_NOT_REFUNDED,
+                    f"booking of cancelled show {aggregate.show_id} is {aggregate.status} with "
+                    f"{due} cents paid and not refunded (due since {since.isoformat()})",
+                )
+        for (booking, intent), (found, since, cents) in self._mismatch_refunds.items():
+            self._due(
+                now - since > grace,
+                at,
+                booking,
+                MISMATCH_NOT_REFUNDED,
+                f"payment {intent} of {cents} cents, recorded as a mismatch at position "
+                f"{found}, was captured and not refunded (due since {since.isoformat()})",
+            )
+
+    def _due(self, late: bool, position: int, stream: UUID, rule: str, message: str) -> None:
+        if late:
+            self.report(position, stream, rule, message)
+            return
+        self.pending_count += 1
+        if len(self.pending) < self._max_kept:
+            self.pending.append(Violation(position, stream, rule, message))
+
     def compare_revenue(self, expected: RevenueSnapshot) -> None:
         """At `expected.position`: the log's revenue per show against the read model's."""
         shows = {s for s, a in self.aggregates.items() if isinstance(a, Show)}
@@ -175,6 +247,7 @@ class Invariants:
     # --- the checks, each before its event is applied ---
 
     def _seats_held(self, position: int, e: Any, inventory: SeatInventory) -> None:
+        self._count_tickets(position, e, inventory)
         key = e.booking_id.hex
         if key in inventory.claims:
             self.report(
@@ -210,7 +283,51 @@ class Invariants:
                     f"> capacity {ga['capacity']}",
                 )
 
+    def _count_tickets(self, position: int, e: Any, inventory: SeatInventory) -> None:
+        """The customer's tickets of this show, held or bought, against the show's cap."""
+        quantity = len(e.seats) + sum(e.general.values())
+        key = (e.originator_id, e.customer_id)
+        before = self._claims.get(e.booking_id)  # a booking claiming twice replaces its claim
+        total = self._tickets.get(key, 0) - (0 if before is None else before[1]) + quantity
+        self._tickets[key] = total
+        self._claims[e.booking_id] = (key, quantity)
+        cap = self._ticket_cap(inventory)
+        if total > cap:
+            self.report(
+                position,
+                e.originator_id,
+                OVER_CUSTOMER_CAP,
+                f"customer {e.customer_id} holds or owns {total} tickets of show "
+                f"{inventory.show_id} with booking {e.booking_id} ({quantity} more), over the "
+                f"cap of {cap}",
+            )
+
+    def _ticket_cap(self, inventory: SeatInventory) -> int:
+        """The show's own cap (Show.Scheduled's `max_tickets_per_customer`, which its inventory
+        keeps as `customer_limit`), else the default (logs from before shows had one)."""
+        show = self.aggregates.get(inventory.show_id)
+        for cap in (
+            getattr(show, "max_tickets_per_customer", None),
+            getattr(inventory, "customer_limit", None),
+        ):
+            if isinstance(cap, int) and cap > 0:
+                return cap
+        return DEFAULT_TICKET_CAP
+
+    def _seats_released(self, position: int, e: Any, inventory: SeatInventory) -> None:
+        claim = self._claims.pop(e.booking_id, None)
+        if claim is not None:
+            key, quantity = claim
+            self._tickets[key] -= quantity
+
+    def _show_cancelled(self, position: int, e: Any, show: Show) -> None:
+        self._cancelled_at.setdefault(e.originator_id, e.timestamp)
+
     def _paid(self, position: int, e: Any, booking: Booking) -> None:
+        if isinstance(e, Booking.PaymentSucceeded):  # type: ignore[attr-defined]
+            self._match(e, booking)
+        if booking.show_id in self._cancelled_at:
+            self._paid_after_cancel[e.originator_id] = e.timestamp
         count = self.payments.get(e.originator_id, 0) + 1
         self.payments[e.originator_id] = count
         if booking.status == CONFIRMED:
@@ -222,15 +339,75 @@ class Invariants:
             )
         self._add_revenue(booking.show_id, e.amount_cents, 0)
 
+    def _match(self, e: Any, booking: Booking) -> None:
+        """Whether a successful payment is the booking's own: the intent recorded for it (by
+        PaymentRequested; "free" and 0 cents for a free booking), exactly its amount, in its
+        currency (when the event says which). Judged when the booking is confirmed."""
+        recorded = booking.payment_intent_id
+        intent, cents = e.payment_intent_id, e.amount_cents
+        currency = getattr(e, "currency", None)
+        why = []
+        if recorded is None and intent != FREE_INTENT:
+            why.append(f"intent {intent} where none was recorded for the booking")
+        elif recorded is not None and intent != recorded:
+            why.append(f"intent {intent} where {recorded} was recorded")
+        if cents != booking.amount_cents:
+            why.append(f"{cents} cents of {booking.amount_cents}")
+        if isinstance(currency, str) and currency.upper() != booking.currency.upper():
+            why.append(f"currency {currency} instead of {booking.currency}")
+        if why:
+            self._unmatched[e.originator_id] = ", ".join(why)
+        else:
+            self._unmatched.pop(e.originator_id, None)
+
     def _confirmed(self, position: int, e: Any, booking: Booking) -> None:
-        count = self.payments.get(e.originator_id, 0)
+        stream = e.originator_id
+        count = self.payments.get(stream, 0)
         if count != 1:
             self.report(
-                position,
-                e.originator_id,
-                CONFIRMED_PAYMENTS,
-                f"confirmed with {count} successful payments",
+                position, stream, CONFIRMED_PAYMENTS, f"confirmed with {count} successful payments"
             )
+        unmatched = self._unmatched.pop(stream, None)
+        if unmatched is not None:
+            self.report(
+                position,
+                stream,
+                CONFIRMED_UNMATCHED,
+                f"confirmed on a payment that is not its own: {unmatched}",
+            )
+        show = self.aggregates.get(booking.show_id)
+        if not isinstance(show, Show):
+            return
+        if show.status == SHOW_CANCELLED:
+            self.report(
+                position,
+                stream,
+                CONFIRMED_AFTER_CANCEL,
+                f"confirmed after show {show.id} was cancelled",
+            )
+        if e.timestamp >= show.starts_at:
+            self.report(
+                position,
+                stream,
+                CONFIRMED_AFTER_START,
+                f"confirmed at {e.timestamp.isoformat()}, after show {show.id} started at "
+                f"{show.starts_at.isoformat()}",
+            )
+
+    def _mismatched(self, position: int, e: Any, booking: Booking) -> None:
+        """Booking.PaymentMismatched: the system refused a payment (not a violation). Money it
+        captured (`amount_cents`: the cents captured, as the booking keeps them, unless the
+        event says otherwise with `captured`) must be given back: tracked until a refund of the
+        booking naming the intent (Booking.MismatchedPaymentRefunded), judged in `finish`."""
+        self.mismatches += 1
+        intent = getattr(e, "payment_intent_id", None)
+        cents = getattr(e, "amount_cents", 0)
+        captured = getattr(e, "captured", True)
+        if isinstance(intent, str) and isinstance(cents, int) and cents > 0 and captured:
+            self._mismatch_refunds[(e.originator_id, intent)] = (position, e.timestamp, cents)
+
+    def _mismatch_refunded(self, position: int, e: Any, booking: Booking) -> None:
+        self._mismatch_refunds.pop((e.originator_id, getattr(e, "payment_intent_id", None)), None)
 
     def _refunded(self, position: int, e: Any, booking: Booking) -> None:
         due = booking.paid_cents - booking.refunded_cents
@@ -261,8 +438,25 @@ class Invariants:
 
 CHECKS: dict[type, Check] = {
     SeatInventory.SeatsHeld: Invariants._seats_held,  # type: ignore[attr-defined]
+    SeatInventory.SeatsReleased: Invariants._seats_released,
+    Show.Cancelled: Invariants._show_cancelled,  # type: ignore[attr-defined]
     Booking.PaymentSucceeded: Invariants._paid,  # type: ignore[attr-defined]
     Booking.LatePaymentReceived: Invariants._paid,  # type: ignore[attr-defined]
     Booking.Confirmed: Invariants._confirmed,  # type: ignore[attr-defined]
     Booking.Refunded: Invariants._refunded,  # type: ignore[attr-defined]
 }
+
+
+def _optional_checks() -> None:
+    """Booking events this audit knows but does not need: a payment recorded as a mismatch and
+    the refund of one. Found by name, so that a domain without them is still audited."""
+    for name, check in (
+        ("PaymentMismatched", Invariants._mismatched),
+        ("MismatchedPaymentRefunded", Invariants._mismatch_refunded),
+    ):
+        kind = getattr(Booking, name, None)
+        if isinstance(kind, type):
+            CHECKS[kind] = check
+
+
+_optional_checks()

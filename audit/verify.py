@@ -16,6 +16,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
 from audit.hash_chain import (
@@ -27,6 +28,7 @@ from audit.hash_chain import (
     wait_for_chain,
 )
 from audit.invariants import (
+    DEFAULT_REFUND_GRACE,
     UNDECODABLE,
     Invariants,
     RevenueSnapshot,
@@ -62,6 +64,10 @@ class VerifyReport:
     root: Root | None = None
     revenue: RevenueSnapshot | None = None  # what the revenue was compared with, if anything
     revenue_note: str | None = None  # why it was not compared
+    pending: list[Violation] = field(default_factory=list)  # refunds due, maybe in flight
+    pending_count: int = 0
+    refund_grace: timedelta = DEFAULT_REFUND_GRACE
+    mismatches: int = 0  # payments the system recorded as mismatches (not violations)
 
     @property
     def ok(self) -> bool:
@@ -167,8 +173,13 @@ def verify(
     progress: Progress | None = None,
     chain_wait_seconds: float = 5.0,
     max_kept: int = 1000,
+    now: datetime | None = None,
+    refund_grace: timedelta = DEFAULT_REFUND_GRACE,
 ) -> VerifyReport:
-    """Replay the whole log once: rules at every point, hash chain, root, revenue."""
+    """Replay the whole log once: rules at every point, hash chain, root, revenue; then the
+    refunds due at its end (a refund due for less than `refund_grace` before `now`, default
+    the time of the call, is pending: it may be in flight)."""
+    now = datetime.now(UTC) if now is None else now  # the log read is the one as of the call
     started = time.perf_counter()
     snapshot: RevenueSnapshot | None = None
     revenue_note = "no revenue source given"
@@ -208,6 +219,7 @@ def verify(
                 progress(page.rows[-1][0], upto, checks.events)
     if pending is not None:
         checks.compare_revenue(pending)
+    checks.finish(now, refund_grace)
     if chain is not None:
         chain.finish()
     checks.violations.sort(key=lambda v: v.position)
@@ -223,6 +235,10 @@ def verify(
         root=root,
         revenue=snapshot,
         revenue_note=revenue_note if snapshot is None else None,
+        pending=checks.pending,
+        pending_count=checks.pending_count,
+        refund_grace=refund_grace,
+        mismatches=checks.mismatches,
     )
 
 

@@ -31,11 +31,13 @@ from bench import whatif
 from bench.baselines.seed_style import MODES, SeedStyleBookings
 from bench.common import (
     RESULTS_DIR,
+    TICKETS_PER_CUSTOMER,
     CpuMeter,
     Layout,
     SaveProbe,
     bench_container,
     bench_stack,
+    check_share,
     fmt,
     latency_summary,
     load_average,
@@ -47,10 +49,10 @@ from bench.common import (
     verify_read_model,
     write_results,
 )
-from bench.mix import HELD, NOT_ENOUGH, SEATS_UNAVAILABLE, Fan, SeatView
+from bench.mix import HELD, NOT_ENOUGH, SEATS_UNAVAILABLE, TICKET_LIMIT, Fan, SeatView
 from bench.profiling import PySpy, top_costs
 from commands.models import BookingRequest, PlaceHold
-from domain.errors import CapacityExceededError, SeatsUnavailableError
+from domain.errors import CapacityExceededError, CustomerTicketLimitError, SeatsUnavailableError
 from infra.bootstrap import Container
 
 TARGET_HOLDS = 10_000.0
@@ -60,7 +62,10 @@ TARGET_RATIO = 8.0
 def _fans(layout: Layout, clients: int, seed: int, chosen_ratio: float) -> list[Fan]:
     view = SeatView(layout.to_json())
     rng = random.Random(seed)
-    return [Fan(view, random.Random(rng.random()), chosen_ratio) for _ in range(clients)]
+    return [
+        Fan(view, random.Random(rng.random()), chosen_ratio, max_tickets=TICKETS_PER_CUSTOMER)
+        for _ in range(clients)
+    ]
 
 
 def _summary(
@@ -111,8 +116,11 @@ async def _drive_ours(
             except CapacityExceededError as error:
                 kinds[NOT_ENOUGH] += 1
                 fan.learn(ask, NOT_ENOUGH, available=error.available)
-                if fan.done:
+                if fan.sold_out:
                     stop.set()
+            except CustomerTicketLimitError as error:  # this fan's share is used: it stops
+                kinds[TICKET_LIMIT] += 1
+                fan.learn(ask, TICKET_LIMIT, remaining=error.remaining)
             except Exception as error:
                 kinds[type(error).__name__] += 1
             else:
@@ -198,8 +206,11 @@ def run_baseline(
             except CapacityExceededError as error:
                 kind = NOT_ENOUGH
                 fan.learn(ask, NOT_ENOUGH, available=error.available)
-                if fan.done:
+                if fan.sold_out:
                     stop.set()
+            except CustomerTicketLimitError as error:  # never raised by the seed style: no cap
+                kind = TICKET_LIMIT
+                fan.learn(ask, TICKET_LIMIT, remaining=error.remaining)
             except Exception as error:
                 kind = type(error).__name__
             elapsed = time.perf_counter() - started
@@ -249,6 +260,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     whatif.check(args.what_if)
+    for clients in (args.clients, args.baseline_threads):
+        if (why := check_share(max(args.seats, args.warmup_seats), clients)) is not None:
+            parser.error(why)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
 

@@ -3,9 +3,11 @@
     .venv/bin/python -m bench.loadgen CONFIG.json RESULT.json
 
 CONFIG: {"url", "tokens": [one bearer token per client], "show_id", "rows": [[label, seats]],
-"chosen_ratio", "max_quantity", "seed", "timeout", "max_seconds", "client"}. Every client loops
-on `POST /api/v1/bookings` (1-4 seats, chosen or best-available, bench/mix.py) until the show is
-sold out, recording each request's latency. RESULT holds the latencies, the answers by kind,
+"chosen_ratio", "max_quantity", "max_tickets_per_customer", "seed", "timeout", "max_seconds",
+"client"}. Every client loops on `POST /api/v1/bookings` (1-4 seats, chosen or best-available,
+bench/mix.py) until the show is sold out or the client holds its share of the show (the show's
+`max_tickets_per_customer`; a 409 `ticket-limit-reached` ends it too), recording each request's
+latency. RESULT holds the latencies, the answers by kind,
 every successful hold (booking id and seats, for the oversell check) and this process's CPU use.
 
 "client": "httpx" (default: one httpx.AsyncClient with one keep-alive connection per fan) or
@@ -26,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.mix import HELD, NOT_ENOUGH, SEATS_UNAVAILABLE, Fan, SeatView
+from bench.mix import HELD, NOT_ENOUGH, SEATS_UNAVAILABLE, TICKET_LIMIT, Fan, SeatView
 
 
 class TransportError(Exception):
@@ -144,8 +146,10 @@ async def _client(
                 fan.learn(ask, kind, body.get("seats") or [])
             elif kind == NOT_ENOUGH:
                 fan.learn(ask, kind, available=body.get("available"))
-                if fan.done:
+                if fan.sold_out:
                     stop.set()  # one fan saw it sold out: the others stop asking
+            elif kind == TICKET_LIMIT:
+                fan.learn(ask, kind, remaining=body.get("remaining"))  # this fan alone stops
         else:
             kind = f"http-{status}"
             if status in (429, 503):
@@ -166,6 +170,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
             random.Random(rng.random()),
             float(config.get("chosen_ratio", 0.5)),
             int(config.get("max_quantity", 4)),
+            _optional_int(config.get("max_tickets_per_customer")),
         )
         for _ in range(clients)
     ]
@@ -205,8 +210,13 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     out["loadgen_cpu_seconds"] = cpu
     out["loadgen_cores"] = cpu / elapsed if elapsed else 0.0
-    out["sold_out_seen"] = any(f.done for f in fans)
+    out["sold_out_seen"] = any(f.sold_out for f in fans)
+    out["clients_capped"] = sum(1 for f in fans if f.capped)
     return out
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def main() -> None:

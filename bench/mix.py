@@ -5,6 +5,11 @@ free (a seat map that is a little stale: it learns only from its own answers, su
 409s). A best-available request answered `not-enough-tickets` with nothing available means the
 show is sold out; with fewer tickets left than asked, the fan asks for fewer next time.
 
+A fan also keeps to the show's cap per customer (`max_tickets`): it never asks beyond it, so
+every design stops each fan at the same point (the seed-style baseline has no cap of its own).
+A `ticket-limit-reached` answer all the same (e.g. a cap lower than the fan was told) teaches
+the fan its remaining share: with none left, it is done, though the show is not sold out.
+
 Shared by the HTTP load generator (bench/loadgen.py) and the no-HTTP drivers (bench/commands.py),
 so both designs see the same mix of requests.
 """
@@ -20,6 +25,7 @@ from typing import Any
 HELD = "held"
 SEATS_UNAVAILABLE = "seats-unavailable"
 NOT_ENOUGH = "not-enough-tickets"
+TICKET_LIMIT = "ticket-limit-reached"
 
 
 class SeatView:
@@ -85,20 +91,30 @@ class Ask:
 
 @dataclass
 class Fan:
-    """One client's choices; `done` once it saw the show sold out."""
+    """One client's choices; `done` once it saw the show sold out or reached its share."""
 
     view: SeatView
     rng: random.Random
     chosen_ratio: float = 0.5
     max_quantity: int = 4
-    done: bool = False
+    max_tickets: int | None = None  # the show's cap per customer; None: no cap
+    sold_out: bool = False
+    capped: bool = False
+    tickets: int = 0  # held by this fan
     _cap: int = field(default=0)
 
     def __post_init__(self) -> None:
         self._cap = self.max_quantity
 
+    @property
+    def done(self) -> bool:
+        return self.sold_out or self.capped
+
     def next_ask(self) -> Ask:
-        quantity = self.rng.randint(1, self._cap)
+        most = self._cap
+        if self.max_tickets is not None:
+            most = max(1, min(most, self.max_tickets - self.tickets))
+        quantity = self.rng.randint(1, most)
         if self.rng.random() < self.chosen_ratio:
             seats = self.view.pick(self.rng, quantity)
             if seats:
@@ -106,14 +122,29 @@ class Fan:
         return Ask(None, quantity)
 
     def learn(
-        self, ask: Ask, kind: str, seats: Sequence[str] = (), available: int | None = None
+        self,
+        ask: Ask,
+        kind: str,
+        seats: Sequence[str] = (),
+        available: int | None = None,
+        remaining: int | None = None,
     ) -> None:
-        """What the answer teaches: seats taken, fewer left, or sold out."""
+        """What the answer teaches: seats taken, fewer left, sold out, or the fan's share used."""
         if kind in (HELD, SEATS_UNAVAILABLE):
             self.view.take(seats)
+        if kind == HELD:
+            self.tickets += len(seats)
+            if self.max_tickets is not None and self.tickets >= self.max_tickets:
+                self.capped = True
         elif kind == NOT_ENOUGH and ask.seats is None:
             left = int(available or 0)
             if left <= 0:
-                self.done = True
+                self.sold_out = True
             else:
                 self._cap = max(1, min(self._cap, left))
+        elif kind == TICKET_LIMIT:
+            share = int(remaining or 0)
+            if share <= 0:
+                self.capped = True
+            else:
+                self._cap = max(1, min(self._cap, share))

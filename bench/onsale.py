@@ -38,11 +38,13 @@ from bench.baselines.in_memory import add_show, create_in_memory_app
 from bench.baselines.seed_style import MODES, SeedStyleBookings, create_baseline_app
 from bench.common import (
     RESULTS_DIR,
+    TICKETS_PER_CUSTOMER,
     CpuMeter,
     Layout,
     SaveProbe,
     bench_container,
     bench_stack,
+    check_share,
     fmt,
     latency_summary,
     load_average,
@@ -84,6 +86,7 @@ def run_loadgen(
         "rows": layout.to_json(),
         "chosen_ratio": chosen_ratio,
         "max_quantity": 4,
+        "max_tickets_per_customer": TICKETS_PER_CUSTOMER,
         "seed": seed,
         "timeout": 30.0,
         "max_seconds": max_seconds,
@@ -120,6 +123,7 @@ def run_loadgen(
         "answers_by_mode": raw["by_mode"],
         "conflicts_409": sum(v for k, v in raw["statuses"].items() if k == "409"),
         "sold_out_seen": raw["sold_out_seen"],
+        "clients_capped": raw.get("clients_capped", 0),
         "timed_out": raw["timed_out"],
         "loadgen_cores": raw["loadgen_cores"],
         "loadgen_cpu_ms_per_request": 1000.0 * raw["loadgen_cpu_seconds"] / len(raw["latencies"])
@@ -164,6 +168,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     whatif.check(args.what_if)
+    if (why := check_share(max(args.seats, args.warmup_seats), args.clients)) is not None:
+        parser.error(why)
 
     layout = Layout.for_seats(args.seats, args.seats_per_row)
     warm = Layout.for_seats(args.warmup_seats, args.seats_per_row)

@@ -48,12 +48,14 @@ import httpx
 import psycopg
 
 from bench.common import (
+    TICKETS_PER_CUSTOMER,
     console,
     fmt,
     latency_summary,
     load_average,
     machine_info,
     print_table,
+    show_start,
     write_results,
 )
 from infra.embedded import EmbeddedStack
@@ -186,7 +188,10 @@ def show_body(n: int, rows: int, general: int) -> dict[str, Any]:
         "description": "A long evening of steady demand.",
         "category": ["rock", "jazz", "classical", "comedy"][n % 4],
         "venue": "Soak Arena",
-        "starts_at": "2031-06-01T20:00:00+00:00",
+        "starts_at": show_start().isoformat(),
+        # Customers come back to the same shows for the whole soak: the default cap (10 per
+        # customer per show) would turn most bookings into 409s long before a show sells out.
+        "max_tickets_per_customer": TICKETS_PER_CUSTOMER,
         "currency": "EUR",
         "price_tiers": [
             {"code": "STD", "price_cents": 4500},

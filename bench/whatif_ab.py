@@ -25,6 +25,7 @@ from bench.common import (
     SaveProbe,
     bench_container,
     bench_stack,
+    check_share,
     fmt,
     load_average,
     machine_info,
@@ -35,7 +36,7 @@ from bench.common import (
     write_results,
 )
 from bench.onsale import run_loadgen, uvicorn_flavour
-from infra.http_server import BackgroundServer
+from infra.http_server import KEEP_ALIVE_SECONDS, BackgroundServer
 from infra.web import create_app
 
 
@@ -51,8 +52,10 @@ class FlavourServer(BackgroundServer):
             port=self.port,
             log_level="warning",
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             http=http,
             loop=loop,
+            proxy_headers=False,  # as BackgroundServer: never trust loopback's X-Forwarded-For
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
@@ -77,6 +80,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     variants: list[str] = args.variant or DEFAULT_VARIANTS
+    if (why := check_share(max(args.seats, 1000), args.clients)) is not None:
+        parser.error(why)
     for v in variants:
         whatif.check([w for w in v.split("+") if w != "as-is"])
     layout = Layout.for_seats(args.seats)

@@ -92,7 +92,9 @@ class Workload:
         self._pool.shutdown()
 
     def schedule_shows(self, count: int) -> list[UUID]:
-        starts = datetime(2027, 1, 1, 20, tzinfo=UTC)
+        # Shows start in the future (as they must when scheduled), within the coming year.
+        starts = datetime.now(UTC).replace(hour=20, minute=0, second=0, microsecond=0)
+        starts += timedelta(days=1)
         new: list[UUID] = []
         for _ in range(count):
             n = len(self.shows)
@@ -104,6 +106,9 @@ class Workload:
                 venue="Hall " + str(n % 7),
                 starts_at=starts + timedelta(days=self.rng.randint(0, 365), hours=n % 5),
                 currency="EUR",
+                # Fifty customers share every show: the default cap (10) would refuse most
+                # holds and leave the shows unsold, so the highest cap keeps the mix of steps.
+                max_tickets_per_customer=1000,
                 price_tiers=[
                     PriceTier(code="STD", price_cents=self.rng.choice([2500, 4500, 6000])),
                     PriceTier(code="FLOOR", price_cents=3000),

@@ -10,11 +10,13 @@ from uuid import UUID
 
 from commands.errors import ForbiddenError, IdempotencyMismatchError
 from commands.futures import then
-from commands.models import CancelBooking, PlaceHold
+from commands.models import CancelBooking, CancelShowBookings, PlaceHold
 from commands.ports import Clock, EventStore
 from commands.show_writer import ShowBatch, ShowWriters
-from domain.booking import Booking
+from domain.booking import LEGAL, Booking
+from domain.errors import ShowStatusError
 from domain.inventory import LapsedHoldLimit
+from domain.show import CANCELLED as SHOW_CANCELLED
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,21 @@ class BookingCommands:
             if command.replayable and batch.booking_exists(command.booking_id):
                 return _replay(batch.booking(command.booking_id), command)
             inventory = batch.inventory
+            now = self._clock()
+            # Inventories created before they recorded the show's start ask the Show (loaded
+            # once per batch); newer ones decide alone.
+            starts_at = batch.show().starts_at if inventory.starts_at is None else None
             general: dict[str, int] = {}
             if request.seats is not None:
                 seats = list(request.seats)
             else:
                 assert request.quantity is not None  # guaranteed by BookingRequest
+                # Refused requests (started, over the customer's share) skip the seat search.
+                inventory.check_open(now, starts_at)
+                inventory.check_allowance(
+                    command.customer_id, request.quantity, self._customer_limit
+                )
                 seats, general = inventory.choose_best_available(request.quantity, request.section)
-            now = self._clock()
             until = now + self._hold_duration
             inventory.hold(
                 booking_id=command.booking_id,
@@ -97,6 +107,7 @@ class BookingCommands:
                 customer_limit=self._customer_limit,
                 lapsed_limit=self._lapsed_limit,
                 now=now,
+                show_starts_at=starts_at,
             )
             booking = Booking(
                 booking_id=command.booking_id,
@@ -116,7 +127,7 @@ class BookingCommands:
 
     def cancel_booking(self, command: CancelBooking) -> Future[int]:
         """Cancel and release the seats in one transaction; a paid booking only before the show
-        starts (its refund is the saga's job)."""
+        starts, unless an admin cancels it (its refund is the saga's job)."""
         booking = self._store.get(command.booking_id, Booking)
         if not command.actor_is_admin and booking.customer_id != command.actor_id:
             raise ForbiddenError("only the booking's customer or an admin may cancel it")
@@ -124,12 +135,43 @@ class BookingCommands:
         def decide(batch: ShowBatch) -> None:
             current = batch.booking(command.booking_id)
             now = self._clock()
-            current.cancel_before_show(command.reason, now, batch.show().starts_at)
+            inventory = batch.inventory
+            starts_at = (
+                batch.show().starts_at if inventory.starts_at is None else inventory.starts_at
+            )
+            current.cancel_before_show(
+                command.reason, now, starts_at, by_admin=command.actor_is_admin
+            )
             if batch.inventory.claim_of(command.booking_id) is not None:
                 batch.inventory.release(command.booking_id, command.reason, now)
 
         future = self._writers.for_show(booking.show_id).submit(decide)
         return then(future, lambda done: done[1])
+
+    def cancel_for_show(self, command: CancelShowBookings) -> Future[int]:
+        """The show was cancelled: cancel each of these bookings that is not over yet and free
+        its seats, all in one transaction; answers how many it cancelled. Unlike a customer's
+        cancellation this has no start-time limit (a show is cancelled, and its tickets
+        refunded, also after its start); paid bookings are refunded in full by the saga."""
+
+        def decide(batch: ShowBatch) -> int:
+            show = batch.show()
+            if show.status != SHOW_CANCELLED:
+                raise ShowStatusError(f"show {show.id} is {show.status}, not cancelled")
+            now = self._clock()
+            cancelled = 0
+            for booking_id in command.booking_ids:
+                booking = batch.booking(booking_id)
+                if booking.show_id != command.show_id or booking.status not in LEGAL["cancel"]:
+                    continue  # another show's, or over already: nothing to undo (idempotent)
+                booking.cancel(command.reason)
+                if batch.inventory.claim_of(booking_id) is not None:
+                    batch.inventory.release(booking_id, command.reason, now)
+                cancelled += 1
+            return cancelled
+
+        future = self._writers.for_show(command.show_id).submit(decide)
+        return then(future, lambda done: done[0])
 
 
 def _with_position(done: tuple[HoldPlaced, int]) -> HoldPlaced:

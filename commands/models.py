@@ -7,23 +7,29 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from commands.text import SafeLine, SafeText, StripePaymentMethodId
+
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,16}$")]
 SeatIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,16}-[A-Za-z0-9]{1,16}-[0-9]{1,5}$")]
 Text = Annotated[str, Field(max_length=200)]
+Reason = Annotated[SafeLine, Field(min_length=1, max_length=200)]
 
 
 class Command(BaseModel):
+    """Numbers and booleans are strict (`"2"` or `true` is no quantity); UUIDs and times
+    still arrive as JSON strings, so the models as a whole are not."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PriceTier(Command):
     code: Code
-    price_cents: int = Field(ge=0, le=10_000_000)
+    price_cents: int = Field(ge=0, le=10_000_000, strict=True)
 
 
 class Row(Command):
     label: Code
-    seats: int = Field(ge=1, le=500)
+    seats: int = Field(ge=1, le=500, strict=True)
 
 
 class SeatedSection(Command):
@@ -37,21 +43,23 @@ class GeneralSection(Command):
     code: Code
     kind: Literal["general"]
     tier: Code
-    capacity: int = Field(ge=1, le=200_000)
+    capacity: int = Field(ge=1, le=200_000, strict=True)
 
 
 Section = Annotated[SeatedSection | GeneralSection, Field(discriminator="kind")]
 
 
 class ScheduleShow(Command):
-    title: Annotated[str, Field(min_length=1, max_length=200)]
-    description: Annotated[str, Field(max_length=5000)] = ""
-    category: Annotated[str, Field(min_length=1, max_length=50)]
-    venue: Annotated[str, Field(min_length=1, max_length=200)]
+    title: Annotated[SafeLine, Field(min_length=1, max_length=200)]
+    description: Annotated[SafeText, Field(max_length=5000)] = ""
+    category: Annotated[SafeLine, Field(min_length=1, max_length=50)]
+    venue: Annotated[SafeLine, Field(min_length=1, max_length=200)]
     starts_at: AwareDatetime
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
     price_tiers: list[PriceTier] = Field(min_length=1, max_length=50)
     sections: list[Section] = Field(min_length=1, max_length=200)
+    # Fair share: tickets one customer may hold and buy for this show, across bookings.
+    max_tickets_per_customer: int = Field(default=10, ge=1, le=1000, strict=True)
 
 
 class OpenSale(Command):
@@ -64,7 +72,7 @@ class CloseSale(Command):
 
 class CancelShow(Command):
     show_id: UUID
-    reason: Text = "cancelled by the organiser"
+    reason: Reason = "cancelled by the organiser"
 
 
 class BookingRequest(Command):
@@ -73,8 +81,8 @@ class BookingRequest(Command):
     show_id: UUID
     seats: list[SeatIdStr] | None = Field(default=None, min_length=1, max_length=10)
     section: Code | None = None
-    quantity: int | None = Field(default=None, ge=1, le=10)
-    payment_method: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    quantity: int | None = Field(default=None, ge=1, le=10, strict=True)
+    payment_method: StripePaymentMethodId | None = None
 
     @model_validator(mode="after")
     def _one_way_of_choosing(self) -> BookingRequest:
@@ -92,27 +100,30 @@ class PlaceHold(Command):
     request: BookingRequest
     customer_id: UUID
     booking_id: UUID
-    replayable: bool = False  # the booking id came from an Idempotency-Key: a retry may find it
+    # The booking id came from an Idempotency-Key: a retry may find it.
+    replayable: bool = Field(default=False, strict=True)
 
 
 class CancelBooking(Command):
     booking_id: UUID
     actor_id: UUID
-    actor_is_admin: bool = False
-    reason: Text = "cancelled by the customer"
+    actor_is_admin: bool = Field(default=False, strict=True)
+    reason: Reason = "cancelled by the customer"
 
 
 class RegisterAccount(Command):
     email: EmailStr
     password: Annotated[str, Field(min_length=8, max_length=128)]
-    name: Annotated[str, Field(min_length=1, max_length=100)]
+    name: Annotated[SafeLine, Field(min_length=1, max_length=100)]
     role: Literal["customer", "admin"] = "customer"
 
 
 # --- payments (the booking saga's commands, and the customer's payment) ---
 
-PaymentMethodId = Annotated[str, Field(min_length=1, max_length=100)]
+PaymentMethodId = StripePaymentMethodId  # commands/text.py
 IntentId = Annotated[str, Field(min_length=1, max_length=255)]
+# Money as the provider reports it: range-checked before it enters the log (PostgreSQL bigint).
+ReportedCents = Annotated[int, Field(ge=0, le=100_000_000_000, strict=True)]
 
 
 class PayBooking(Command):
@@ -128,9 +139,15 @@ class RequestPayment(Command):
 
 
 class RecordPayment(Command):
+    """A payment reported for a booking. It pays for the booking only if it matches it
+    (domain.booking.Booking.payment_mismatch); else it is recorded as mismatched and refunded.
+    `currency` and `named_booking_id` are what the provider's API said (None: not reported)."""
+
     booking_id: UUID
     payment_intent_id: IntentId
-    amount_cents: int = Field(ge=0)
+    amount_cents: ReportedCents
+    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")] | None = None
+    named_booking_id: UUID | None = None
 
 
 class RecordPaymentFailure(Command):
@@ -152,3 +169,20 @@ class RecordRefund(Command):
     booking_id: UUID
     refund_id: IntentId
     amount_cents: int = Field(gt=0)
+
+
+class RecordMismatchRefund(Command):
+    """The money of a mismatched payment (on `payment_intent_id`) was given back."""
+
+    booking_id: UUID
+    payment_intent_id: IntentId
+    refund_id: IntentId
+    amount_cents: ReportedCents
+
+
+class CancelShowBookings(Command):
+    """The show's cancellation reaching its bookings: cancel those not over yet (a batch)."""
+
+    show_id: UUID
+    booking_ids: list[UUID] = Field(min_length=1, max_length=500)
+    reason: Reason

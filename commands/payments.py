@@ -7,12 +7,22 @@ is a no-op (`changed=False` in the answer), never an error. Handlers touching a 
 through its show's writer, so they serialize and group-commit with the show's holds,
 cancellations and expiries; seats are sold or released in the same transaction as the
 booking's own change.
+
+Money is believed only when it matches. A result is only ever the provider's API answer (a
+webhook merely names the intent to read), and it pays for a booking only when it is the intent
+recorded for the booking, naming the booking, for its exact amount and currency
+(`Booking.payment_mismatch`). Anything else that reports money is recorded on the booking as
+`PaymentMismatched`, never confirms it, and the saga refunds what was captured. A payment for a
+booking whose show was cancelled or has started is recorded as late (the booking is cancelled
+and its seats released) and refunded, never confirmed.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -30,6 +40,7 @@ from commands.models import (
     ConfirmBooking,
     ExpireHold,
     PayBooking,
+    RecordMismatchRefund,
     RecordPayment,
     RecordPaymentFailure,
     RecordRefund,
@@ -37,8 +48,18 @@ from commands.models import (
 )
 from commands.ports import Clock, EventStore, PaymentGateway, PaymentResult
 from commands.show_writer import ShowBatch, ShowWriters
-from domain.booking import CONFIRMED, HELD, PAID, PAYMENT_REQUESTED, REFUNDED, Booking
+from domain.booking import (
+    CONFIRMED,
+    HELD,
+    MISMATCH_REASONS,
+    PAID,
+    PAYMENT_REQUESTED,
+    REFUNDED,
+    Booking,
+)
 from domain.errors import IllegalTransitionError
+from domain.show import CANCELLED as SHOW_IS_CANCELLED
+from domain.show import Show
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +68,11 @@ AWAITING_PAYMENT = frozenset({HELD, PAYMENT_REQUESTED})
 # The money of a booking in these statuses is accounted for: another payment is not recorded.
 SETTLED = frozenset({PAID, CONFIRMED, REFUNDED})
 FREE_INTENT = "free"  # the "intent" of a booking that costs nothing
+# Why a booking awaiting its money is cancelled when the money comes too late (the first is the
+# reason the show's cancellation gives its bookings: process_managers/show_cancellation.py).
+SHOW_CANCELLED = "show cancelled"
+SHOW_STARTED = "show started"
+PAYMENT_MISMATCHED = "payment did not match the booking"
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,20 @@ def sell_and_confirm(batch: ShowBatch, booking: Booking) -> None:
     booking.confirm()
 
 
+def too_late_for(show: Show, at: datetime) -> str | None:
+    """Why no booking of the show may be confirmed any more, or None while it still may."""
+    if show.status == SHOW_IS_CANCELLED:
+        return SHOW_CANCELLED
+    if at >= show.starts_at:
+        return SHOW_STARTED
+    return None
+
+
+def cancel_for(batch: ShowBatch, booking: Booking, reason: str, at: datetime) -> None:
+    booking.cancel(reason)
+    release_seats(batch, booking.id, reason, at)
+
+
 class PaymentCommands:
     def __init__(
         self,
@@ -88,6 +128,13 @@ class PaymentCommands:
         self._clock = clock
         self._intent_wait = intent_wait_seconds
         self._timeout = command_timeout_seconds
+        self._mismatches: Counter[str] = Counter({reason: 0 for reason in MISMATCH_REASONS})
+        self._mismatches_lock = threading.Lock()
+
+    def mismatch_counts(self) -> dict[str, int]:
+        """Mismatched payments this process recorded, by reason (for the metric)."""
+        with self._mismatches_lock:
+            return dict(self._mismatches)
 
     # --- the saga's commands ---
 
@@ -103,33 +150,74 @@ class PaymentCommands:
         return self._submit(command.booking_id, decide)
 
     def record_payment(self, command: RecordPayment) -> Future[PaymentStep]:
-        """PaymentSucceeded, then the seats sold and the booking confirmed, in one transaction.
-        On a booking already cancelled or expired the money is kept as a late payment (the saga
-        refunds it); it never confirms a booking whose seats were released."""
+        """A payment reported by the provider's API. If it matches the booking: PaymentSucceeded,
+        then the seats sold and the booking confirmed, in one transaction. If it does not:
+        PaymentMismatched (refunded by the saga). On a booking already cancelled or expired, or
+        of a show cancelled or started, the money is kept as a late payment (the saga refunds
+        it); it never confirms a booking whose seats were or must be released."""
+        mismatch: list[str] = []  # the reason the committed decision found, if any
 
         def decide(batch: ShowBatch, booking: Booking) -> bool:
+            mismatch.clear()
             intent = command.payment_intent_id
-            recorded = booking.payment_intent_id == intent
-            if booking.status in SETTLED or (recorded and booking.paid_cents > 0):
-                if not recorded:  # cannot happen while only the recorded intent is confirmed
-                    log.error(
-                        "booking %s is %s: payment %s ignored", booking.id, booking.status, intent
-                    )
+            if intent in booking.mismatched_payments:
+                return False  # recorded already
+            free = intent == FREE_INTENT and booking.amount_cents == command.amount_cents == 0
+            reason = None
+            if not free:
+                reason = booking.payment_mismatch(
+                    intent, command.amount_cents, command.currency, command.named_booking_id
+                )
+            if reason is not None:
+                mismatch.append(reason)
+                self._record_mismatch(batch, booking, command, reason)
+                return True
+            if booking.status in SETTLED or booking.paid_cents > 0:
                 return False  # this payment is recorded already
+            now = self._clock()
+            late = too_late_for(batch.show(), now)
+            if late is not None and booking.status in AWAITING_PAYMENT:
+                cancel_for(batch, booking, late, now)
             booking.record_payment(intent, command.amount_cents)
             claim = batch.inventory.claim_of(booking.id)
             if booking.status == PAID and claim is not None and not claim["sold"]:
                 sell_and_confirm(batch, booking)
             return True
 
-        return self._submit(command.booking_id, decide)
+        def counted(step: PaymentStep) -> PaymentStep:
+            if step.changed and mismatch:
+                log.warning(
+                    "booking %s: payment %s of %s %s does not match it (%s): to be refunded",
+                    step.booking_id,
+                    command.payment_intent_id,
+                    command.amount_cents,
+                    command.currency,
+                    mismatch[0],
+                )
+                with self._mismatches_lock:
+                    self._mismatches[mismatch[0]] += 1
+            return step
+
+        return then(self._submit(command.booking_id, decide), counted)
+
+    def _record_mismatch(
+        self, batch: ShowBatch, booking: Booking, command: RecordPayment, reason: str
+    ) -> None:
+        intent = command.payment_intent_id
+        currency = (command.currency or "").lower()
+        booking.record_mismatched_payment(intent, command.amount_cents, currency, reason)
+        if intent == booking.payment_intent_id and booking.status in AWAITING_PAYMENT:
+            # The booking's own intent was spent on a wrong payment: it cannot be paid any more.
+            cancel_for(batch, booking, PAYMENT_MISMATCHED, self._clock())
 
     def record_payment_failure(self, command: RecordPaymentFailure) -> Future[PaymentStep]:
-        """A declined payment cancels the booking and releases its seats (compensation)."""
+        """A declined payment cancels the booking and releases its seats (compensation); only a
+        failure of the intent recorded for the booking does (or, before any intent exists, the
+        saga's own failure to create one)."""
 
         def decide(batch: ShowBatch, booking: Booking) -> bool:
             intent = command.payment_intent_id
-            stale = intent is not None and booking.payment_intent_id not in (None, intent)
+            stale = intent is not None and intent != booking.payment_intent_id
             if booking.status not in AWAITING_PAYMENT or stale:
                 return False
             booking.record_payment_failure(command.reason)
@@ -144,7 +232,12 @@ class PaymentCommands:
         def decide(batch: ShowBatch, booking: Booking) -> bool:
             if booking.status != PAID:
                 return False
-            sell_and_confirm(batch, booking)
+            now = self._clock()
+            late = too_late_for(batch.show(), now)
+            if late is not None:  # paid, but too late: cancelled, so the saga refunds it
+                cancel_for(batch, booking, late, now)
+            else:
+                sell_and_confirm(batch, booking)
             return True
 
         return self._submit(command.booking_id, decide)
@@ -170,6 +263,18 @@ class PaymentCommands:
 
         return self._submit(command.booking_id, decide)
 
+    def record_mismatch_refund(self, command: RecordMismatchRefund) -> Future[PaymentStep]:
+        def decide(_: ShowBatch, booking: Booking) -> bool:
+            due = booking.mismatch_refunds_due.get(command.payment_intent_id)
+            if due != command.amount_cents:
+                return False  # given back already (or never due)
+            booking.refund_mismatched_payment(
+                command.payment_intent_id, command.refund_id, command.amount_cents
+            )
+            return True
+
+        return self._submit(command.booking_id, decide)
+
     def apply_result(self, result: PaymentResult) -> Future[PaymentStep] | None:
         """Record what the provider said (API response or webhook); None while it is pending."""
         if result.outcome == "succeeded":
@@ -178,6 +283,8 @@ class PaymentCommands:
                     booking_id=result.booking_id,
                     payment_intent_id=result.intent_id,
                     amount_cents=result.amount_cents,
+                    currency=result.currency,
+                    named_booking_id=result.named_booking_id,
                 )
             )
         if result.outcome == "failed":
@@ -191,10 +298,25 @@ class PaymentCommands:
         return None
 
     def accept_webhook(self, payload: bytes, signature: str | None) -> PaymentStep | None:
-        """A verified provider notification: record its result (unknown bookings are ignored)."""
-        result = self._gateway.parse_webhook(payload, signature)
-        if result is None:
+        """A verified provider notification. Its body is not believed: the intent it names is
+        read from the provider's API, and that answer is recorded on the booking the intent
+        names there (unknown intents and bookings are ignored)."""
+        notice = self._gateway.parse_webhook(payload, signature)
+        if notice is None:
             return None
+        result = self._gateway.read_intent(notice.intent_id)
+        if result is None:
+            log.warning("webhook for an intent Stripe does not know, or not ours, ignored")
+            return None
+        if result.booking_id != notice.booking_id or result.outcome != notice.outcome:
+            log.warning(
+                "webhook about intent %s says %s for booking %s; Stripe says %s for %s",
+                notice.intent_id,
+                notice.outcome,
+                notice.booking_id,
+                result.outcome,
+                result.booking_id,
+            )
         try:
             future = self.apply_result(result)
         except NotFoundError:
@@ -229,6 +351,10 @@ class PaymentCommands:
             if not command.actor_is_admin and booking.customer_id != command.actor_id:
                 raise ForbiddenError("only the booking's customer or an admin may pay for it")
             if booking.status == PAYMENT_REQUESTED:
+                # Charge nothing that could only be refunded: the booking cannot be confirmed.
+                late = too_late_for(self._store.get(booking.show_id, Show), self._clock())
+                if late is not None:
+                    raise IllegalTransitionError(booking.id, booking.status, f"pay ({late})")
                 return booking
             if booking.status != HELD:
                 raise IllegalTransitionError(booking.id, booking.status, "pay")

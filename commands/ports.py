@@ -57,13 +57,27 @@ PaymentOutcome = Literal["succeeded", "failed", "pending"]
 
 @dataclass(frozen=True)
 class PaymentResult:
-    """What the payment provider says about a booking's payment intent."""
+    """What the payment provider's API says about a payment intent (never a webhook's body)."""
 
-    booking_id: UUID
+    booking_id: UUID  # the booking this result is recorded on
     intent_id: str
     outcome: PaymentOutcome
-    amount_cents: int
+    amount_cents: int  # captured, as the provider reports it
     reason: str | None = None  # why it failed (the decline message)
+    currency: str | None = None  # lower-case ISO code, as the provider reports it
+    # The booking the intent's metadata names at the provider: a payment pays for a booking
+    # only when this is that booking (None: the provider's answer did not say).
+    named_booking_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class PaymentNotice:
+    """A verified webhook about a payment intent. Only a hint: what it claims is never recorded;
+    the intent it names is read from the provider's API first (`read_intent`)."""
+
+    intent_id: str
+    outcome: PaymentOutcome  # what the webhook claims
+    booking_id: UUID  # the booking its body names
 
 
 class PaymentGateway(Protocol):
@@ -84,11 +98,18 @@ class PaymentGateway(Protocol):
         """What became of an intent, asked again (a result may have been lost in a crash)."""
         ...
 
-    def refund(self, booking_id: UUID, intent_id: str, amount_cents: int) -> str:
-        """Refund the booking's payment (once); returns the refund id."""
+    def read_intent(self, intent_id: str) -> PaymentResult | None:
+        """The intent as the provider's API has it, for the booking its metadata names; None
+        when the provider does not know the intent or it names no booking."""
         ...
 
-    def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentResult | None:
-        """Verify and read a webhook: a payment result, or None for events we do not follow.
-        Raise InvalidWebhookError when the signature or the payload is not valid."""
+    def refund(self, booking_id: UUID, intent_id: str, amount_cents: int) -> str:
+        """Refund a payment of the booking on this intent (once per intent); returns the
+        refund id."""
+        ...
+
+    def parse_webhook(self, payload: bytes, signature: str | None) -> PaymentNotice | None:
+        """Verify and read a webhook: a notice about a payment intent naming a booking, or None
+        for events we do not follow. Raise InvalidWebhookError when the signature (or its
+        timestamp) or the payload is not valid."""
         ...

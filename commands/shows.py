@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from commands.futures import then
 from commands.models import CancelShow, CloseSale, OpenSale, ScheduleShow
-from commands.ports import EventStore
+from commands.ports import Clock, EventStore
 from commands.show_writer import ShowBatch, ShowWriters
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
@@ -22,13 +23,19 @@ class ShowScheduled:
     position: int
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class ShowCommands:
-    def __init__(self, store: EventStore, writers: ShowWriters) -> None:
+    def __init__(self, store: EventStore, writers: ShowWriters, clock: Clock = _utc_now) -> None:
         self._store = store
         self._writers = writers
+        self._clock = clock
 
     def schedule_show(self, command: ScheduleShow, show_id: UUID | None = None) -> ShowScheduled:
-        """The show and its inventory are created in one transaction."""
+        """The show and its inventory are created in one transaction; the inventory carries
+        the show's start and cap per customer, so that the show's writer decides both alone."""
         show_id = show_id or uuid4()
         sections = [s.model_dump() for s in command.sections]
         tiers = {t.code: t.price_cents for t in command.price_tiers}
@@ -42,6 +49,8 @@ class ShowCommands:
             currency=command.currency,
             price_tiers=tiers,
             sections=sections,
+            max_tickets_per_customer=command.max_tickets_per_customer,
+            now=self._clock(),
         )
         inventory = SeatInventory(
             inventory_id=inventory_id_for(show_id),
@@ -49,6 +58,8 @@ class ShowCommands:
             currency=show.currency,
             price_tiers=tiers,
             sections=sections,
+            starts_at=show.starts_at,
+            max_tickets_per_customer=show.max_tickets_per_customer,
         )
         return ShowScheduled(show_id, self._store.save(show, inventory))
 
@@ -67,7 +78,9 @@ class ShowCommands:
         return self._positions(command.show_id, decide)
 
     def cancel_show(self, command: CancelShow) -> Future[int]:
-        """Cancelling a show stops its sale; refunding its bookings is the saga's job."""
+        """Cancelling a show stops its sale (no hold after it: every booking of the show is
+        before it in the log). Its bookings are cancelled, and the paid ones refunded, by
+        process_managers/show_cancellation.py and the payment saga."""
 
         def decide(batch: ShowBatch) -> None:
             batch.show().cancel(command.reason)

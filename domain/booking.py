@@ -36,6 +36,14 @@ LEGAL: dict[str, frozenset[str]] = {
     "refund": frozenset({CANCELLED, EXPIRED}),
 }
 
+# Why money reported for a booking does not pay for it (PaymentMismatched.reason): only the
+# intent recorded for the booking, naming it, for its exact amount and currency, pays for it.
+OTHER_INTENT = "other-intent"
+OTHER_BOOKING = "other-booking"
+WRONG_AMOUNT = "wrong-amount"
+WRONG_CURRENCY = "wrong-currency"
+MISMATCH_REASONS = (OTHER_INTENT, OTHER_BOOKING, WRONG_AMOUNT, WRONG_CURRENCY)
+
 
 class Booking(Aggregate):
     @event("Placed")
@@ -65,6 +73,10 @@ class Booking(Aggregate):
         self.refunded_cents = 0
         self.refund_id: str | None = None
         self.reason: str | None = None
+        # Money on intents that did not pay for the booking (intent -> cents captured), and
+        # the refund of each once given back.
+        self.mismatched_payments: dict[str, int] = {}
+        self.mismatch_refund_ids: dict[str, str] = {}
 
     @staticmethod
     def create_id(booking_id: UUID, **_: Any) -> UUID:
@@ -78,6 +90,70 @@ class Booking(Aggregate):
     def refund_due(self) -> bool:
         """Money was taken but the booking did not end confirmed."""
         return self.paid_cents > self.refunded_cents and self.status in (CANCELLED, EXPIRED)
+
+    @property
+    def mismatch_refunds_due(self) -> dict[str, int]:
+        """Money captured on intents that did not pay for the booking and not given back yet."""
+        return {
+            intent: cents
+            for intent, cents in self.mismatched_payments.items()
+            if cents > 0 and intent not in self.mismatch_refund_ids
+        }
+
+    def payment_mismatch(
+        self,
+        payment_intent_id: str,
+        amount_cents: int,
+        currency: str | None,
+        named_booking_id: UUID | None,
+    ) -> str | None:
+        """Why a payment reported for this booking does not pay for it (a MISMATCH_REASONS
+        value), or None when it does. `currency` and `named_booking_id` are as the provider
+        reports them (None: not reported)."""
+        if payment_intent_id != self.payment_intent_id:
+            return OTHER_INTENT
+        if named_booking_id is not None and named_booking_id != self.id:
+            return OTHER_BOOKING
+        if amount_cents != self.amount_cents:
+            return WRONG_AMOUNT
+        if currency is not None and currency.upper() != self.currency.upper():
+            return WRONG_CURRENCY
+        return None
+
+    def record_mismatched_payment(
+        self, payment_intent_id: str, amount_cents: int, currency: str, reason: str
+    ) -> None:
+        """Money reported for this booking that does not pay for it, in any status: it never
+        confirms the booking, and what was captured is due back (`mismatch_refunds_due`)."""
+        if payment_intent_id in self.mismatched_payments or reason not in MISMATCH_REASONS:
+            raise IllegalTransitionError(self.id, self.status, "record a mismatched payment")
+        self._payment_mismatched(
+            payment_intent_id=payment_intent_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            reason=reason,
+        )
+
+    @event("PaymentMismatched")
+    def _payment_mismatched(
+        self, payment_intent_id: str, amount_cents: int, currency: str, reason: str
+    ) -> None:
+        self.mismatched_payments[payment_intent_id] = amount_cents
+
+    def refund_mismatched_payment(
+        self, payment_intent_id: str, refund_id: str, amount_cents: int
+    ) -> None:
+        if self.mismatch_refunds_due.get(payment_intent_id) != amount_cents:
+            raise IllegalTransitionError(self.id, self.status, "refund what was not paid")
+        self._mismatched_payment_refunded(
+            payment_intent_id=payment_intent_id, refund_id=refund_id, amount_cents=amount_cents
+        )
+
+    @event("MismatchedPaymentRefunded")
+    def _mismatched_payment_refunded(
+        self, payment_intent_id: str, refund_id: str, amount_cents: int
+    ) -> None:
+        self.mismatch_refund_ids[payment_intent_id] = refund_id
 
     def _check(self, action: str) -> None:
         if self.status not in LEGAL[action]:
@@ -134,9 +210,13 @@ class Booking(Aggregate):
         self._check("cancel")
         self._cancelled(reason=reason)
 
-    def cancel_before_show(self, reason: str, at: datetime, show_starts_at: datetime) -> None:
-        """Cancel; a booking that was paid for (and so is refunded) only before the show."""
-        if self.paid_cents > self.refunded_cents and at >= show_starts_at:
+    def cancel_before_show(
+        self, reason: str, at: datetime, show_starts_at: datetime, by_admin: bool = False
+    ) -> None:
+        """Cancel; a booking that was paid for (and so is refunded) only before the show,
+        unless an admin cancels it (the show did not take place for this customer, say)."""
+        paid = self.paid_cents > self.refunded_cents
+        if paid and at >= show_starts_at and not by_admin:
             raise IllegalTransitionError(self.id, self.status, "cancel after the show started")
         self.cancel(reason)
 

@@ -65,6 +65,23 @@ class TicketLimitError(DomainError):
         self.limit = limit
 
 
+class CustomerTicketLimitError(DomainError):
+    """The customer's held and bought tickets for this show would exceed its cap per customer
+    (fair share: one buyer cannot hold a whole show). Distinct from TicketLimitError, which is
+    the size of one booking."""
+
+    def __init__(self, limit: int, already: int, requested: int) -> None:
+        remaining = max(0, limit - already)
+        super().__init__(
+            f"at most {limit} tickets per customer for this show: you hold or bought {already}, "
+            f"{requested} more requested, {remaining} left"
+        )
+        self.limit = limit
+        self.already = already
+        self.requested = requested
+        self.remaining = remaining
+
+
 class LapsedHoldLimitError(DomainError):
     """The customer let too many holds on this show lapse lately: no new hold for a while."""
 

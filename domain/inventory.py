@@ -1,10 +1,11 @@
 """SeatInventory: one per show; which seats are free, held (by which booking, until when) or sold.
 
 Invariants: a seat is never held or sold by two bookings; a general-admission section never
-exceeds its capacity; a booking holds 1 to MAX_TICKETS_PER_BOOKING tickets; no holds unless the
-sale is open; a customer cannot keep seats forever by letting holds lapse and holding again
-(LapsedHoldLimit). State is kept in JSON-friendly dicts and lists so the aggregate can be
-snapshotted.
+exceeds its capacity; a booking holds 1 to MAX_TICKETS_PER_BOOKING tickets; a customer holds
+and buys at most the show's cap per customer (fair share, DEFAULT_TICKETS_PER_CUSTOMER unless
+the show set its own); no holds unless the sale is open and the show has not started; a customer
+cannot keep seats forever by letting holds lapse and holding again (LapsedHoldLimit). State is
+kept in JSON-friendly dicts and lists so the aggregate can be snapshotted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import (
     CapacityExceededError,
+    CustomerTicketLimitError,
     HoldNotFoundError,
     LapsedHoldLimitError,
     SaleNotOpenError,
@@ -30,6 +32,9 @@ from domain.errors import (
 from domain.seatmap import GENERAL, SEATED, iter_seats
 
 MAX_TICKETS_PER_BOOKING = 10
+# Tickets one customer may hold and buy for one show, unless the show was scheduled with its
+# own cap; also the cap of shows scheduled before shows had one.
+DEFAULT_TICKETS_PER_CUSTOMER = 10
 MAX_REMEMBERED_LAPSES = 20  # per customer: more than any sensible LapsedHoldLimit.times
 
 
@@ -46,7 +51,30 @@ class LapsedHoldLimit:
 
 
 class SeatInventory(Aggregate):
-    @event("Created")
+    # Version 2 snapshots carry `starts_at` and `customer_limit` (upcast_v1_v2).
+    class_version = 2
+
+    class Created(Aggregate.Created):
+        """Version 2 also records when the show starts (no hold from then on) and its cap per
+        customer. Version 1 events (stored before) are upcast to an unknown start (None: the
+        handler asks the Show) and the default cap."""
+
+        class_version = 2
+
+        inventory_id: UUID
+        show_id: UUID
+        currency: str
+        price_tiers: dict[str, int]
+        sections: list[dict[str, Any]]
+        starts_at: datetime | None
+        max_tickets_per_customer: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["starts_at"] = None
+            state["max_tickets_per_customer"] = DEFAULT_TICKETS_PER_CUSTOMER
+
+    @event(Created)
     def __init__(
         self,
         inventory_id: UUID,
@@ -54,8 +82,12 @@ class SeatInventory(Aggregate):
         currency: str,
         price_tiers: dict[str, int],
         sections: list[dict[str, Any]],
+        starts_at: datetime | None = None,
+        max_tickets_per_customer: int = DEFAULT_TICKETS_PER_CUSTOMER,
     ) -> None:
         self.show_id = show_id
+        self.starts_at = starts_at
+        self.customer_limit = max_tickets_per_customer
         self.currency = currency
         self.price_tiers = dict(price_tiers)
         self.on_sale = False
@@ -95,6 +127,12 @@ class SeatInventory(Aggregate):
     def create_id(inventory_id: UUID, **_: Any) -> UUID:
         return inventory_id
 
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 2: start unknown, the default cap."""
+        state["starts_at"] = None
+        state["customer_limit"] = DEFAULT_TICKETS_PER_CUSTOMER
+
     # --- queries (pure) ---
 
     def is_free(self, seat: str) -> bool:
@@ -113,6 +151,35 @@ class SeatInventory(Aggregate):
         seated = sum(self.row_free.values())
         general = sum(int(g["capacity"]) - int(g["taken"]) for g in self.general.values())
         return seated + general
+
+    def tickets_of(self, customer_id: UUID) -> int:
+        """Tickets the customer holds or bought for this show."""
+        return self.customer_tickets.get(customer_id.hex, 0)
+
+    def has_started(self, now: datetime, show_starts_at: datetime | None = None) -> bool:
+        """Whether the show has started at `now`; `show_starts_at` stands in for the start an
+        inventory created before it recorded one does not know (unknown: not started)."""
+        starts_at = self._start(show_starts_at)
+        return starts_at is not None and now >= starts_at
+
+    def check_open(self, now: datetime | None, show_starts_at: datetime | None = None) -> None:
+        """Refuse holds unless the sale is open and, at `now`, the show has not started."""
+        if not self.on_sale:
+            raise SaleNotOpenError(self.show_id, "not on sale")
+        starts_at = self._start(show_starts_at)
+        if now is not None and starts_at is not None and now >= starts_at:
+            raise SaleNotOpenError(self.show_id, f"started at {starts_at.isoformat()}")
+
+    def _start(self, show_starts_at: datetime | None) -> datetime | None:
+        return self.starts_at if self.starts_at is not None else show_starts_at
+
+    def check_allowance(self, customer_id: UUID, quantity: int, ceiling: int | None = None) -> None:
+        """Refuse `quantity` more tickets beyond the customer's share of this show: the show's
+        cap per customer, or the operator-wide `ceiling` if lower."""
+        limit = self.customer_limit if ceiling is None else min(self.customer_limit, ceiling)
+        already = self.tickets_of(customer_id)
+        if already + quantity > limit:
+            raise CustomerTicketLimitError(limit, already, quantity)
 
     def expired_holds(self, now: datetime) -> list[UUID]:
         return [UUID(b) for b, c in self.claims.items() if not c["sold"] and c["until"] <= now]
@@ -214,13 +281,18 @@ class SeatInventory(Aggregate):
         customer_limit: int | None = None,
         lapsed_limit: LapsedHoldLimit | None = None,
         now: datetime | None = None,
+        show_starts_at: datetime | None = None,
     ) -> None:
-        if not self.on_sale:
-            raise SaleNotOpenError(self.show_id, "not on sale")
+        """Hold seats for a booking. `customer_limit` is an operator-wide ceiling on top of the
+        show's own cap per customer; `now` is the deciding clock's time, after the show's start
+        nothing is held; `show_starts_at` stands in for the start an inventory created before
+        it recorded one does not know."""
+        self.check_open(now, show_starts_at)
         if lapsed_limit is not None and now is not None:
             self._check_lapses(customer_id, lapsed_limit, now)
         quantity = len(seats) + sum(general.values())
         _check_quantity(quantity)
+        self.check_allowance(customer_id, quantity, customer_limit)
         if len(set(seats)) != len(seats):
             raise UnknownSeatsError(sorted({s for s in seats if seats.count(s) > 1}))
         unknown = [s for s in seats if s not in self.seat_tier]
@@ -237,10 +309,6 @@ class SeatInventory(Aggregate):
             raise SeatsUnavailableError(taken)
         if booking_id.hex in self.claims:
             raise SeatsUnavailableError(seats)
-        if customer_limit is not None:
-            already = self.customer_tickets.get(customer_id.hex, 0)
-            if already + quantity > customer_limit:
-                raise TicketLimitError(already + quantity, customer_limit)
         self._seats_held(
             booking_id=booking_id,
             customer_id=customer_id,
@@ -351,7 +419,11 @@ class SeatInventory(Aggregate):
         for code, n in claim["general"].items():
             self.general[code]["taken"] -= n
         quantity = len(claim["seats"]) + sum(claim["general"].values())
-        self.customer_tickets[claim["customer"]] -= quantity
+        left = self.customer_tickets[claim["customer"]] - quantity
+        if left:
+            self.customer_tickets[claim["customer"]] = left
+        else:  # the customer's whole allowance is back; keeps snapshots small
+            del self.customer_tickets[claim["customer"]]
         if not claim["sold"]:
             if not hasattr(self, "lapses"):  # restored from a snapshot older than lapses
                 self.lapses = {}

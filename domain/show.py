@@ -1,4 +1,7 @@
-"""Show: what is on sale, and whether it is on sale."""
+"""Show: what is on sale, and whether it is on sale.
+
+A show is scheduled to start in the future, with a cap on the tickets one customer may hold and
+buy (`max_tickets_per_customer`); its SeatInventory, which decides holds, carries both."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidShowError, ShowStatusError
+from domain.inventory import DEFAULT_TICKETS_PER_CUSTOMER
 from domain.seatmap import validate_seat_map
 
 SCHEDULED = "scheduled"
@@ -18,7 +22,31 @@ CANCELLED = "cancelled"
 
 
 class Show(Aggregate):
-    @event("Scheduled")
+    class Scheduled(Aggregate.Created):
+        """Version 2 also records the cap per customer; version 1 events (stored before it
+        existed) are upcast to the default cap, which those shows' inventories apply."""
+
+        class_version = 2
+
+        show_id: UUID
+        title: str
+        description: str
+        category: str
+        venue: str
+        starts_at: datetime
+        currency: str
+        price_tiers: dict[str, int]
+        sections: list[dict[str, Any]]
+        max_tickets_per_customer: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["max_tickets_per_customer"] = DEFAULT_TICKETS_PER_CUSTOMER
+
+    # Version 2 snapshots carry `max_tickets_per_customer` (upcast_v1_v2).
+    class_version = 2
+
+    @event(Scheduled)
     def __init__(
         self,
         show_id: UUID,
@@ -30,6 +58,7 @@ class Show(Aggregate):
         currency: str,
         price_tiers: dict[str, int],
         sections: list[dict[str, Any]],
+        max_tickets_per_customer: int = DEFAULT_TICKETS_PER_CUSTOMER,
     ) -> None:
         self.title = title
         self.description = description
@@ -39,11 +68,17 @@ class Show(Aggregate):
         self.currency = currency
         self.price_tiers = price_tiers
         self.sections = sections
+        self.max_tickets_per_customer = max_tickets_per_customer
         self.status = SCHEDULED
 
     @staticmethod
     def create_id(show_id: UUID, **_: Any) -> UUID:
         return show_id
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 2 has the default cap per customer."""
+        state["max_tickets_per_customer"] = DEFAULT_TICKETS_PER_CUSTOMER
 
     @classmethod
     def schedule(
@@ -57,11 +92,22 @@ class Show(Aggregate):
         currency: str,
         price_tiers: dict[str, int],
         sections: list[dict[str, Any]],
+        max_tickets_per_customer: int = DEFAULT_TICKETS_PER_CUSTOMER,
+        now: datetime | None = None,
     ) -> Show:
+        """Schedule a new show; `now` is the deciding clock's time, which the show must start
+        after (a show in the past would sell tickets nobody can use)."""
         if not title.strip():
             raise InvalidShowError("a show needs a title")
         if starts_at.tzinfo is None:
             raise InvalidShowError("starts_at must carry a time zone")
+        if now is not None and starts_at <= now:
+            raise InvalidShowError(
+                f"a show must start in the future: {starts_at.isoformat()} is not after "
+                f"{now.isoformat()}"
+            )
+        if max_tickets_per_customer < 1:
+            raise InvalidShowError("max_tickets_per_customer must be at least 1")
         validate_seat_map(price_tiers, sections)
         return cls(
             show_id=show_id,
@@ -73,6 +119,7 @@ class Show(Aggregate):
             currency=currency.upper(),
             price_tiers=price_tiers,
             sections=sections,
+            max_tickets_per_customer=max_tickets_per_customer,
         )
 
     def open_sale(self) -> None:

@@ -10,7 +10,7 @@ import redis
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
 from commands.payments import PaymentCommands
-from commands.ports import PaymentGateway
+from commands.ports import Clock, PaymentGateway
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
 from domain.inventory import LapsedHoldLimit
@@ -86,7 +86,8 @@ def jwt_secret_for(settings: Settings) -> str:
     )
 
 
-def bootstrap(settings: Settings) -> Container:
+def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
+    """`clock` decides every time-bound rule of the commands (tests move it)."""
     if settings.database_url is None:
         raise ConfigurationError("TICKETBLITZ_DATABASE_URL is not set and no stack was started")
     tokens = TokenService(jwt_secret_for(settings), settings.jwt_ttl_seconds)
@@ -103,11 +104,11 @@ def bootstrap(settings: Settings) -> Container:
         settings=settings,
         store=store,
         writers=writers,
-        shows=ShowCommands(store, writers),
+        shows=ShowCommands(store, writers, clock=clock),
         bookings=BookingCommands(
             store,
             writers,
-            clock=utc_now,
+            clock=clock,
             hold_duration=timedelta(minutes=settings.hold_minutes),
             customer_ticket_limit=settings.customer_ticket_limit,
             lapsed_hold_limit=lapsed_hold_limit(settings),
@@ -123,7 +124,7 @@ def bootstrap(settings: Settings) -> Container:
             store,
             writers,
             gateway,
-            clock=utc_now,
+            clock=clock,
             intent_wait_seconds=settings.payment_intent_wait_seconds,
             command_timeout_seconds=settings.command_timeout_seconds,
         ),

@@ -29,13 +29,14 @@ from infra.demo import DEMO_ADMIN, DEMO_CUSTOMER, load_demo
 from infra.embedded import EmbeddedStack
 from infra.event_store import PostgresEventStore
 from infra.http_server import KEEP_ALIVE_SECONDS
+from infra.log_follower import dead_letters, follower_failures
 from infra.malloc_arenas import limit_malloc_arenas
 from infra.payments import register_emulator_webhook, webhook_secret_for
 from infra.settings import Settings
 from infra.web import APIS, create_app
 from process_managers.kafka_relay import rewind
 from process_managers.workers import Workers, build_workers
-from projections.console import rebuild_with_progress, report_line, status_table
+from projections.console import failures_tables, rebuild_with_progress, report_line, status_table
 from projections.generations import ensure_read_side
 from projections.positions import projection_statuses
 from projections.rebuild import RebuildBusyError
@@ -112,6 +113,7 @@ def _serve(container: Container, host: str, port: int, apis: tuple[str, ...] = A
         port=port,
         log_level="info",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        proxy_headers=False,  # it believes loopback's X-Forwarded-For: see client_address
     )
 
 
@@ -337,6 +339,24 @@ def projections_status(data_dir: DataDir = None) -> None:
             ensure_read_side(conn, projection_kinds())
             head, statuses = projection_statuses(store, conn)
         Console().print(status_table(head, statuses))
+
+
+@projections_app.command("failures")
+def projections_failures(
+    limit: Annotated[int, typer.Option(min=1, help="dead letters to list, newest first")] = 50,
+    data_dir: DataDir = None,
+) -> None:
+    """Log followers (read models, workers) stopped on an event they cannot apply, and the
+    events skipped as dead letters. Exits 1 while a follower is stopped on one."""
+    with reported_errors(), _database(data_dir) as settings, _event_store(settings) as store:
+        with store.connection() as conn:
+            failing = follower_failures(conn)
+            skipped = dead_letters(conn, limit=limit)
+        now, dead = failures_tables(failing.values(), skipped)
+        Console().print(now)
+        Console().print(dead)
+    if failing:
+        raise typer.Exit(1)
 
 
 @projections_app.command("rebuild")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -54,8 +56,64 @@ AdminUser = Annotated[Principal, Depends(require_admin)]
 CustomerUser = Annotated[Principal, Depends(require_customer)]
 
 
+IPNetwork = IPv4Network | IPv6Network
+
+
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address per-address limits count: the socket peer, unless the peer is one of
+    `TICKETBLITZ_TRUSTED_PROXIES` (uvicorn's own proxy handling is off: it trusts loopback)."""
+    container: Container = request.app.state.container
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.getlist("x-forwarded-for")
+    return resolve_client_address(peer, forwarded, container.settings.trusted_proxies)
+
+
+def resolve_client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
+) -> str:
+    """Walk X-Forwarded-For from the right while the hop is a trusted proxy: the first hop
+    that is not one is the client (everything to its left was written by the client and
+    proves nothing). A hop that is not an address ends the walk at the last trusted one."""
+    address = _parse_address(peer) if peer is not None else None
+    if address is None:
+        return peer or "unknown"
+    hops = [hop for header in forwarded_for for hop in header.split(",")]
+    while _is_trusted(address, trusted) and hops:
+        hop = _parse_address(hops.pop())
+        if hop is None:
+            break
+        address = hop
+    return str(address)
+
+
+def limit_key(address: str) -> str:
+    """The rate-limit bucket of an address: IPv6 clients usually own a whole /64, so
+    counting each address would let them rotate through it."""
+    parsed = _parse_address(address)
+    if isinstance(parsed, IPv6Address):
+        return str(IPv6Network((parsed, 64), strict=False))
+    return address
+
+
+def _parse_address(text: str) -> IPv4Address | IPv6Address | None:
+    """An address as proxies write it: bare, `v4:port` or `[v6]:port`; IPv4-mapped IPv6 as
+    IPv4, so one client has one spelling."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else text
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        address = ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_trusted(address: IPv4Address | IPv6Address, trusted: Sequence[IPNetwork]) -> bool:
+    return any(address.version == network.version and address in network for network in trusted)
 
 
 def enforce_rate_limit(container: Container, bucket: str, per_minute: int) -> None:

@@ -33,6 +33,7 @@ class BackgroundServer:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            proxy_headers=False,  # it believes loopback's X-Forwarded-For: see client_address
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)

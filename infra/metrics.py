@@ -124,11 +124,43 @@ class ReadSideCollector(Collector):
             lag_events.add_metric([s.projection], s.lag_events)
             lag_seconds.add_metric([s.projection], s.lag_seconds)
         yield from (position, lag_events, lag_seconds)
+        # Log followers stopped on an event they cannot apply (infra/log_follower.py): the
+        # value is the attempts so far; a series exists only while the follower is stuck.
+        failing = GaugeMetricFamily(
+            "ticketblitz_follower_failing",
+            "a log follower stopped on an event it cannot apply: attempts so far",
+            labels=["follower", "position", "error"],
+        )
+        try:
+            for f in read.follower_failures().values():
+                failing.add_metric([f.name, str(f.position), f.error[:200]], f.attempts)
+        except (psycopg.Error, PoolTimeout) as error:
+            log.warning("metrics: follower failures unavailable: %s", error)
+        yield failing
+
+
+class PaymentCollector(Collector):
+    """Payments reported for a booking that did not pay for it (recorded as PaymentMismatched,
+    refunded), by reason, as this process's payment handlers recorded them."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def collect(self) -> Iterable[Metric]:
+        mismatches = CounterMetricFamily(
+            "ticketblitz_payment_mismatches",
+            "payments that did not match their booking (never confirming it; refunded)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.container.payments.mismatch_counts().items()):
+            mismatches.add_metric([reason], count)
+        yield mismatches
 
 
 def install_metrics(app: FastAPI, container: Container) -> None:
     registry = CollectorRegistry()
     registry.register(ReadSideCollector(container))
+    registry.register(PaymentCollector(container))
     app.add_middleware(RequestMetrics, registry=registry)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)

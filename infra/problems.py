@@ -27,6 +27,7 @@ from commands.errors import (
 )
 from domain.errors import (
     CapacityExceededError,
+    CustomerTicketLimitError,
     DomainError,
     HoldNotFoundError,
     IllegalTransitionError,
@@ -99,6 +100,14 @@ def _to_problem(error: Exception) -> ProblemError:
             )
         case SaleNotOpenError():
             return ProblemError(409, "sale-not-open", str(error))
+        case CustomerTicketLimitError():  # the customer's share of the show, not one booking's
+            return ProblemError(
+                409,
+                "ticket-limit-reached",
+                str(error),
+                limit=error.limit,
+                remaining=error.remaining,
+            )
         case IllegalTransitionError() | ShowStatusError() | HoldNotFoundError():
             return ProblemError(409, "illegal-transition", str(error))
         case AccountExistsError():

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,30 +82,112 @@ class IdempotencyRecords:
             log.warning("redis unavailable: idempotent response not stored")
 
 
+# KEYS[1]: the bucket; ARGV: capacity. A token given back (a login that succeeded after all).
+_GIVE_BACK = """
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens then
+  redis.call('HSET', KEYS[1], 'tokens', math.min(tonumber(ARGV[1]), tokens + 1))
+end
+return 0
+"""
+
+# Addresses remembered per account (login throttling); older ones are forgotten first.
+KNOWN_ADDRESSES_PER_ACCOUNT = 32
+_LOCAL_KNOWN_ADDRESSES = 100_000
+
+
 class RateLimiter:
-    """Token buckets: `per_minute` requests a minute, bursts up to the same number."""
+    """Token buckets: `per_minute` requests a minute, bursts up to the same number. Also the
+    addresses each account logged in from, which login throttling trusts more."""
 
     def __init__(self, client: redis.Redis | None, enabled: bool = True) -> None:
         self._client = client
         self._enabled = enabled
         self._script = client.register_script(_TOKEN_BUCKET) if client is not None else None
+        self._give_back = client.register_script(_GIVE_BACK) if client is not None else None
         self._local: dict[str, tuple[float, float]] = {}
+        self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._lock = threading.Lock()
 
     def check(self, bucket: str, per_minute: int) -> float | None:
         """None if allowed, else the seconds to wait before retrying."""
+        return self.take(bucket, per_minute, 60.0)
+
+    def take(self, bucket: str, capacity: int, per_seconds: float) -> float | None:
+        """Take a token from a bucket of `capacity` refilled over `per_seconds`: None if
+        allowed, else the seconds to wait before retrying."""
         if not self._enabled:
             return None
-        rate = per_minute / 60.0
+        rate = capacity / per_seconds
         if self._script is not None:
             try:
                 allowed, wait_ms = self._script(
-                    keys=[f"rate:{bucket}"], args=[per_minute, rate, time.time()]
+                    keys=[f"rate:{bucket}"], args=[capacity, rate, time.time()]
                 )
                 return None if int(allowed) else max(int(wait_ms) / 1000.0, 0.001)
             except redis.RedisError:
                 log.warning("redis unavailable: rate limit %s checked in-process", bucket)
-        return self._check_locally(bucket, per_minute, rate)
+        return self._check_locally(bucket, capacity, rate)
+
+    def give_back(self, bucket: str, capacity: int) -> None:
+        """Return a token taken by `take` (never above `capacity`)."""
+        if not self._enabled:
+            return
+        if self._give_back is not None:
+            try:
+                self._give_back(keys=[f"rate:{bucket}"], args=[capacity])
+            except redis.RedisError:
+                log.warning("redis unavailable: rate limit %s refunded in-process", bucket)
+        with self._lock:
+            if bucket in self._local:
+                tokens, at = self._local[bucket]
+                self._local[bucket] = (min(float(capacity), tokens + 1), at)
+
+    def reset(self, bucket: str) -> None:
+        """Refill a bucket (a login that succeeded clears its pair's failures)."""
+        if self._client is not None:
+            try:
+                self._client.delete(f"rate:{bucket}")
+            except redis.RedisError:
+                log.warning("redis unavailable: rate limit %s reset in-process", bucket)
+        with self._lock:
+            self._local.pop(bucket, None)
+
+    def remember_address(self, account: str, address: str, ttl_seconds: float) -> None:
+        """`account` logged in successfully from `address`: known for `ttl_seconds` more.
+        Kept in Redis (shared by every API process) and in this process, which answers
+        alone while Redis is down."""
+        expires = time.time() + ttl_seconds
+        if self._client is not None:
+            key = f"login-known:{account}"
+            try:
+                with self._client.pipeline(transaction=False) as pipe:
+                    pipe.zadd(key, {address: expires})
+                    pipe.zremrangebyscore(key, "-inf", time.time())
+                    pipe.zremrangebyrank(key, 0, -KNOWN_ADDRESSES_PER_ACCOUNT - 1)
+                    pipe.expire(key, max(1, int(ttl_seconds)))
+                    pipe.execute()
+            except redis.RedisError:
+                log.warning("redis unavailable: known login address kept in-process")
+        with self._lock:
+            self._known[(account, address)] = expires
+            self._known.move_to_end((account, address))
+            while len(self._known) > _LOCAL_KNOWN_ADDRESSES:
+                self._known.popitem(last=False)
+
+    def is_known_address(self, account: str, address: str) -> bool:
+        now = time.time()
+        with self._lock:
+            if self._known.get((account, address), 0.0) > now:
+                return True
+        if self._client is None:
+            return False
+        try:
+            score = self._client.zscore(f"login-known:{account}", address)
+        except redis.RedisError:
+            log.warning("redis unavailable: known login addresses of this process only")
+            return False
+        return score is not None and float(score) > now  # type: ignore[arg-type]
 
     def _check_locally(self, bucket: str, capacity: int, rate: float) -> float | None:
         now = time.monotonic()

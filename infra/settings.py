@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
 
     # Business rules that operators tune.
     hold_minutes: float = Field(default=10.0, gt=0)
+    # An operator-wide ceiling on the tickets one customer holds and buys per show, on top of
+    # each show's own cap (`max_tickets_per_customer`, 10 unless set when scheduling it).
     customer_ticket_limit: int | None = Field(default=None, ge=1)
     # A customer whose holds on a show lapsed this many times within the window waits for a
     # new one (domain.inventory.LapsedHoldLimit); None lets holds lapse without limit.
@@ -56,6 +60,25 @@ class Settings(BaseSettings):
     rate_limit_login_per_minute: int = Field(default=20, ge=1)
     rate_limit_booking_per_minute: int = Field(default=120, ge=1)
     rate_limit_register_per_minute: int = Field(default=10, ge=1)
+    # Login throttling (write_api/auth.py), on top of the per-address limit above: failed
+    # logins per (e-mail, address) pair, in bursts of this many then one every 60/N s; and a
+    # slower ceiling of failed logins per e-mail (bursts of N, then N an hour) that blocks
+    # only addresses the account has not logged in from successfully within the last
+    # `login_known_address_days`. Strangers guessing a password thus slow each other down,
+    # never the owner at a known address.
+    rate_limit_login_pair_per_minute: int = Field(default=5, ge=1)
+    rate_limit_login_account_per_hour: int = Field(default=20, ge=1)
+    login_known_address_days: float = Field(default=90.0, gt=0)
+    # Proxies whose X-Forwarded-For is believed (infra/http_deps.py), IPs or CIDRs,
+    # comma-separated in the environment. None by default: the client is the socket peer.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     # Payments and the booking saga (process_managers/).
     payment_intent_wait_seconds: float = Field(default=5.0, ge=0)

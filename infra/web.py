@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.bootstrap import Container
 from infra.metrics import install_metrics
@@ -37,21 +38,71 @@ async def io_threads(_: FastAPI) -> AsyncIterator[None]:
         executor.shutdown(wait=False, cancel_futures=True)
 
 
+class BodyTooLargeError(StarletteHTTPException):
+    """Raised from the receive channel as soon as a body passes MAX_BODY_BYTES; an
+    HTTPException, so FastAPI's body parsing lets it through to the problem handlers."""
+
+    def __init__(self) -> None:
+        # Closing the connection: the rest of the body is never read, so it cannot be reused.
+        detail = f"bodies are limited to {MAX_BODY_BYTES} bytes"
+        super().__init__(413, detail, headers={"Connection": "close"})
+
+
 class BodySizeLimit:
-    """Refuse declared bodies over MAX_BODY_BYTES (a plain ASGI middleware: no per-request
-    task and stream wrapping, unlike Starlette's BaseHTTPMiddleware)."""
+    """Refuse bodies over MAX_BODY_BYTES: at once when Content-Length says so, else (chunked,
+    or a Content-Length that lies) by counting the bytes as the app receives them, so the
+    rest of a large body is never read. A plain ASGI middleware: no per-request task and
+    stream wrapping, unlike Starlette's BaseHTTPMiddleware."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            declared = Headers(scope=scope).get("content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-                detail = f"bodies are limited to {MAX_BODY_BYTES} bytes"
-                await problem(413, "payload-too-large", detail)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            await self._refuse(scope, receive, send)
+            return
+        counted = _CountedBody(receive, send)
+        try:
+            await self.app(scope, counted.receive, counted.send)
+        except BodyTooLargeError:
+            if counted.response_started:  # the app read its body after answering: too late
+                raise
+            await self._refuse(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        error = BodyTooLargeError()
+        response = problem(413, "payload-too-large", error.detail, dict(error.headers or {}))
+        await response(scope, receive, send)
+
+
+class _CountedBody:
+    """The receive and send channels of one request, counting the body's bytes."""
+
+    __slots__ = ("_receive", "_send", "received", "response_started")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self.received = 0
+        self.response_started = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > MAX_BODY_BYTES:
+                raise BodyTooLargeError
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.response_started = True
+        await self._send(message)
 
 
 def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:

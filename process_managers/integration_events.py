@@ -23,6 +23,7 @@ from domain.ids import TICKETBLITZ_NAMESPACE
 from domain.show import Show
 from infra.event_store import PostgresEventStore
 from infra.log_follower import LoggedEvent
+from process_managers.show_cancellation import SHOW_CANCELLED
 
 SCHEMA_VERSION = 1
 BOOKINGS = "bookings.v1"
@@ -192,6 +193,9 @@ class IntegrationEvents:
             "refunded_cents": booking.refunded_cents,
             "refund_id": booking.refund_id,
             "reason": booking.reason,
+            # Cancelled because its show was (then `reason` is "show cancelled"): its money,
+            # if any, is refunded in full.
+            "show_cancelled": booking.reason == SHOW_CANCELLED,
             "show": None
             if show is None
             else {

@@ -15,6 +15,12 @@ between 3 and 5 (a few milliseconds around one packet and its answer) leaves a `
 whose e-mail may or may not have gone out; it is never re-sent (at most once) and is counted
 as "in doubt" when a notifier starts. SMTP has no idempotency key that would close that window.
 
+A booking cancelled because its show was cancelled (`show_cancelled` in the payload) gets one
+e-mail, "Cancelled: <show> will not take place", which also says that what was paid is refunded
+in full; the refund of that money then sends no second e-mail (`booking.refunded` is skipped
+when the booking was paid before it was cancelled; money that arrived later, which the first
+e-mail did not mention, still gets its refund e-mail). So a customer hears once per booking.
+
 A booking-confirmed e-mail also suggests other shows ("You may also like": recommendations and
 a short pitch) through the `Suggest` port that the composition root plugs in (the recommender).
 The suggestions are made before step 2, within `suggest_timeout` seconds; when they fail or are
@@ -66,6 +72,9 @@ SUBJECTS = {
     "booking.expired": "Your hold for {title} has expired",
     "booking.refunded": "Refund issued for your booking for {title}",
 }
+SHOW_CANCELLED_SUBJECT = "Cancelled: {title} will not take place"
+# A booking's domain events that put money on it.
+PAYMENTS = frozenset({"Booking.PaymentSucceeded", "Booking.LatePaymentReceived"})
 
 
 class SuggestedShow(Protocol):
@@ -101,6 +110,8 @@ def compose(
     booking-confirmed one ends with the `suggestions`, if any."""
     subject = SUBJECTS.get(event.type)
     payload = event.payload
+    if event.type == "booking.cancelled" and payload.get("show_cancelled"):
+        subject = SHOW_CANCELLED_SUBJECT
     recipient = (payload.get("customer") or {}).get("email")
     if subject is None or not recipient:
         return None
@@ -132,6 +143,8 @@ def _body(
         for section, n in (payload.get("general") or {}).items()
     ]
     when = f" at {show['venue']} on {show['starts_at']}" if show.get("venue") else ""
+    if event.type == "booking.cancelled" and payload.get("show_cancelled"):
+        return _show_cancelled_body(event, payload, name, title, when, tickets)
     lines = [f"Hello {name},", "", f"Booking {event.booking_id} for {title}{when}:"]
     if event.type == "booking.confirmed":
         lines += ["is confirmed. Your tickets:", *tickets]
@@ -148,6 +161,37 @@ def _body(
         lines.append(f"Reason: {payload.get('reason') or 'not given'}")
         if int(payload.get("paid_cents", 0)) > int(payload.get("refunded_cents", 0)):
             lines.append("Your payment will be refunded; a confirmation follows.")
+    return "\n".join([*lines, "", "TicketBlitz", ""])
+
+
+def _show_cancelled_body(
+    event: IntegrationEvent,
+    payload: dict[str, Any],
+    name: str,
+    title: str,
+    when: str,
+    tickets: list[str],
+) -> str:
+    due = int(payload.get("paid_cents", 0)) - int(payload.get("refunded_cents", 0))
+    lines = [
+        f"Hello {name},",
+        "",
+        f"We are sorry: {title}{when} is cancelled and will not take place.",
+        f"Your booking {event.booking_id} is cancelled and these tickets are void:",
+        *tickets,
+        "",
+    ]
+    if due > 0:
+        amount = money(due, str(payload.get("currency", "")))
+        lines.append(
+            f"We are refunding what you paid, {amount}, in full to your payment method. "
+            "You need do nothing; your bank may take a few days to show it."
+        )
+    else:
+        lines.append(
+            "You were not charged for it. Should a payment for it still go through, "
+            "it is refunded in full."
+        )
     return "\n".join([*lines, "", "TicketBlitz", ""])
 
 
@@ -243,9 +287,26 @@ class Notifier:
         except ValidationError as error:
             log.error("notifier: skipping a malformed integration event: %s", error)
             return
+        if self.refund_announced(event):
+            return  # the show-cancelled e-mail said so already: one e-mail per booking
         message = compose(event, self._mailer.sender, self.suggestions(event))
         if message is not None:
             self.send_once(event.event_id, event.type, message)
+
+    def refund_announced(self, event: IntegrationEvent) -> bool:
+        """Whether this is the refund of a booking whose show was cancelled after it was paid:
+        its show-cancelled e-mail announced this refund (read from the booking's history)."""
+        if event.type != "booking.refunded" or not event.payload.get("show_cancelled"):
+            return False
+        assert event.booking_id is not None  # booking.* events carry one
+        paid = False
+        for domain_event in self._store.app.events.get(event.booking_id):
+            kind = type(domain_event).__qualname__
+            if kind in PAYMENTS:
+                paid = True
+            elif kind == "Booking.Cancelled":
+                return paid
+        return False
 
     def suggestions(self, event: IntegrationEvent) -> Suggestions | None:
         """What a booking-confirmed e-mail suggests, within `suggest_timeout` seconds; None

@@ -15,10 +15,13 @@ Design: an outbox of tasks, executed at least once by idempotent steps.
   intent and record it (RequestPayment), confirm it with the payment method given at booking,
   record the result (RecordPayment sells the seats and confirms; RecordPaymentFailure cancels
   and releases them), confirm a paid booking, refund the money of a cancelled or expired one
-  (RecordRefund). Each step is idempotent (Stripe idempotency keys and look-ups; commands that
-  are no-ops once their result is recorded), so redoing a task after a crash repeats nothing
-  that took effect. A task row is deleted only if no event re-armed it meanwhile (same
-  generation); a failed task is retried with backoff and its error kept in `last_error`.
+  (RecordRefund), and give back, first of all, money captured on intents that did not pay for
+  the booking (PaymentMismatched: refunded on that intent for what it captured, then
+  RecordMismatchRefund). Each step is idempotent (Stripe idempotency keys and look-ups;
+  commands that are no-ops once their result is recorded), so redoing a task after a crash
+  repeats nothing that took effect. A task row is deleted only if no event re-armed it
+  meanwhile (same generation); a failed task is retried with backoff and its error kept in
+  `last_error`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import psycopg
 from commands.errors import PaymentRejectedError
 from commands.models import (
     ConfirmBooking,
+    RecordMismatchRefund,
     RecordPayment,
     RecordPaymentFailure,
     RecordRefund,
@@ -69,6 +73,8 @@ TRIGGERS = frozenset(
         "Booking.LatePaymentReceived",
         "Booking.Cancelled",
         "Booking.Expired",
+        "Booking.PaymentMismatched",
+        "Booking.MismatchedPaymentRefunded",
     }
 )
 ENDED_UNPAID = frozenset({CANCELLED, EXPIRED})
@@ -183,6 +189,8 @@ class PaymentSaga:
 
     def _step(self, booking: Booking) -> bool:
         """Do the booking's next step; False when there is nothing to do (yet)."""
+        if booking.mismatch_refunds_due:
+            return self._refund_mismatch(booking)
         if booking.status == HELD:
             return self._request_payment(booking)
         if booking.status == PAYMENT_REQUESTED and booking.payment_method:
@@ -207,6 +215,15 @@ class PaymentSaga:
         if booking.status in ENDED_UNPAID and booking.paid_cents == 0:
             return self._reconcile(booking)
         return False
+
+    def _refund_mismatch(self, booking: Booking) -> bool:
+        """Give back money that did not pay for the booking, on the intent that took it."""
+        intent, due = min(booking.mismatch_refunds_due.items())
+        refund_id = self._gateway.refund(booking.id, intent, due)
+        record = RecordMismatchRefund(
+            booking_id=booking.id, payment_intent_id=intent, refund_id=refund_id, amount_cents=due
+        )
+        return self._changed(self._payments.record_mismatch_refund(record))
 
     def _reconcile(self, booking: Booking) -> bool:
         """A booking that ended without a recorded payment: ask Stripe whether its intent was

@@ -16,6 +16,7 @@ from rich.progress import (
 from rich.table import Table
 
 from infra.event_store import PostgresEventStore
+from infra.log_follower import DeadLetter, FollowerFailure
 from projections.positions import ProjectionStatus
 from projections.rebuild import Rebuild, RebuildProgress, RebuildReport
 
@@ -39,6 +40,38 @@ def status_table(head: int, statuses: Iterable[ProjectionStatus]) -> Table:
             rebuild,
         )
     return table
+
+
+def failures_tables(
+    failures: Iterable[FollowerFailure], skipped: Iterable[DeadLetter]
+) -> tuple[Table, Table]:
+    """The followers stopped on an event now, and the events they skipped (dead letters)."""
+    now = Table(title="log followers stopped on an event (they retry)")
+    for column in ("follower", "position", "attempts", "then", "since", "error"):
+        now.add_column(column, justify="right" if column in ("position", "attempts") else "left")
+    for f in failures:
+        now.add_row(
+            f.name,
+            f"{f.position:,}",
+            str(f.attempts),
+            "skipped" if f.skips else "stays until fixed",
+            f"{f.first_failed_at:%Y-%m-%d %H:%M:%S}",
+            f.error,
+        )
+    dead = Table(title="events skipped (follower_dead_letters, newest first)")
+    for column in ("follower", "position", "event", "attempts", "skipped at", "error"):
+        dead.add_column(column, justify="right" if column in ("position", "attempts") else "left")
+    for d in skipped:
+        event = "-" if d.topic is None else f"{d.topic} {d.originator_id} v{d.originator_version}"
+        dead.add_row(
+            d.name,
+            f"{d.position:,}",
+            event,
+            str(d.attempts),
+            f"{d.skipped_at:%Y-%m-%d %H:%M:%S}",
+            d.error,
+        )
+    return now, dead
 
 
 def rebuild_with_progress(

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from infra.log_follower import POSITIONS_DDL
+from infra.log_follower import POSITIONS_DDL, ensure_failure_tables
 from projections.base import (
     ACTIVE,
     BUILDING,
@@ -66,6 +66,7 @@ def ensure_read_side(conn: psycopg.Connection[Any], kinds: Iterable[type[Project
         for statement in REGISTRY_DDL:
             conn.execute(statement)
         conn.execute(POSITIONS_DDL)
+        ensure_failure_tables(conn)
         for kind in kinds:
             active = generation_in(conn, kind.kind, ACTIVE)
             if active is None:
@@ -204,6 +205,10 @@ def drop_retired(conn: psycopg.Connection[Any], projection: str) -> list[int]:
         with conn.transaction():
             conn.execute(
                 "DELETE FROM follower_positions WHERE name = %s",
+                (follower_name(projection, generation),),
+            )
+            conn.execute(
+                "DELETE FROM follower_failures WHERE name = %s",
                 (follower_name(projection, generation),),
             )
             conn.execute(

@@ -15,7 +15,8 @@ import psycopg
 from eventsourcing.utils import TopicError
 
 from infra.event_store import PostgresEventStore
-from projections.base import ACTIVE, BUILDING
+from infra.log_follower import dead_letter_counts, follower_failures
+from projections.base import ACTIVE, BUILDING, follower_name
 from projections.registry import PROJECTIONS
 
 
@@ -59,6 +60,12 @@ class ProjectionStatus:
     rebuilding_generation: int | None
     rebuilding_position: int | None
     stale: bool  # built by another version of the projection: rebuild it
+    failing: bool = False  # stopped on an event it cannot apply (infra/log_follower.py)
+    failed_position: int | None = None
+    error: str | None = None
+    failures: int = 0  # attempts on that event so far
+    skips: bool = False  # whether it will skip that event after its attempts
+    dead_letters: int = 0  # events it skipped, ever (this generation)
 
 
 def projection_statuses(
@@ -70,6 +77,8 @@ def projection_statuses(
     now = now or datetime.now(UTC)
     positions = generation_positions(conn)
     building = {p.projection: p for p in positions if p.state == BUILDING}
+    failures = follower_failures(conn)
+    skipped = dead_letter_counts(conn)
     waiting_since: dict[int, datetime | None] = {}
     statuses = []
     for p in positions:
@@ -82,6 +91,8 @@ def projection_statuses(
             since = waiting_since[p.position]
             lag_seconds = 0.0 if since is None else max(0.0, (now - since).total_seconds())
         rebuild = building.get(p.projection)
+        name = follower_name(p.projection, p.generation)
+        failure = failures.get(name)
         statuses.append(
             ProjectionStatus(
                 projection=p.projection,
@@ -94,6 +105,12 @@ def projection_statuses(
                 rebuilding_position=None if rebuild is None else rebuild.position,
                 stale=p.projection in PROJECTIONS
                 and p.fingerprint != PROJECTIONS[p.projection].fingerprint(),
+                failing=failure is not None,
+                failed_position=None if failure is None else failure.position,
+                error=None if failure is None else failure.error,
+                failures=0 if failure is None else failure.attempts,
+                skips=failure is not None and failure.skips,
+                dead_letters=skipped.get(name, 0),
             )
         )
     return head, statuses

@@ -9,6 +9,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from infra.event_store import PostgresEventStore
+from infra.log_follower import FollowerFailure, follower_failures
 from infra.read_cache import ReadCache
 from infra.settings import Settings
 from projections.generations import ensure_read_side
@@ -67,6 +68,11 @@ class ReadSide:
     def statuses(self) -> tuple[int, list[ProjectionStatus]]:
         with self._pool.connection() as conn:
             return projection_statuses(self.store, conn)
+
+    def follower_failures(self) -> dict[str, FollowerFailure]:
+        """Every log follower stopped on an event now (read models and workers alike)."""
+        with self._pool.connection() as conn:
+            return follower_failures(conn)
 
     def close(self) -> None:
         if self.recommender is not None:

@@ -7,11 +7,16 @@ rebuild resumes where it stopped (the unfinished generation stays `building`). T
 pauses the runners of the old generation (it locks their position rows), brings the new
 generation at least as far as the old one inside the same transaction, then flips the views:
 a reader never sees the read model go backwards.
+
+A replay is deterministic, so an event a read model cannot apply (infra/log_follower.py) is not
+retried: the page is applied again event by event, each in a savepoint, and the events that
+fail are skipped into `follower_dead_letters` for that generation; a rebuild never stops on one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +26,14 @@ from typing import Any
 import psycopg
 
 from infra.event_store import PostgresEventStore
-from infra.log_follower import LoggedEvent, PositionMovedError
+from infra.log_follower import (
+    LoggedEvent,
+    PositionMovedError,
+    blames_event,
+    describe,
+    is_transient,
+    record_dead_letter,
+)
 from projections.base import ACTIVE, EventReader, Projection
 from projections.generations import (
     activate,
@@ -31,6 +43,8 @@ from projections.generations import (
     start_building,
 )
 from projections.registry import projection_kinds
+
+log = logging.getLogger(__name__)
 
 
 class RebuildBusyError(Exception):
@@ -88,13 +102,43 @@ def _apply_page(
             if member.position < page[0].position
             else [e for e in page if e.position > member.position]
         )
-        member.projection.handle(conn, events)
+        _apply_events(conn, member.projection, events)
     conn.execute(
         "UPDATE follower_positions SET position = %s, event_time = %s, updated_at = now() "
         "WHERE name = ANY(%s)",
         (last.position, last.timestamp, names),
     )
     return last.position
+
+
+def _apply_events(
+    conn: psycopg.Connection[Any], projection: Projection, events: Sequence[LoggedEvent]
+) -> None:
+    """Apply the events in a savepoint; if that fails because of an event, apply them one by
+    one and skip (dead-letter) those that fail."""
+    try:
+        with conn.transaction():
+            projection.handle(conn, events)
+        return
+    except Exception as error:
+        if is_transient(error) or not blames_event(error) or len(events) == 0:
+            raise
+    for logged in events:
+        try:
+            with conn.transaction():
+                projection.handle(conn, [logged])
+        except Exception as error:
+            if is_transient(error) or not blames_event(error):
+                raise
+            text = describe(error)
+            log.error(
+                "rebuilding %s: the event at position %s cannot be applied, skipped (kept in "
+                "follower_dead_letters): %s",
+                projection.name,
+                logged.position,
+                text,
+            )
+            record_dead_letter(conn, projection.name, logged.position, text, 1)
 
 
 class Rebuild:

@@ -10,6 +10,10 @@ A generation built by another version of a projection (its fingerprint differs) 
 followed: its tables may not fit this code. With `rebuild_stale` the runners rebuild such read
 models themselves (what `ticketblitz up` does); otherwise an operator runs
 `ticketblitz projections rebuild`, which a rolling upgrade needs anyway.
+
+An event a read model cannot apply is retried a few times and then skipped into
+`follower_dead_letters` (infra/log_follower.py, `DEAD_LETTER`): one event never freezes a read
+model for everyone. `GET /projections` and `ticketblitz projections failures` show both.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from infra.event_store import EVENTS_TABLE, PostgresEventStore
-from infra.log_follower import LogFollower, PositionMovedError
+from infra.log_follower import DEAD_LETTER, LogFollower, PositionMovedError
 from projections.base import EventReader, GenerationRetiredError, Projection
 from projections.generations import active_generations, ensure_read_side, stale
 from projections.positions import PositionWatch, active_positions
@@ -126,6 +130,7 @@ class ProjectionRunners:
                     page_size=self.page_size,
                     poll_interval=self.poll_interval,
                     reader=EventReader(kind.topics()),
+                    failure_policy=DEAD_LETTER,
                 )
                 follower.setup()
                 switched, wake = threading.Event(), threading.Event()

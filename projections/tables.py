@@ -1,11 +1,17 @@
 """Read-model tables and their set-based writes: a page's changes are gathered per table in
 Python and written with a handful of statements (COPY, UPDATE ... FROM unnest), never one
 round trip per event.
+
+What reaches PostgreSQL is made storable here, whatever an event says (an old log, a command
+validated less strictly than today, a bug): text loses what a text column cannot hold (NUL
+and lone surrogates become U+FFFD) and numbers are held within their column's range (logged),
+so one odd event can never stop a read model.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,6 +20,15 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+REPLACEMENT = "\ufffd"
+INTEGER_RANGES = {
+    "smallint": (-(2**15), 2**15 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "bigint": (-(2**63), 2**63 - 1),
+}
 
 Key = Any  # a column value, or a tuple of them for a composite key
 Row = dict[str, Any]
@@ -60,9 +75,68 @@ class Table:
         return statements
 
     @cached_property
+    def guards(self) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+        """(index, make storable) of the columns whose values may need it."""
+        found = []
+        for index, name in enumerate(self.column_names):
+            guard = _guard(self.base_type(name))
+            if guard is not None:
+                found.append((index, guard))
+        return tuple(found)
+
+    @cached_property
     def key_getter(self) -> Callable[[Mapping[str, Any]], Key]:
         """The key of a row: a value, or a tuple for a composite key."""
         return itemgetter(*self.key)
+
+
+def storable_text(value: str) -> str:
+    """`value` without what PostgreSQL text cannot hold: NUL and lone surrogates."""
+    if "\x00" in value:
+        value = value.replace("\x00", REPLACEMENT)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = "".join(REPLACEMENT if "\ud800" <= c <= "\udfff" else c for c in value)
+    return value
+
+
+def _text(value: Any) -> Any:
+    return storable_text(value) if type(value) is str else value
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON document whose strings (keys too) PostgreSQL's jsonb can hold."""
+    if type(value) is str:
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {_text(k): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value
+
+
+def _integer(base: str) -> Callable[[Any], Any]:
+    low, high = INTEGER_RANGES[base]
+
+    def within(value: Any) -> Any:
+        if type(value) is int and not low <= value <= high:
+            log.warning("a value out of the %s range was stored as its bound: %s", base, value)
+            return low if value < low else high
+        return value
+
+    return within
+
+
+def _guard(base: str) -> Callable[[Any], Any] | None:
+    if base == "text":
+        return _text
+    if base == "jsonb":
+        return storable_json
+    if base in INTEGER_RANGES:
+        return _integer(base)
+    return None
 
 
 def _key_values(table: Table, keys: Sequence[Key]) -> list[list[Any]]:
@@ -76,7 +150,11 @@ def _param(table: Table, column: str, values: list[Any]) -> tuple[sql.Composable
     """An array parameter for unnest(), jsonb travelling as text (arrays of json are awkward)."""
     base = table.base_type(column)
     if base == "jsonb":
-        return sql.SQL("%s::text[]"), [None if v is None else json.dumps(v) for v in values]
+        dumped = [None if v is None else json.dumps(storable_json(v)) for v in values]
+        return sql.SQL("%s::text[]"), dumped
+    guard = _guard(base)
+    if guard is not None:
+        values = [guard(v) for v in values]
     return sql.SQL("%s::{}[]").format(sql.SQL(base)), values
 
 
@@ -203,11 +281,15 @@ class PageRows:
         query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             target, sql.SQL(", ").join(map(sql.Identifier, names))
         )
+        guards = self.table.guards
         with conn.cursor().copy(query) as copy:
             copy.set_types([self.table.base_type(n) for n in names])
             write = copy.write_row
             for row in self.inserts.values():
-                write(values(row))
+                out = list(values(row))
+                for index, guard in guards:
+                    out[index] = guard(out[index])
+                write(out)
 
     def _update(
         self,
@@ -226,7 +308,7 @@ class PageRows:
         params = key_params + value_params
         names = [*self.table.key, *columns]
         assignments = [
-            sql.SQL("{0} = t.{0} + v.{0}").format(sql.Identifier(c))
+            _increment(self.table, c)
             if increment
             else sql.SQL("{} = {}").format(
                 sql.Identifier(c), _cast(self.table, c, sql.SQL("v.{}").format(sql.Identifier(c)))
@@ -243,6 +325,18 @@ class PageRows:
             ),
         )
         conn.execute(query, [values for _, values in params])
+
+
+def _increment(table: Table, column: str) -> sql.Composable:
+    """`column = t.column + v.column`, held within the column's range (numeric sums
+    cannot overflow)."""
+    name = sql.Identifier(column)
+    bounds = INTEGER_RANGES.get(table.base_type(column))
+    if bounds is None:
+        return sql.SQL("{0} = t.{0} + v.{0}").format(name)
+    return sql.SQL("{0} = LEAST(GREATEST(t.{0}::numeric + v.{0}, {1}), {2})").format(
+        name, sql.Literal(bounds[0]), sql.Literal(bounds[1])
+    )
 
 
 def _grouped(changes: Mapping[Key, Mapping[str, Any]]) -> dict[tuple[str, ...], dict[Key, Row]]:

@@ -148,8 +148,37 @@ class ProjectionPublic(BaseModel):
     rebuilding_generation: int | None
     rebuilding_position: int | None
     stale: bool = Field(description="built by another version of the projection: rebuild it")
+    failing: bool = Field(
+        default=False, description="stopped on an event it cannot apply (it retries)"
+    )
+    failed_position: int | None = Field(default=None, description="that event's log position")
+    error: str | None = Field(default=None, description="why it cannot apply that event")
+    failures: int = Field(default=0, description="attempts on that event so far")
+    skips: bool = Field(
+        default=False,
+        description="whether that event will be skipped (dead-lettered) after a few attempts",
+    )
+    dead_letters: int = Field(
+        default=0, description="events this read model skipped because it could not apply them"
+    )
+
+
+class FollowerFailurePublic(BaseModel):
+    """A log follower (read model, process manager, audit chain) stopped on an event."""
+
+    name: str
+    failed_position: int
+    error: str
+    failures: int
+    skips: bool
+    first_failed_at: datetime
+    last_failed_at: datetime
 
 
 class ProjectionsReport(BaseModel):
     head: int = Field(description="the event store's last position")
     projections: list[ProjectionPublic]
+    failing_followers: list[FollowerFailurePublic] = Field(
+        default_factory=list,
+        description="every log follower stopped on an event, the read models' included",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Request, status
+from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -15,6 +15,9 @@ from infra.http_deps import ContainerDep, CurrentUser
 from write_api.idempotency import Outcome, check_key, fingerprint, run_idempotently
 
 router = APIRouter(tags=["payments"])
+
+# Stripe's events are a few KiB; the same limit as every other body (infra/web.py).
+WEBHOOK_MAX_BYTES = 256 * 1024
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 StripeSignature = Annotated[str | None, Header(alias="Stripe-Signature")]
@@ -77,12 +80,29 @@ async def pay_booking(
 @router.post(
     "/payments/stripe/webhook",
     response_model=WebhookReceived,
-    responses={400: {"description": "missing or invalid Stripe-Signature"}},
+    responses={
+        400: {"description": "missing or invalid Stripe-Signature, or a malformed event"},
+        413: {"description": "body over 256 KiB (refused while it is read)"},
+    },
 )
 async def stripe_webhook(
     request: Request, container: ContainerDep, signature: StripeSignature = None
 ) -> WebhookReceived:
-    """Stripe's notifications, verified by signature; repeats and stale ones have no effect."""
-    payload = await request.body()
+    """Stripe's notifications, verified by signature and timestamp, validated; each only names a
+    payment intent, which is read from Stripe's API before anything is recorded. Repeats, stale
+    ones and intents that are not ours have no effect."""
+    payload = await _body_within_limit(request)
     await run_in_threadpool(container.payments.accept_webhook, payload, signature)
     return WebhookReceived()
+
+
+async def _body_within_limit(request: Request) -> bytes:
+    """The body, counted while it streams in: one over the limit (declared or chunked) is
+    refused as soon as the limit is passed, never read whole."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > WEBHOOK_MAX_BYTES:
+            detail = f"webhook bodies are limited to {WEBHOOK_MAX_BYTES} bytes"
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail)
+    return bytes(body)

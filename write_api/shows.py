@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from commands.models import CancelShow, CloseSale, OpenSale, ScheduleShow
+from commands.models import CancelShow, CloseSale, OpenSale, Reason, ScheduleShow
 from infra.http_deps import AdminUser, ContainerDep
 from write_api.waiting import outcome_of
 
@@ -28,7 +28,7 @@ class ShowChanged(BaseModel):
 
 
 class CancellationReason(BaseModel):
-    reason: str = "cancelled by the organiser"
+    reason: Reason = "cancelled by the organiser"
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ShowCreated)

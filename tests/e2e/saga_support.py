@@ -252,7 +252,13 @@ def topic_events(bootstrap: str | None, topic: str) -> Iterator[IntegrationEvent
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 60
         while any(consumer.position(p) < ends[p] for p in partitions):
+            if time.monotonic() >= deadline:
+                behind = {p.partition: (consumer.position(p), ends[p]) for p in partitions}
+                raise AssertionError(
+                    f"timed out after 60 s reading {topic} to its end: (position, end) {behind}"
+                )
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     yield IntegrationEvent.from_json(record.value)
@@ -292,7 +298,13 @@ async def place_all(plan: list[Planned], status_of: Callable[[str], str]) -> lis
                 assert r.status_code == 201, r.text
             booking_id: str = r.json()["booking_id"]
             if booking.kind == "cancelled":
-                while status_of(booking_id) != CONFIRMED:
+                deadline = time.monotonic() + 60
+                while (status := status_of(booking_id)) != CONFIRMED:
+                    if time.monotonic() >= deadline:
+                        raise AssertionError(
+                            f"timed out after 60 s waiting for booking {booking_id} to be "
+                            f"confirmed before cancelling it (it is {status})"
+                        )
                     await asyncio.sleep(0.05)
                 cancel = f"{booking.api}/bookings/{booking_id}/cancel"
                 r = await http.post(cancel, headers=headers)

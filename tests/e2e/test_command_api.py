@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import jwt
 import pytest
 
-from domain.booking import Booking
+from domain.booking import CANCELLED, HELD, Booking
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
 from infra.bootstrap import Container
@@ -27,6 +27,11 @@ def assert_problem(response, status: int, kind: str) -> dict:
     assert body["type"].endswith("/" + kind)
     assert "Traceback" not in response.text
     return body
+
+
+def inventory_of(container: Container, show: str) -> SeatInventory:
+    """The show's seats as the event store has them: what a refused request must not change."""
+    return container.store.get(inventory_id_for(UUID(show)), SeatInventory)
 
 
 # --- accounts and tokens ---
@@ -138,19 +143,21 @@ def test_a_section_on_an_unknown_tier_is_refused(api: Api):
     assert_problem(api.http.post("/shows", json=body, headers=api.admin()), 422, "invalid-show")
 
 
-def test_sale_status_transitions(api: Api):
+def test_sale_status_transitions(api: Api, container: Container):
     show = api.new_show(open_sale=False)
     admin = api.admin()
     customer = api.new_customer()
     hold = {"show_id": show, "seats": ["A-1-1"]}
     before = api.http.post("/bookings", json=hold, headers=customer)
     assert_problem(before, 409, "sale-not-open")
+    assert inventory_of(container, show).claims == {}  # nothing held
     assert api.http.post(f"/shows/{show}/open-sale", headers=admin).status_code == 200
     assert_problem(
         api.http.post(f"/shows/{show}/open-sale", headers=admin), 409, "illegal-transition"
     )
     assert api.http.post(f"/shows/{show}/close-sale", headers=admin).status_code == 200
     assert_problem(api.http.post("/bookings", json=hold, headers=customer), 409, "sale-not-open")
+    assert inventory_of(container, show).claims == {}
     cancelled = api.http.post(f"/shows/{show}/cancel", headers=admin, json={"reason": "storm"})
     assert cancelled.status_code == 200
     assert_problem(
@@ -190,19 +197,20 @@ def test_holding_chosen_seats(api: Api, container: Container):
     assert inventory.holder["A-2-3"] == booking.id.hex
 
 
-def test_seats_already_held_are_refused_by_name(api: Api):
+def test_seats_already_held_are_refused_by_name(api: Api, container: Container):
     show = api.new_show()
     first, second = api.new_customer(), api.new_customer()
-    assert (
-        api.http.post(
-            "/bookings", json={"show_id": show, "seats": ["A-1-1", "A-1-2"]}, headers=first
-        ).status_code
-        == 201
+    held = api.http.post(
+        "/bookings", json={"show_id": show, "seats": ["A-1-1", "A-1-2"]}, headers=first
     )
+    assert held.status_code == 201, held.text
     r = api.http.post(
         "/bookings", json={"show_id": show, "seats": ["A-1-2", "A-1-3"]}, headers=second
     )
     assert assert_problem(r, 409, "seats-unavailable")["seats"] == ["A-1-2"]
+    # The refused request took nothing, not even its free seat A-1-3
+    first_booking = UUID(held.json()["booking_id"]).hex
+    assert inventory_of(container, show).holder == {"A-1-1": first_booking, "A-1-2": first_booking}
 
 
 def test_best_available_and_general_admission(api: Api):
@@ -256,7 +264,7 @@ def test_unknown_seats_and_sections_are_422(api: Api):
     assert_problem(r, 422, "unknown-section")
 
 
-def test_admins_do_not_book_and_anonymous_callers_are_401(api: Api):
+def test_admins_do_not_book_and_anonymous_callers_are_401(api: Api, container: Container):
     show = api.new_show()
     assert_problem(
         api.http.post("/bookings", json={"show_id": show, "quantity": 1}, headers=api.admin()),
@@ -266,6 +274,7 @@ def test_admins_do_not_book_and_anonymous_callers_are_401(api: Api):
     assert_problem(
         api.http.post("/bookings", json={"show_id": show, "quantity": 1}), 401, "unauthorized"
     )
+    assert inventory_of(container, show).claims == {}  # neither held a seat
 
 
 def test_same_idempotency_key_and_body_books_once(api: Api, container: Container):
@@ -284,6 +293,8 @@ def test_same_idempotency_key_and_body_books_once(api: Api, container: Container
         "/bookings", json={"show_id": show, "seats": ["A-3-2"]}, headers=headers
     )
     assert_problem(other_body, 422, "idempotency-key-reused")
+    after = inventory_of(container, show)
+    assert len(after.claims) == 1 and "A-3-2" not in after.holder  # the reused key held nothing
 
 
 def test_a_keyed_retry_finds_its_booking_even_without_the_stored_answer(
@@ -307,23 +318,31 @@ def test_a_keyed_retry_finds_its_booking_even_without_the_stored_answer(
     assert len(inventory.claims) == 1
 
 
-def test_cancelling_a_booking_releases_its_seats(api: Api):
+def test_cancelling_a_booking_releases_its_seats(api: Api, container: Container):
     show = api.new_show()
     owner, stranger = api.new_customer(), api.new_customer()
     booking = api.http.post(
         "/bookings", json={"show_id": show, "seats": ["A-4-4"]}, headers=owner
     ).json()
-    url = f"/bookings/{booking['booking_id']}/cancel"
+    booking_id = UUID(booking["booking_id"])
+    url = f"/bookings/{booking_id}/cancel"
     assert_problem(api.http.post(url, headers=stranger), 403, "forbidden")
+    # The stranger's cancel changed nothing: the booking is still held, its seat still its own
+    assert container.store.get(booking_id, Booking).status == HELD
+    assert inventory_of(container, show).holder["A-4-4"] == booking_id.hex
     cancelled = api.http.post(url, headers=owner)
     assert cancelled.status_code == 202
     assert cancelled.json()["status"] == "cancelled"
+    assert container.store.get(booking_id, Booking).status == CANCELLED
+    assert "A-4-4" not in inventory_of(container, show).holder
     assert_problem(api.http.post(url, headers=owner), 409, "illegal-transition")
     again = api.http.post("/bookings", json={"show_id": show, "seats": ["A-4-4"]}, headers=stranger)
     assert again.status_code == 201
 
 
-def test_a_customer_who_keeps_letting_holds_go_must_wait_before_holding_again(api: Api):
+def test_a_customer_who_keeps_letting_holds_go_must_wait_before_holding_again(
+    api: Api, container: Container
+):
     show = api.new_show()
     squatter, fan = api.new_customer(), api.new_customer()
     hold = {"show_id": show, "seats": ["A-5-1", "A-5-2"]}
@@ -337,10 +356,11 @@ def test_a_customer_who_keeps_letting_holds_go_must_wait_before_holding_again(ap
     body = assert_problem(refused, 429, "too-many-lapsed-holds")
     assert "3 of your holds on this show lapsed within 60 minutes" in body["detail"]
     assert 3500 < int(refused.headers["Retry-After"]) <= 3600  # an hour after the 1st cancel
+    assert inventory_of(container, show).claims == {}  # the refused hold took nothing
     assert api.http.post("/bookings", json=hold, headers=fan).status_code == 201
 
 
-def test_admins_may_cancel_any_booking(api: Api):
+def test_admins_may_cancel_any_booking(api: Api, container: Container):
     show = api.new_show()
     owner = api.new_customer()
     booking = api.http.post(
@@ -348,6 +368,22 @@ def test_admins_may_cancel_any_booking(api: Api):
     ).json()
     r = api.http.post(f"/bookings/{booking['booking_id']}/cancel", headers=api.admin())
     assert r.status_code == 202
+    # Its seat is released: in the event store, in the seat map, and to the next customer
+    [seat] = booking["seats"]
+    assert container.store.get(UUID(booking["booking_id"]), Booking).status == CANCELLED
+    assert inventory_of(container, show).claims == {}
+    seat_map = api.http.get(f"/shows/{show}/seats", params={"after": r.json()["position"]})
+    assert seat_map.status_code == 200, seat_map.text
+    statuses = {
+        s["seat"]: s["status"]
+        for row in seat_map.json()["sections"][0]["rows"]
+        for s in row["seats"]
+    }
+    assert statuses[seat] == "free"
+    again = api.http.post(
+        "/bookings", json={"show_id": show, "seats": [seat]}, headers=api.new_customer()
+    )
+    assert again.status_code == 201, again.text
 
 
 def test_unknown_booking_is_404(api: Api):

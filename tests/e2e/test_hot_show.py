@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 CLIENTS = 64
 ROWS, SEATS_PER_ROW = 20, 25  # 500 seats
+TICKETS_PER_CUSTOMER = 10  # the default cap per customer and show
 
 
 async def fan(
@@ -28,27 +29,36 @@ async def fan(
     won: dict[str, list[str]],
     lost: list[tuple[list[str], list[str]]],
 ) -> None:
-    """Ask for 1-4 adjacent seats at random until the show has no seats left."""
+    """Ask for 1-4 adjacent seats at random until the show has no seats left (or this fan
+    holds its share: 64 fans x 10 is more than the 500 seats, so the show still sells out)."""
     rng = random.Random(seed)
+    mine = 0
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60) as http:
-        while True:
+        # Each round wins a seat or ends: more rounds than seats means the show never sold out.
+        for _ in range(ROWS * SEATS_PER_ROW + 1):
+            if mine >= TICKETS_PER_CUSTOMER:
+                return
             row, first = rng.randint(1, ROWS), rng.randint(1, SEATS_PER_ROW)
-            n = rng.randint(1, 4)
+            n = min(rng.randint(1, 4), TICKETS_PER_CUSTOMER - mine)
             seats = [f"A-{row}-{s}" for s in range(first, min(first + n, SEATS_PER_ROW + 1))]
             r = await http.post("/bookings", json={"show_id": show_id, "seats": seats})
             if r.status_code == 201:
                 won[r.json()["booking_id"]] = r.json()["seats"]
+                mine += len(r.json()["seats"])
                 continue
             assert r.status_code == 409, r.text
+            assert r.json()["type"].endswith("/seats-unavailable"), r.text
             lost.append((seats, r.json()["seats"]))
             # Then try best-available once: a 409 "not enough tickets" means sold out.
             r = await http.post("/bookings", json={"show_id": show_id, "quantity": 1})
             if r.status_code == 201:
                 won[r.json()["booking_id"]] = r.json()["seats"]
+                mine += 1
                 continue
             assert r.status_code == 409, r.text
-            assert r.json()["type"].endswith("/not-enough-tickets")
+            assert r.json()["type"].endswith("/not-enough-tickets"), r.text
             return
+    raise AssertionError(f"fan {seed}: the show was not sold out after {ROWS * SEATS_PER_ROW} wins")
 
 
 async def on_sale(base_url: str, customers: list[dict[str, str]], show_id: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[tuple[Api, Co
 def test_a_rebuild_during_reads_and_writes_never_fails_a_read_or_goes_backwards(system):
     api, container = system
     show = api.new_show(rows=10, seats_per_row=10, general=200)
-    customers = [api.new_customer() for _ in range(2)]
+    # enough customers that 150 one-ticket holds stay within each one's cap on the show
+    customers = [api.new_customer() for _ in range(16)]
     done = threading.Event()
     failures: list[str] = []
     seen: list[list[tuple[int, int]]] = [[] for _ in range(READERS)]
@@ -88,16 +90,17 @@ def test_a_rebuild_during_reads_and_writes_never_fails_a_read_or_goes_backwards(
                     failures.append(f"GET own booking: {r.status_code} {r.text}")
                 n += 1
 
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(READERS)]
-    threads.append(threading.Thread(target=writer))
-    for thread in threads:
-        thread.start()
-    try:
-        reports = [Rebuild(container.store, page_size=250).run() for _ in range(3)]
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join(30)
+    # Futures, not bare threads: an assertion or error in a reader or the writer is raised
+    # here by .result() and fails the test instead of dying with its thread.
+    with ThreadPoolExecutor(READERS + 1) as pool:
+        running = [pool.submit(reader, i) for i in range(READERS)]
+        running.append(pool.submit(writer))
+        try:
+            reports = [Rebuild(container.store, page_size=250).run() for _ in range(3)]
+        finally:
+            done.set()
+        for each in running:
+            each.result(timeout=60)
 
     assert not failures, failures[:3]
     assert all(report.replayed > 0 for report in reports)

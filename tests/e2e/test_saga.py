@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.booking import CANCELLED, CONFIRMED, EXPIRED, PAYMENT_REQUESTED, REFUNDED
+from domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, PAYMENT_REQUESTED, REFUNDED
 from infra.embedded import Mailbox, StackEndpoints
 from tests.e2e.saga_support import (
     DECLINED,
@@ -29,6 +29,7 @@ from tests.e2e.saga_support import (
     stripe_client,
     stripe_event_for,
     topic_events,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -148,6 +149,14 @@ def test_someone_else_cannot_pay_for_a_booking(system: SagaSystem):
         headers={"Authorization": other["Authorization"]},
     )
     assert r.status_code == 403, r.text
+    # ...and nothing was charged: the booking is unpaid, its seat unsold, no intent succeeded
+    booking = system.booking(held["booking_id"])
+    assert booking.status in {HELD, PAYMENT_REQUESTED} and booking.paid_cents == 0
+    claim = system.inventory(show_id).claim_of(booking.id)
+    assert claim is not None and claim["sold"] is False
+    intents = intents_of(stripe_client(system.endpoints), [held["booking_id"]])[held["booking_id"]]
+    assert [i.status for i in intents if i.status == "succeeded"] == []
+    assert sum(i.to_dict().get("amount_received") or 0 for i in intents) == 0
 
 
 def test_an_unpaid_hold_expires_and_frees_its_seats(system: SagaSystem, mailbox: Mailbox):
@@ -270,11 +279,14 @@ def test_cancelling_a_confirmed_booking_refunds_it_and_tells_the_customer(
 
 
 def test_a_paid_booking_cannot_be_cancelled_once_the_show_started(system: SagaSystem):
+    """By its customer (an admin still can: tests/security/test_started_shows.py)."""
     api = system.api
-    show_id = show_starting(api, datetime.now(UTC) - timedelta(minutes=5))
+    starts_at = datetime.now(UTC) + timedelta(seconds=10)  # shows start in the future
+    show_id = show_starting(api, starts_at)
     fan = api.new_customer()
     held = book(api, fan, show_id, seats=["A-1-1"], payment_method=VISA)
     system.wait_for_status(held["booking_id"], {CONFIRMED}, timeout=5)
+    wait_until(lambda: datetime.now(UTC) > starts_at, 30, "the show's start")
 
     r = api.http.post(
         f"/bookings/{held['booking_id']}/cancel", headers={"Authorization": fan["Authorization"]}

@@ -187,7 +187,9 @@ async def _placing_and_killing(
     started = time.monotonic()
     before = system.store.head_position()
     placing = asyncio.create_task(place_all(plan, lambda b: system.booking(b).status))
+    deadline = time.monotonic() + 60
     while not _saga_busy(system, before):
+        assert time.monotonic() < deadline, "the saga never got busy within 60 s"
         await asyncio.sleep(0.02)
     await asyncio.sleep(rng.uniform(0.0, 1.5))
     worker.kill()

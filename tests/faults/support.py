@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -48,6 +50,18 @@ def own_stack(**servers: bool) -> Iterator[EmbeddedStack]:
     finally:
         stack.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# --- randomness ---------------------------------------------------------------------------------
+
+
+def seeded_random() -> random.Random:
+    """The random moments of a fault test, from a seed it prints (shown with a failure):
+    ``TICKETBLITZ_TEST_SEED=<seed>`` replays the same choices."""
+    given = os.environ.get("TICKETBLITZ_TEST_SEED")
+    seed = int(given) if given else random.SystemRandom().randrange(1_000_000_000)
+    print(f"random seed {seed} (replay with TICKETBLITZ_TEST_SEED={seed})")
+    return random.Random(seed)
 
 
 # --- problem+json ------------------------------------------------------------------------------
@@ -168,8 +182,14 @@ def topic_records(bootstrap: str, topic: str) -> list[ConsumerRecord]:
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         found: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 120
         while batches := consumer.poll(timeout_ms=500):
             found += [record for records in batches.values() for record in records]
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"timed out after 120 s reading {topic}: records kept coming "
+                    f"({len(found)} so far)"
+                )
         return found
     finally:
         consumer.close()

@@ -55,6 +55,7 @@ from tests.faults.support import (
     group_lag,
     published_events,
     run_cli,
+    seeded_random,
 )
 from tests.integration.projection_support import snapshot
 
@@ -97,9 +98,7 @@ def followers(system: SagaSystem, stack_dir: Path) -> Iterator[dict[str, CliProc
 def test_followers_killed_at_random_end_in_the_state_the_log_dictates(
     system: SagaSystem, followers: dict[str, CliProcess], mailbox: Mailbox
 ):
-    seed = random.randrange(1_000_000)
-    print(f"seed {seed}")
-    rng = random.Random(seed)
+    rng = seeded_random()
     api = system.api
     rows = BOOKINGS // SEATS_PER_ROW
     show_id = show_starting(api, in_days(30), seats=SEATS_PER_ROW, rows=rows)

@@ -43,6 +43,7 @@ PAUSE = 0.1  # between one fan's requests
 ANSWER_WITHIN = 30.0  # seconds: an answer later than that is a hang (the client gives up)
 COMMAND_TIMEOUT = 2.0  # seconds a booking may wait for its commit before a 503
 BOOKING_OK, QUERY_OK = 201, 200
+STORM_WITHIN = 120.0  # seconds for the whole storm: outage, recovery, a booking by each fan
 
 
 @dataclass
@@ -114,6 +115,8 @@ async def fan(http: httpx.AsyncClient, auth: str, show_id: str, outage: Outage) 
                 if outage.over and outage.first_booking_after is None:
                     outage.first_booking_after = time.monotonic() - outage.back_at
                 break
+            # only a 503 is retried: anything else would be retried in vain until the deadline
+            assert r.status_code == 503, r.text
             await asyncio.sleep(PAUSE)
         await asyncio.sleep(PAUSE)
     return held
@@ -156,9 +159,16 @@ async def storm(system: System, show_id: str, fans: list[str], outage: Outage) -
         readers = [asyncio.create_task(reader(http, auth, outage, done)) for auth in fans]
         try:
             booked = asyncio.gather(*(fan(http, auth, show_id, outage) for auth in fans))
-            _, held = await asyncio.wait_for(
-                asyncio.gather(postgres_outage(system.stack, outage), booked), 120
-            )
+            try:
+                _, held = await asyncio.wait_for(
+                    asyncio.gather(postgres_outage(system.stack, outage), booked), STORM_WITHIN
+                )
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out after {STORM_WITHIN} s waiting for every fan to book once after "
+                    f"the outage (outage over: {outage.over}; command answers by status: "
+                    f"{_by_status(outage.answers['command'])})"
+                ) from None
         finally:
             done.set()
             await asyncio.gather(*readers)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from domain.inventory import SeatInventory
 from infra.bootstrap import Container
 from infra.http_server import free_port
 from tests.conftest import TEST_JWT_SECRET
+from tests.faults.support import seeded_random
 
 pytestmark = pytest.mark.integration
 
@@ -110,13 +110,14 @@ def test_killed_mid_storm_every_fan_ends_with_exactly_one_booking(container: Con
         token = container.tokens.issue(registered.account_id, "customer")
         fans.append((registered.account_id, token, uuid4().hex))
 
+    rng = seeded_random()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     first = start_write_api(container, port)
 
     async def storm() -> list[httpx.Response]:
         tasks = [asyncio.create_task(fan(base, token, str(show_id), key)) for _, token, key in fans]
-        await asyncio.sleep(random.uniform(0.05, 0.4))
+        await asyncio.sleep(rng.uniform(0.05, 0.4))
         first.send_signal(signal.SIGKILL)  # mid-storm, no goodbye
         first.wait(timeout=10)
         second = await asyncio.to_thread(start_write_api, container, port)

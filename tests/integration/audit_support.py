@@ -137,10 +137,16 @@ def build_history(container: Container, database_url: str) -> History:
         history.customers[name] = customer
         return placed.booking_id
 
-    def pay(name: str) -> None:
+    def request(name: str) -> str:
+        """The booking's own intent, recorded (a no-op once the booking has one, or ended)."""
         booking = history.bookings[name]
         intent = f"pi_{booking.hex[:12]}"
         payments.request_payment(RequestPayment(booking_id=booking, payment_intent_id=intent))
+        return intent
+
+    def pay(name: str) -> None:
+        booking = history.bookings[name]
+        intent = request(name)
         amount = container.store.get(booking, Booking).amount_cents
         payments.record_payment(
             RecordPayment(booking_id=booking, payment_intent_id=intent, amount_cents=amount)
@@ -176,8 +182,9 @@ def build_history(container: Container, database_url: str) -> History:
     ).result(timeout=10)
     refund("refunded")
     hold("late", seats=["A-4-1"])
+    request("late")
     expire("late")
-    pay("late")  # after the expiry: kept as a late payment, then given back
+    pay("late")  # its own intent, after the expiry: kept as a late payment, then given back
     refund("late")
     hold("declined", seats=["A-5-1"])
     refused_append(container, history.bookings["declined"])

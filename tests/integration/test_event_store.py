@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from uuid import uuid4
+from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 
 from commands.errors import NotFoundError, VersionConflictError
 from domain.account import Account
 from domain.booking import Booking
 from infra.embedded import StackEndpoints
-from infra.event_store import PostgresEventStore
+from infra.event_store import PostgresEventStore, advisory_key
+from tests.e2e.saga_support import wait_until
 from tests.unit.factories import a_booking
 
 pytestmark = pytest.mark.integration
@@ -66,19 +68,52 @@ def test_a_large_group_commit_is_one_transaction_and_returns(store: PostgresEven
     assert store.get(bookings[-1].id, Booking).seats == bookings[-1].seats
 
 
-def test_the_show_lock_excludes_a_second_holder(store: PostgresEventStore):
+def advisory_lock_sessions(database_url: str, show_id: UUID) -> dict[bool, int]:
+    """How many sessions hold (True) and wait for (False) the show's advisory lock, as
+    PostgreSQL itself reports it (pg_locks splits a bigint key into two 32-bit oids)."""
+    key = advisory_key(show_id) & 0xFFFF_FFFF_FFFF_FFFF
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT l.granted, count(*) FROM pg_locks l"
+            " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s"
+            " AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database())"
+            " AND (l.granted OR a.wait_event_type = 'Lock')"
+            " GROUP BY l.granted",
+            (key >> 32, key & 0xFFFF_FFFF),
+        ).fetchall()
+    return {bool(granted): int(n) for granted, n in rows}
+
+
+def test_the_show_lock_excludes_a_second_holder(
+    store: PostgresEventStore, endpoints: StackEndpoints
+):
+    """A second writer (another pool, as another process would be) blocks in PostgreSQL
+    until the first releases the show's lock; then it gets it."""
+    assert endpoints.database_url is not None
+    url = endpoints.database_url
     show_id = uuid4()
     order: list[str] = []
+    other_process = PostgresEventStore(url, pool_size=1)
 
     def second_writer() -> None:
-        with store.show_lock(show_id):
+        with other_process.show_lock(show_id):
             order.append("second")
 
-    pool = ThreadPoolExecutor(1)
-    with store.show_lock(show_id):
-        waiting = pool.submit(second_writer)
-        assert not waiting.done()
-        order.append("first")
-    waiting.result(timeout=10)
-    pool.shutdown()
-    assert order == ["first", "second"]
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            with store.show_lock(show_id):
+                waiting = pool.submit(second_writer)
+                wait_until(
+                    lambda: advisory_lock_sessions(url, show_id) == {True: 1, False: 1},
+                    20,
+                    "one session holding and one waiting for the show's advisory lock",
+                )
+                assert not waiting.done() and order == []  # it waits in PostgreSQL
+                order.append("first")
+            waiting.result(timeout=20)
+        assert order == ["first", "second"]
+        assert advisory_lock_sessions(url, show_id) == {}  # both released it
+    finally:
+        other_process.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -52,12 +53,19 @@ class Broker:
         argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
         with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
         while True:  # ready once it answers a metadata request
             try:
                 KafkaAdminClient(bootstrap_servers=self.bootstrap).close()
                 return
-            except Exception:
+            except Exception as error:
                 assert self._process.poll() is None, self._log_path.read_text()
+                if time.monotonic() >= deadline:
+                    raise AssertionError(
+                        f"timed out after 60 s waiting for the broker on {self.bootstrap} to "
+                        f"answer a metadata request (last error: {error!r})"
+                    ) from error
+                time.sleep(0.1)
 
     def stop(self) -> None:
         if self._process is not None:

@@ -200,8 +200,11 @@ def test_a_consumer_stopped_midway_resumes_at_its_stored_offsets(system: RecSyst
 
     with system.consumer(max_records=3).session() as first:
         applied_first = 0
-        while not applied_first:
+        for _ in range(100):  # each step polls up to 1 s: a deadline of about 100 s
             applied_first = first.step(1000)
+            if applied_first:
+                break
+        assert applied_first, "the consumer applied nothing in 100 steps"
     stored = system.sql(f"SELECT sum(next_offset) FROM {SCHEMA}.consumer_offsets")[0][0]
     applied_second = system.consumer().catch_up()
 

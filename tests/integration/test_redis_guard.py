@@ -7,6 +7,7 @@ from uuid import uuid4
 import pytest
 
 from infra.embedded import StackEndpoints
+from infra.http_server import free_port
 from infra.redis_guard import IdempotencyRecords, RateLimiter, StoredResponse, connect_redis
 
 pytestmark = pytest.mark.integration
@@ -36,3 +37,42 @@ def test_an_idempotent_answer_is_kept_once(endpoints: StackEndpoints):
     records.remember(key, StoredResponse("f1", 201, {"booking_id": "b1"}))
     records.remember(key, StoredResponse("f2", 201, {"booking_id": "b2"}))  # first one wins
     assert records.find(key) == StoredResponse("f1", 201, {"booking_id": "b1"})
+
+
+def test_a_token_given_back_can_be_taken_again_and_a_reset_refills(endpoints: StackEndpoints):
+    assert endpoints.redis_url is not None
+    limiter = RateLimiter(connect_redis(endpoints.redis_url))
+    bucket = f"login-pair:{uuid4().hex}"
+    assert [limiter.take(bucket, 2, 3600), limiter.take(bucket, 2, 3600)] == [None, None]
+    wait = limiter.take(bucket, 2, 3600)
+    assert wait is not None and 0 < wait <= 1800  # one token every half hour
+    limiter.give_back(bucket, 2)
+    assert limiter.take(bucket, 2, 3600) is None
+    assert limiter.take(bucket, 2, 3600) is not None
+    limiter.reset(bucket)
+    assert [limiter.take(bucket, 2, 3600), limiter.take(bucket, 2, 3600)] == [None, None]
+
+
+def test_known_login_addresses_are_shared_by_api_processes(endpoints: StackEndpoints):
+    assert endpoints.redis_url is not None
+    one = RateLimiter(connect_redis(endpoints.redis_url))
+    other = RateLimiter(connect_redis(endpoints.redis_url))
+    account = uuid4().hex
+    assert not other.is_known_address(account, "198.51.100.7")
+    one.remember_address(account, "198.51.100.7", ttl_seconds=3600)
+    assert other.is_known_address(account, "198.51.100.7")
+    assert not other.is_known_address(account, "198.51.100.8")
+    assert not other.is_known_address(uuid4().hex, "198.51.100.7")
+
+
+def test_known_addresses_and_limits_fall_back_to_this_process_without_redis():
+    dead = RateLimiter(connect_redis(f"redis://127.0.0.1:{free_port()}/0"))
+    account = uuid4().hex
+    dead.remember_address(account, "198.51.100.7", ttl_seconds=3600)
+    assert dead.is_known_address(account, "198.51.100.7")
+    assert not dead.is_known_address(account, "198.51.100.8")
+    bucket = f"login-account:{account}"
+    assert dead.take(bucket, 1, 3600) is None
+    assert dead.take(bucket, 1, 3600) is not None
+    dead.give_back(bucket, 1)
+    assert dead.take(bucket, 1, 3600) is None

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.application import Application
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import StoredEvent
 
 from domain.errors import (
     CapacityExceededError,
+    CustomerTicketLimitError,
     HoldNotFoundError,
     LapsedHoldLimitError,
     SaleNotOpenError,
@@ -17,21 +22,33 @@ from domain.errors import (
     UnknownSeatsError,
     UnknownSectionError,
 )
-from domain.inventory import MAX_TICKETS_PER_BOOKING, LapsedHoldLimit, SeatInventory
+from domain.inventory import (
+    DEFAULT_TICKETS_PER_CUSTOMER,
+    MAX_TICKETS_PER_BOOKING,
+    LapsedHoldLimit,
+    SeatInventory,
+)
 from tests.unit.factories import (
     FLOOR_CENTS,
     HOLD_UNTIL,
     STD_CENTS,
     T0,
+    a_seat_map,
     an_inventory,
     event_names,
     general,
     new_events,
     place_hold,
+    price_tiers,
     replay,
     seated,
     state_of,
 )
+
+
+class BoxOffice(Application[UUID]):
+    name = "InventoryUpcastingBoxOffice"
+
 
 # --- the seat map ---
 
@@ -90,6 +107,43 @@ def test_a_reopened_sale_takes_holds_again():
     booking_id = place_hold(inventory, ["A-1-1"])
 
     assert inventory.claim_of(booking_id) is not None
+
+
+def test_no_hold_once_the_show_started_even_while_on_sale():
+    """Given an inventory on sale for a show starting at T0;
+    when a customer holds at T0 or later; then it is refused, and nothing is recorded."""
+    inventory = an_inventory_capped(starts_at=T0)
+    new_events(inventory)
+
+    for now in (T0, T0 + timedelta(hours=2)):
+        with pytest.raises(SaleNotOpenError) as error:
+            place_hold(inventory, ["A-1-1"], now=now)
+        assert "started" in str(error.value)
+        with pytest.raises(SaleNotOpenError):
+            inventory.check_open(now)
+
+    assert new_events(inventory) == []
+    assert inventory.has_started(T0) and not inventory.has_started(T0 - timedelta(seconds=1))
+    booking_id = place_hold(inventory, ["A-1-1"], now=T0 - timedelta(seconds=1))
+    assert inventory.claim_of(booking_id) is not None
+
+
+def test_an_inventory_that_does_not_know_the_start_is_told_it():
+    """Inventories created before they recorded the show's start: the caller passes it."""
+    inventory = an_inventory()  # no start recorded
+    late = T0 + timedelta(minutes=1)
+
+    customer_id = uuid4()
+
+    def hold_at(now: datetime) -> None:
+        inventory.hold(uuid4(), customer_id, ["A-1-1"], {}, HOLD_UNTIL, now=now, show_starts_at=T0)
+
+    assert not inventory.has_started(late)  # unknown start
+    assert inventory.has_started(late, show_starts_at=T0)
+    with pytest.raises(SaleNotOpenError):
+        hold_at(late)
+    hold_at(T0 - timedelta(minutes=1))
+    assert inventory.tickets_of(customer_id) == 1
 
 
 def test_opening_or_closing_twice_records_one_event_each():
@@ -239,41 +293,186 @@ def test_the_same_seat_twice_in_one_request_is_refused():
     assert inventory.is_free("A-1-1")
 
 
-# --- per-customer limit ---
+# --- fair share: the cap per customer ---
 
 
-def test_a_customer_limit_counts_tickets_across_bookings():
+def an_inventory_capped(
+    cap: int = DEFAULT_TICKETS_PER_CUSTOMER, starts_at: datetime | None = None
+) -> SeatInventory:
+    """On sale; A: three rows of ten seats, GA: twenty tickets; `cap` tickets per customer."""
+    inventory = SeatInventory(
+        inventory_id=uuid4(),
+        show_id=uuid4(),
+        currency="EUR",
+        price_tiers=price_tiers(),
+        sections=a_seat_map(),
+        starts_at=starts_at,
+        max_tickets_per_customer=cap,
+    )
+    inventory.open_sale()
+    return inventory
+
+
+def test_by_default_a_customer_holds_at_most_ten_tickets_of_a_show_across_bookings():
+    """Given a customer's hold of ten tickets (as events, replayed);
+    when the customer holds one more;
+    then the hold is refused with nothing left to hold, and nothing is recorded."""
+    inventory = an_inventory()
+    customer_id = uuid4()
+    place_hold(inventory, ["A-1-1", "A-1-2", "A-1-3", "A-1-4"], {"GA": 6}, customer_id=customer_id)
+    inventory = replay(new_events(inventory))
+
+    with pytest.raises(CustomerTicketLimitError) as error:
+        place_hold(inventory, [], {"GA": 1}, customer_id=customer_id)
+
+    assert (error.value.limit, error.value.already, error.value.requested) == (10, 10, 1)
+    assert error.value.remaining == 0
+    assert new_events(inventory) == []
+    assert inventory.tickets_of(customer_id) == 10
+
+
+def test_a_show_s_own_cap_counts_tickets_across_bookings_and_tells_what_is_left():
+    inventory = an_inventory_capped(cap=4)
+    customer_id = uuid4()
+    place_hold(inventory, ["A-1-1", "A-1-2", "A-1-3"], customer_id=customer_id)
+
+    with pytest.raises(CustomerTicketLimitError) as error:
+        place_hold(inventory, [], {"GA": 2}, customer_id=customer_id)
+
+    assert (error.value.limit, error.value.remaining) == (4, 1)
+    place_hold(inventory, [], {"GA": 1}, customer_id=customer_id)
+    assert inventory.tickets_of(customer_id) == 4
+
+
+def test_the_cap_per_customer_is_not_the_size_of_one_booking():
+    """Eleven tickets in one booking break the booking's limit (422), not the customer's."""
+    inventory = an_inventory_capped(cap=50)
+
+    with pytest.raises(TicketLimitError):
+        place_hold(inventory, ["A-1-1"], {"GA": 10})
+
+
+def test_an_operator_ceiling_lower_than_the_show_s_cap_applies():
     inventory = an_inventory()
     customer_id = uuid4()
     place_hold(inventory, ["A-1-1", "A-1-2", "A-1-3", "A-1-4"], customer_id=customer_id)
 
-    with pytest.raises(TicketLimitError) as error:
+    with pytest.raises(CustomerTicketLimitError) as error:
         place_hold(inventory, [], {"GA": 3}, customer_id=customer_id, customer_limit=6)
 
-    assert (error.value.requested, error.value.limit) == (7, 6)
+    assert (error.value.limit, error.value.remaining) == (6, 2)
     place_hold(inventory, [], {"GA": 2}, customer_id=customer_id, customer_limit=6)
 
 
-def test_a_customer_limit_does_not_count_other_customers():
-    inventory = an_inventory()
+def test_the_cap_does_not_count_other_customers():
+    inventory = an_inventory_capped(cap=6)
     place_hold(inventory, ["A-1-1", "A-1-2", "A-1-3", "A-1-4"])
 
-    booking_id = place_hold(inventory, [], {"GA": 6}, customer_limit=6)
+    booking_id = place_hold(inventory, [], {"GA": 6})
 
     assert inventory.claim_of(booking_id) is not None
 
 
-def test_sold_tickets_count_towards_the_customer_limit_and_released_ones_do_not():
-    inventory = an_inventory()
+@pytest.mark.parametrize("reason", ["hold expired", "cancelled by the customer", "refunded"])
+def test_sold_tickets_count_towards_the_cap_and_released_ones_are_given_back(reason):
+    inventory = an_inventory_capped(cap=4)
     customer_id = uuid4()
     sold = place_hold(inventory, ["A-1-1", "A-1-2"], customer_id=customer_id)
     inventory.sell(sold)
     released = place_hold(inventory, ["A-1-3", "A-1-4"], customer_id=customer_id)
-    inventory.release(released, reason="expired")
 
-    with pytest.raises(TicketLimitError):
-        place_hold(inventory, [], {"GA": 3}, customer_id=customer_id, customer_limit=4)
-    place_hold(inventory, [], {"GA": 2}, customer_id=customer_id, customer_limit=4)
+    with pytest.raises(CustomerTicketLimitError):
+        place_hold(inventory, [], {"GA": 1}, customer_id=customer_id)
+    inventory.release(released, reason=reason, at=T0)
+    with pytest.raises(CustomerTicketLimitError):
+        place_hold(inventory, [], {"GA": 3}, customer_id=customer_id)
+    place_hold(inventory, [], {"GA": 2}, customer_id=customer_id)
+    assert inventory.tickets_of(customer_id) == 4
+
+
+def test_releasing_everything_gives_the_whole_allowance_back():
+    inventory = an_inventory()
+    customer_id = uuid4()
+    bought = place_hold(inventory, ["A-1-1", "A-1-2"], {"GA": 8}, customer_id=customer_id)
+    inventory.sell(bought)
+
+    inventory.release(bought, reason="refunded")
+
+    assert inventory.tickets_of(customer_id) == 0
+    assert customer_id.hex not in inventory.customer_tickets  # snapshots stay small
+    place_hold(inventory, [], {"GA": 10}, customer_id=customer_id)
+
+
+def test_holds_decided_one_after_another_in_one_batch_never_pass_the_cap():
+    """A batch decides every command against the same inventory before one commit: each hold
+    sees the ones decided before it, so fifty requests of ten tickets by one customer get ten."""
+    inventory = an_inventory_capped(cap=10, starts_at=T0 + timedelta(days=1))
+    customer_id = uuid4()
+    refused = 0
+    for _ in range(50):
+        try:
+            seats, general = inventory.choose_best_available(10)
+            place_hold(inventory, seats, general, customer_id=customer_id)
+        except CustomerTicketLimitError as error:
+            assert error.remaining == 0
+            refused += 1
+
+    assert refused == 49
+    assert inventory.tickets_of(customer_id) == 10
+    assert inventory.free_count() == 30 + 20 - 10
+    rebuilt = replay(new_events(inventory))
+    assert (rebuilt.claims, rebuilt.customer_tickets) == (
+        inventory.claims,
+        inventory.customer_tickets,
+    )
+
+
+def test_an_inventory_created_before_caps_existed_has_the_default_cap():
+    """Given a Created event stored as version 1 (no start, no cap), read back and replayed;
+    when a customer of ten tickets holds one more; then it is refused at the default cap."""
+    inventory = an_inventory()
+    customer_id = uuid4()
+    place_hold(inventory, [], {"GA": 10}, customer_id=customer_id)
+    mapper = BoxOffice(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
+    stored = [mapper.to_stored_event(e) for e in new_events(inventory)]
+    state = json.loads(stored[0].state)
+    assert state["class_version"] == 2
+    del state["class_version"], state["starts_at"], state["max_tickets_per_customer"]
+    stored[0] = StoredEvent(
+        stored[0].originator_id,
+        stored[0].originator_version,
+        stored[0].topic,
+        json.dumps(state).encode(),
+    )
+
+    rebuilt: SeatInventory = replay([mapper.to_domain_event(s) for s in stored])
+
+    assert (rebuilt.customer_limit, rebuilt.starts_at) == (DEFAULT_TICKETS_PER_CUSTOMER, None)
+    with pytest.raises(CustomerTicketLimitError):
+        place_hold(rebuilt, ["A-1-1"], customer_id=customer_id)
+
+
+def test_an_inventory_restored_from_a_snapshot_without_a_cap_gets_the_default():
+    inventory = an_inventory_capped(cap=3, starts_at=T0 + timedelta(days=1))
+    snapshot = Snapshot.take(inventory)
+    old_state = {
+        k: v
+        for k, v in snapshot.state.items()
+        if k not in ("class_version", "starts_at", "customer_limit")
+    }
+    old = Snapshot(
+        originator_id=snapshot.originator_id,
+        originator_version=snapshot.originator_version,
+        timestamp=snapshot.timestamp,
+        topic=snapshot.topic,
+        state=old_state,
+    )
+
+    restored = old.mutate(None)
+
+    assert isinstance(restored, SeatInventory)
+    assert (restored.customer_limit, restored.starts_at) == (DEFAULT_TICKETS_PER_CUSTOMER, None)
+    assert Snapshot.take(inventory).state["customer_limit"] == 3
 
 
 # --- holds that lapse and are taken again ---

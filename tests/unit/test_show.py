@@ -1,13 +1,20 @@
-"""Show: scheduling a sellable show, then opening, closing, reopening and cancelling its sale."""
+"""Show: scheduling a sellable show (starting in the future, with a cap per customer), then
+opening, closing, reopening and cancelling its sale."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
+from eventsourcing.application import Application
+from eventsourcing.persistence import StoredEvent
 
 from domain.errors import InvalidShowError, ShowStatusError
+from domain.inventory import DEFAULT_TICKETS_PER_CUSTOMER
 from domain.seatmap import MAX_SEATS_PER_SHOW
 from domain.show import CANCELLED, ON_SALE, SALE_CLOSED, SCHEDULED, Show
 from tests.unit.factories import (
@@ -34,6 +41,22 @@ def test_scheduling_a_show_records_scheduled_with_its_seat_map():
     [scheduled] = new_events(show)
     assert type(scheduled).__qualname__ == "Show.Scheduled"
     assert scheduled.title == "Night Owls Live"
+    assert scheduled.max_tickets_per_customer == DEFAULT_TICKETS_PER_CUSTOMER == 10
+
+
+def test_a_show_is_scheduled_with_its_own_cap_per_customer():
+    show = a_show(max_tickets_per_customer=4, now=T0)
+
+    [scheduled] = new_events(show)
+    assert scheduled.max_tickets_per_customer == show.max_tickets_per_customer == 4
+
+
+def test_a_show_starting_after_now_can_be_scheduled():
+    args = show_args()
+
+    show = Show.schedule(**args, now=args["starts_at"] - timedelta(seconds=1))
+
+    assert show.starts_at == args["starts_at"]
 
 
 def _without_rows(args: dict[str, Any]) -> None:
@@ -65,6 +88,9 @@ def _set_row_label(label: str) -> Callable[[dict[str, Any]], None]:
 INVALID_SHOWS: dict[str, Callable[[dict[str, Any]], None]] = {
     "blank title": lambda a: a.update(title="   "),
     "naive start time": lambda a: a.update(starts_at=T0.replace(tzinfo=None)),
+    "start in the past": lambda a: a.update(now=a["starts_at"] + timedelta(days=2000)),
+    "start right now": lambda a: a.update(now=a["starts_at"]),
+    "no ticket per customer": lambda a: a.update(max_tickets_per_customer=0),
     "no price tiers": lambda a: a.update(price_tiers={}),
     "negative price": lambda a: a["price_tiers"].update(STD=-1),
     "bad price tier code": lambda a: a["price_tiers"].update({"S TD": 1}),
@@ -205,3 +231,29 @@ def test_replaying_a_shows_events_rebuilds_the_show():
     assert rebuilt.status == CANCELLED
     assert rebuilt.cancellation_reason == "tour called off"
     assert rebuilt.version == show.version
+
+
+class BoxOffice(Application[UUID]):
+    name = "ShowUpcastingBoxOffice"
+
+
+def test_a_scheduled_event_stored_before_caps_existed_is_read_with_the_default_cap():
+    """Given a Scheduled event stored as version 1 (no cap per customer);
+    when it is read back through the library's mapper (the PostgreSQL store's JSON);
+    then it has the default cap, and so has the show it rebuilds."""
+    show = a_show()
+    mapper = BoxOffice(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
+    stored = mapper.to_stored_event(new_events(show)[0])
+    state = json.loads(stored.state)
+    assert state["class_version"] == 2
+    del state["class_version"], state["max_tickets_per_customer"]
+    old = StoredEvent(
+        stored.originator_id, stored.originator_version, stored.topic, json.dumps(state).encode()
+    )
+
+    scheduled: Any = mapper.to_domain_event(old)
+    rebuilt = replay([scheduled])
+
+    assert scheduled.max_tickets_per_customer == DEFAULT_TICKETS_PER_CUSTOMER
+    assert rebuilt.max_tickets_per_customer == DEFAULT_TICKETS_PER_CUSTOMER
+    assert rebuilt.title == show.title

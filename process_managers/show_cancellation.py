@@ -1,0 +1,223 @@
+"""Show cancellation: when a show is cancelled, every booking of it that is not over yet is
+cancelled and its seats freed; the paid ones are then refunded in full by the payment saga.
+
+Design: the same outbox of tasks as the payment saga, fed from the log, never from a read model
+(which may lag behind the cancellation and miss the last bookings).
+
+- `ShowCancellationTasks` follows the log. In each page's transaction it keeps `show_bookings`
+  (show id, booking id) of the bookings that may still need undoing: a `Booking.Placed` adds its
+  row, a cancellation, decline or expiry removes it (such a booking is over: nothing to undo).
+  A `Show.Cancelled` arms a row of `show_cancellation_tasks`. Every hold of a show is decided by
+  the show's writer under the show's lock, and a cancelled show's sale is closed in the same
+  transaction as its cancellation, so every booking of the show was placed before
+  `Show.Cancelled` in the log: once the task is visible, so are all of its show's bookings.
+  (Rows of confirmed bookings stay while their show is not cancelled: one small row per sale.
+  A new deployment's follower starts at the log's beginning, so shows cancelled before this
+  process manager existed get their bookings cancelled and refunded too.)
+- `ShowCancellation` executes due tasks. A session advisory lock per show keeps two executors
+  (threads or processes) off the same show; a killed worker's lock vanishes with its
+  connection. A task takes its show's rows in batches of `batch` bookings and sends each batch
+  as one command (CancelShowBookings) through the show's writer: the bookings it finds held,
+  awaiting payment, paid or confirmed are cancelled with the reason `SHOW_CANCELLED` and their
+  seats released, in one transaction; others are left alone, so a batch redone after a crash
+  changes nothing. Only after the command committed does the task record its progress (the
+  last booking id done, in booking id order); it is deleted when no booking is left after
+  that. The executor never deletes rows of `show_bookings` (the follower does, as the
+  cancellations reach the log): two deleters of the same rows could deadlock. A failed
+  task is retried with backoff, its error kept in `last_error`.
+- The money: a cancelled booking with money on it is `refund_due`, which the payment saga
+  refunds once, with a Stripe idempotency key per booking. A payment that lands after the
+  cancellation is recorded as late and refunded the same way.
+- The customer hears of it once per booking: the notifier sends one "show cancelled" e-mail for
+  the booking's cancellation, which announces the refund; the refund of that money sends no
+  second e-mail (`process_managers/notifier.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from commands.bookings import BookingCommands
+from commands.models import CancelShowBookings
+from commands.payments import SHOW_CANCELLED as SHOW_CANCELLED
+from infra.event_store import PostgresEventStore
+from infra.log_follower import LoggedEvent
+from process_managers.scheduling import advisory_key, log_failure, retry_delay
+
+log = logging.getLogger(__name__)
+
+# SHOW_CANCELLED is the reason recorded on a booking cancelled because its show was cancelled,
+# here or by a payment that came too late (commands/payments.py); the integration events and
+# the notifier recognise such a booking by it (no customer can give a reason).
+
+TABLES_DDL = """
+CREATE TABLE IF NOT EXISTS show_bookings (
+    show_id uuid NOT NULL,
+    booking_id uuid NOT NULL,
+    PRIMARY KEY (show_id, booking_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS show_bookings_booking ON show_bookings (booking_id);
+CREATE TABLE IF NOT EXISTS show_cancellation_tasks (
+    show_id uuid PRIMARY KEY,
+    done_through uuid,
+    due_at timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text
+);
+CREATE INDEX IF NOT EXISTS show_cancellation_tasks_due ON show_cancellation_tasks (due_at)
+"""
+
+# After these a booking is over: a show's cancellation has nothing left to undo in it (money
+# that still arrives is refunded by the payment saga).
+OVER = frozenset({"Booking.Cancelled", "Booking.PaymentFailed", "Booking.Expired"})
+
+
+class ShowCancellationTasks:
+    """PageHandler: the bookings of each show that are not over, and a task per cancelled show."""
+
+    name = "show-cancellation"
+
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(TABLES_DDL)
+
+    def handle(self, conn: psycopg.Connection[Any], page: Sequence[LoggedEvent]) -> None:
+        live: dict[UUID, UUID | None] = {}  # booking -> its show while not over, else None
+        cancelled: list[UUID] = []
+        for logged in page:
+            name = logged.type_name
+            if name == "Booking.Placed":
+                live[logged.event.originator_id] = logged.event.show_id
+            elif name in OVER:
+                live[logged.event.originator_id] = None
+            elif name == "Show.Cancelled":
+                cancelled.append(logged.event.originator_id)
+        added = [(b, s) for b, s in live.items() if s is not None]
+        over = [b for b, s in live.items() if s is None]
+        if added:
+            conn.execute(
+                "INSERT INTO show_bookings (booking_id, show_id) "
+                "SELECT * FROM unnest(%s::uuid[], %s::uuid[]) ON CONFLICT DO NOTHING",
+                ([b for b, _ in added], [s for _, s in added]),
+            )
+        if over:
+            conn.execute("DELETE FROM show_bookings WHERE booking_id = ANY(%s)", (over,))
+        if cancelled:
+            conn.execute(
+                "INSERT INTO show_cancellation_tasks (show_id) SELECT unnest(%s::uuid[]) "
+                "ON CONFLICT (show_id) DO UPDATE SET due_at = now(), attempts = 0",
+                (cancelled,),
+            )
+
+
+class ShowCancellation:
+    """Executes due show-cancellation tasks: cancels the show's bookings batch by batch."""
+
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        bookings: BookingCommands,
+        poll_interval: float = 0.05,
+        command_timeout: float = 10.0,
+        batch: int = 100,
+    ) -> None:
+        self._store = store
+        self._bookings = bookings
+        self._poll = poll_interval
+        # A batch loads and changes `batch` bookings in one decision: give it more time than
+        # a customer's command.
+        self._timeout = max(command_timeout, 30.0)
+        self._batch = batch
+
+    def setup(self) -> None:
+        with self._store.connection() as conn:
+            ShowCancellationTasks().setup(conn)
+
+    def run(self, stop: threading.Event) -> None:
+        self.setup()
+        while not stop.is_set():
+            if not self.run_once(stop):
+                stop.wait(self._poll)
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Execute the tasks due now; returns how many shows were worked on."""
+        with self._store.connection() as conn:
+            due = conn.execute(
+                "SELECT show_id FROM show_cancellation_tasks WHERE due_at <= now() "
+                "ORDER BY due_at LIMIT 16"
+            ).fetchall()
+        worked = 0
+        for (show_id,) in due:
+            if stop is not None and stop.is_set():
+                break
+            worked += self._run_task(show_id, stop)
+        return worked
+
+    def _run_task(self, show_id: UUID, stop: threading.Event | None) -> bool:
+        key = advisory_key("show-cancellation", show_id)
+        with self._store.connection() as conn:
+            locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if not locked or not locked[0]:
+                return False  # another executor has this show
+            try:
+                return self._run_locked(conn, show_id, stop)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def _run_locked(
+        self, conn: psycopg.Connection[Any], show_id: UUID, stop: threading.Event | None
+    ) -> bool:
+        row = conn.execute(
+            "SELECT attempts FROM show_cancellation_tasks WHERE show_id = %s AND due_at <= now()",
+            (show_id,),
+        ).fetchone()
+        if row is None:
+            return False  # done meanwhile by another executor
+        try:
+            finished = self.cancel_bookings(conn, show_id, stop)
+        except Exception as error:  # a worker survives its tasks' failures: retried later
+            delay = retry_delay(row[0])
+            log_failure(log, f"cancelling the bookings of show {show_id}", error, delay)
+            conn.execute(
+                "UPDATE show_cancellation_tasks SET attempts = attempts + 1, last_error = %s, "
+                "due_at = now() + make_interval(secs => %s) WHERE show_id = %s",
+                (f"{type(error).__name__}: {error}"[:1000], delay, show_id),
+            )
+            return True
+        if finished:
+            conn.execute("DELETE FROM show_cancellation_tasks WHERE show_id = %s", (show_id,))
+        return True
+
+    def cancel_bookings(
+        self, conn: psycopg.Connection[Any], show_id: UUID, stop: threading.Event | None = None
+    ) -> bool:
+        """Cancel the show's remaining bookings batch by batch (idempotent: safe to repeat);
+        True once none is left, False if asked to stop first."""
+        cancelled = 0
+        while stop is None or not stop.is_set():
+            rows = conn.execute(
+                "SELECT b.booking_id FROM show_bookings b JOIN show_cancellation_tasks t "
+                "USING (show_id) WHERE b.show_id = %s "
+                "AND (t.done_through IS NULL OR b.booking_id > t.done_through) "
+                "ORDER BY b.booking_id LIMIT %s",
+                (show_id, self._batch),
+            ).fetchall()
+            if not rows:
+                log.info("show %s cancelled: %d bookings cancelled", show_id, cancelled)
+                return True
+            booking_ids = [r[0] for r in rows]
+            command = CancelShowBookings(
+                show_id=show_id, booking_ids=booking_ids, reason=SHOW_CANCELLED
+            )
+            cancelled += self._bookings.cancel_for_show(command).result(timeout=self._timeout)
+            # Only once they are cancelled: a crash before this line redoes a no-op batch.
+            conn.execute(
+                "UPDATE show_cancellation_tasks SET done_through = %s WHERE show_id = %s",
+                (booking_ids[-1], show_id),
+            )
+        return False

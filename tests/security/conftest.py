@@ -1,0 +1,6 @@
+"""Security tests reuse the end-to-end fixtures (real servers, the session container)."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import api, base_url, container  # noqa: F401  (fixtures)
+from tests.security.payment_support import payments_system  # noqa: F401  (signed webhooks)
