@@ -12,6 +12,8 @@ COPY process_managers ./process_managers
 COPY recommender ./recommender
 COPY infra ./infra
 COPY audit ./audit
+COPY http_shell ./http_shell
+COPY ticketblitz ./ticketblitz
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 ticketblitz
 USER ticketblitz

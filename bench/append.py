@@ -45,7 +45,7 @@ from bench.common import (
     write_results,
 )
 from domain.booking import Booking
-from infra.bootstrap import Container
+from http_shell.container import Container
 
 RAW_TABLE_SQL = """
 DROP TABLE IF EXISTS bench_raw_events;

@@ -53,7 +53,7 @@ from bench.mix import HELD, NOT_ENOUGH, SEATS_UNAVAILABLE, TICKET_LIMIT, Fan, Se
 from bench.profiling import PySpy, top_costs
 from commands.models import BookingRequest, PlaceHold
 from domain.errors import CapacityExceededError, CustomerTicketLimitError, SeatsUnavailableError
-from infra.bootstrap import Container
+from http_shell.container import Container
 
 TARGET_HOLDS = 10_000.0
 TARGET_RATIO = 8.0

@@ -32,9 +32,10 @@ from rich.console import Console
 from rich.table import Table
 
 from commands.models import OpenSale, PriceTier, RegisterAccount, Row, ScheduleShow, SeatedSection
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import EmbeddedStack, StackEndpoints
+from http_shell.container import Container
 from infra.settings import Settings
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import EmbeddedStack, StackEndpoints
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BENCH_JWT_SECRET = "bench-secret-long-enough-for-hs256-0123456789abcdef"

@@ -5,8 +5,8 @@ same framework and the same load generator, in the same run.
         [--baseline-pool 16] [--baseline-mode wait|skip-locked] [--client httpx|raw]
         [--ceiling] [--py-spy] [--what-if NAME]
 
-The real app (`infra.web.create_app` over `bootstrap(settings)`, embedded PostgreSQL 16 and Valkey,
-rate limits off) is served by uvicorn in this process; the seed-style app
+The real app (`ticketblitz.web.create_app` over `bootstrap(settings)`, embedded PostgreSQL 16
+and Valkey, rate limits off) is served by uvicorn in this process; the seed-style app
 (bench/baselines/seed_style.py) likewise on another port. The load generator is a separate
 process (bench/loadgen.py): `clients` asyncio + httpx clients, each with its own customer token,
 asking for 1-4 seats (half chosen, half best-available) until the show is sold out.
@@ -58,8 +58,8 @@ from bench.common import (
     write_results,
 )
 from bench.profiling import PySpy, top_costs
-from infra.http_server import BackgroundServer
-from infra.web import create_app
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
 
 TARGET_HOLDS = 2_000.0
 TARGET_P99_MS = 200.0

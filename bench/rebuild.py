@@ -31,7 +31,6 @@ from pydantic import SecretStr
 
 from bench.common import fresh_database
 from bench.workload import Workload
-from infra.bootstrap import bootstrap
 from infra.event_store import PostgresEventStore
 from infra.log_follower import PageReader, read_page
 from infra.settings import Settings
@@ -39,6 +38,7 @@ from projections.base import EventReader
 from projections.rebuild import Rebuild
 from projections.registry import projection_kinds
 from projections.runner import ProjectionRunners
+from ticketblitz.bootstrap import bootstrap
 
 
 @dataclass

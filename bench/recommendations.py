@@ -55,12 +55,12 @@ from bench.common import (
     print_table,
     write_results,
 )
-from infra.bootstrap import Container
-from infra.http_server import BackgroundServer
-from infra.web import create_app
+from http_shell.container import Container
 from recommender.embedder import OfflineEmbedder, ShowText, to_pgvector
 from recommender.projection import SCHEMA
 from recommender.queries import Recommender
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
 
 GENRES: dict[str, list[str]] = {
     "jazz": ["bebop", "swing", "saxophone", "trio", "quartet", "standards", "blues", "piano"],

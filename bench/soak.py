@@ -58,9 +58,9 @@ from bench.common import (
     show_start,
     write_results,
 )
-from infra.embedded import EmbeddedStack
-from infra.http_server import free_port
 from infra.payments import register_emulator_webhook
+from ticketblitz.embedded import EmbeddedStack
+from ticketblitz.http_server import free_port
 
 CLI = str(Path(sys.executable).parent / "ticketblitz")
 JWT_SECRET = "soak-secret-long-enough-for-hs256-0123456789abcdef"

@@ -34,13 +34,13 @@ from audit.revenue import SalesReadModel
 from audit.verify import verify
 from bench.common import fresh_database
 from bench.workload import Workload
-from infra.bootstrap import bootstrap
 from infra.decoding import Decoder, read_rows
 from infra.event_store import PostgresEventStore
 from infra.log_follower import read_page
 from infra.settings import Settings
 from projections.registry import SALES
 from projections.runner import ProjectionRunners
+from ticketblitz.bootstrap import bootstrap
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 what a proposed change to the write path would buy before anyone makes it. Nothing here edits
 the project's code; each experiment reaches into objects of this run (documented, reversible).
 
-- async-deps: FastAPI `dependency_overrides` with `async def` twins of infra.http_deps'
+- async-deps: FastAPI `dependency_overrides` with `async def` twins of http_shell.deps'
   `get_container`, `current_principal` and `require_customer` (same checks): no thread-pool hop
   per sync dependency.
 - no-body-middleware: drop the `@app.middleware("http")` body-size check (a BaseHTTPMiddleware,
@@ -23,9 +23,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from infra import http_deps as deps
-from infra.bootstrap import Container
-from infra.problems import ProblemError
+from http_shell import deps
+from http_shell.container import Container
+from http_shell.problems import ProblemError
 from infra.tokens import InvalidTokenError, Principal
 
 KNOWN = ("async-deps", "no-body-middleware", "no-snapshots", "uvicorn-standard", "snapshot-every-N")

@@ -36,8 +36,8 @@ from bench.common import (
     write_results,
 )
 from bench.onsale import run_loadgen, uvicorn_flavour
-from infra.http_server import KEEP_ALIVE_SECONDS, BackgroundServer
-from infra.web import create_app
+from ticketblitz.http_server import KEEP_ALIVE_SECONDS, BackgroundServer
+from ticketblitz.web import create_app
 
 
 class FlavourServer(BackgroundServer):

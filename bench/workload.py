@@ -35,7 +35,7 @@ from commands.models import (
     SeatedSection,
 )
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, PAID, PAYMENT_REQUESTED
-from infra.bootstrap import Container
+from http_shell.container import Container
 
 WORDS = [
     "jazz",

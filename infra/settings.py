@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     rate_limit_login_pair_per_minute: int = Field(default=5, ge=1)
     rate_limit_login_account_per_hour: int = Field(default=20, ge=1)
     login_known_address_days: float = Field(default=90.0, gt=0)
-    # Proxies whose X-Forwarded-For is believed (infra/http_deps.py), IPs or CIDRs,
+    # Proxies whose X-Forwarded-For is believed (http_shell/deps.py), IPs or CIDRs,
     # comma-separated in the environment. None by default: the client is the socket peer.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
 

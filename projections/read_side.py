@@ -3,7 +3,8 @@ of their own), their positions, the cache of hot reads, and the runners once sta
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -17,11 +18,27 @@ from projections.positions import PositionWatch, ProjectionStatus, projection_st
 from projections.queries import ReadModels
 from projections.registry import PROJECTIONS, projection_kinds
 from projections.runner import ProjectionRunners
-from recommender.runner import RecommenderRunner
+
+
+class Companion(Protocol):
+    """Something that follows beside the projection runners (the recommender's consumer)."""
+
+    def stop(self) -> None: ...
+
+
+# Starts a companion on the runners' event store; the composition root supplies it, so the
+# read models know nothing of what runs beside them.
+CompanionStarter = Callable[[PostgresEventStore, Settings], Companion]
 
 
 class ReadSide:
-    def __init__(self, settings: Settings, store: PostgresEventStore, cache: ReadCache) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: PostgresEventStore,
+        cache: ReadCache,
+        companion: CompanionStarter | None = None,
+    ) -> None:
         if settings.database_url is None:
             raise ValueError("the read side needs a database URL")
         self.settings = settings
@@ -40,7 +57,8 @@ class ReadSide:
         self.models = ReadModels(self._pool)
         self.positions = PositionWatch(self.models.positions)
         self.runners: ProjectionRunners | None = None
-        self.recommender: RecommenderRunner | None = None  # recommender/, beside the runners
+        self._start_companion = companion
+        self.companion: Companion | None = None  # e.g. the recommender, beside the runners
         self._runner_store: PostgresEventStore | None = None
 
     def setup(self) -> None:
@@ -62,7 +80,8 @@ class ReadSide:
                 poll_interval=self.settings.projection_poll_seconds,
                 rebuild_stale=rebuild_stale,
             ).start()
-            self.recommender = RecommenderRunner(self._runner_store, self.settings).start()
+            if self._start_companion is not None:
+                self.companion = self._start_companion(self._runner_store, self.settings)
         return self.runners
 
     def statuses(self) -> tuple[int, list[ProjectionStatus]]:
@@ -75,9 +94,9 @@ class ReadSide:
             return follower_failures(conn)
 
     def close(self) -> None:
-        if self.recommender is not None:
-            self.recommender.stop()
-            self.recommender = None
+        if self.companion is not None:
+            self.companion.stop()
+            self.companion = None
         if self.runners is not None:
             self.runners.stop()
             self.runners = None

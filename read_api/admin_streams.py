@@ -12,8 +12,8 @@ from pydantic import BaseModel
 
 from audit.replay import StreamNotFoundError, stream_events
 from commands.errors import StoreUnavailableError
-from infra.http_deps import AdminUser, ContainerDep
-from infra.problems import ProblemError
+from http_shell.deps import AdminUser, ContainerDep
+from http_shell.problems import ProblemError
 
 router = APIRouter(tags=["admin"])
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from read_api import admin_streams, bookings, operations, shows
-from recommender import api as recommendations
+from read_api import admin_streams, bookings, operations, recommendations, shows
 
 API_PREFIX = "/api/v1"
 

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from infra.http_deps import CurrentUser
-from infra.problems import ProblemError
+from http_shell.deps import CurrentUser
+from http_shell.problems import ProblemError
 from projections.registry import BOOKINGS
 from read_api.deps import (
     After,

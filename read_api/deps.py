@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
-from infra.problems import ProblemError
+from http_shell.problems import ProblemError
 from projections.positions import lowest
 from projections.read_side import ReadSide
 

@@ -9,8 +9,8 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from infra.http_deps import AdminUser
-from infra.problems import ProblemError
+from http_shell.deps import AdminUser
+from http_shell.problems import ProblemError
 from projections.queries import ShowFilter
 from projections.registry import CATALOG, SALES, SEAT_MAP
 from read_api.deps import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.embedded import EmbeddedStack, Mailbox, StackEndpoints
+from ticketblitz.embedded import EmbeddedStack, Mailbox, StackEndpoints
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ADMIN_EMAIL = "admin@tests.ticketblitz.dev"

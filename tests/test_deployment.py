@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 from typer.main import get_command
 
-from infra.cli import app
 from infra.settings import Settings
+from ticketblitz.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SERVICES = {"write-api", "read-api", "projections", "workers"}
@@ -61,5 +61,5 @@ def test_app_services_run_real_cli_commands():
         command.make_context(name, list(args))  # raises on unknown options or bad values
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["ticketblitz", "serve"' in dockerfile
-    for package in ("domain", "commands", "write_api", "infra"):
+    for package in ("domain", "commands", "write_api", "infra", "http_shell", "ticketblitz"):
         assert f"COPY {package} ./{package}" in dockerfile

@@ -15,9 +15,9 @@ from commands.models import RegisterAccount
 from commands.text import SafeLine
 from domain.account import Account
 from domain.ids import account_id_for
-from infra.bootstrap import Container
-from infra.http_deps import ContainerDep, client_address, enforce_rate_limit, limit_key
-from infra.problems import ProblemError
+from http_shell.container import Container
+from http_shell.deps import ContainerDep, client_address, enforce_rate_limit, limit_key
+from http_shell.problems import ProblemError
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from commands.bookings import HoldPlaced
 from commands.models import BookingRequest, CancelBooking, PlaceHold
 from domain.ids import booking_id_for_request
-from infra.http_deps import ContainerDep, CurrentUser, CustomerUser, enforce_rate_limit
+from http_shell.deps import ContainerDep, CurrentUser, CustomerUser, enforce_rate_limit
 from write_api.idempotency import Outcome, check_key, fingerprint, run_idempotently
 from write_api.waiting import outcome_of
 

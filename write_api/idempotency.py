@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from infra.bootstrap import Container
-from infra.problems import ProblemError, response_for
+from http_shell.container import Container
+from http_shell.problems import ProblemError, response_for
 from infra.redis_guard import StoredResponse
 from infra.tokens import Principal
 

@@ -11,12 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from commands.models import PayBooking, PaymentMethodId
-from infra.http_deps import ContainerDep, CurrentUser
+from http_shell.deps import ContainerDep, CurrentUser
 from write_api.idempotency import Outcome, check_key, fingerprint, run_idempotently
 
 router = APIRouter(tags=["payments"])
 
-# Stripe's events are a few KiB; the same limit as every other body (infra/web.py).
+# Stripe's events are a few KiB; the same limit as every other body (ticketblitz/web.py).
 WEBHOOK_MAX_BYTES = 256 * 1024
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from commands.models import CancelShow, CloseSale, OpenSale, Reason, ScheduleShow
-from infra.http_deps import AdminUser, ContainerDep
+from http_shell.deps import AdminUser, ContainerDep
 from write_api.waiting import outcome_of
 
 router = APIRouter(prefix="/shows", tags=["shows"])

@@ -36,7 +36,7 @@ from domain.errors import (
     SeatsUnavailableError,
     UnknownSeatsError,
 )
-from infra.problems import response_for
+from http_shell.problems import response_for
 from infra.tokens import InvalidTokenError, Principal, TokenService
 
 SCHEMA_SQL = """

@@ -10,12 +10,13 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer
+from http_shell.container import Container
 from infra.settings import Settings
-from infra.web import create_app
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_JWT_SECRET
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
 
 
 def settings_for_tests(endpoints: StackEndpoints, data_dir: Path, **overrides: Any) -> Settings:

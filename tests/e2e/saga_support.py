@@ -25,15 +25,16 @@ from psycopg.conninfo import make_conninfo
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, FINAL, REFUNDED, Booking
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer
+from http_shell.container import Container
 from infra.payments import register_emulator_webhook
 from infra.settings import Settings
-from infra.web import create_app
 from process_managers.integration_events import BOOKINGS, IntegrationEvent, topic_names
-from process_managers.workers import Workers, build_workers
 from tests.e2e.conftest import Api, settings_for_tests
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
+from ticketblitz.workers import Workers, build_workers
 
 T = TypeVar("T")
 WEBHOOK_SECRET = "whsec_tests_0123456789abcdef"

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from infra.bootstrap import Container
+from http_shell.container import Container
 from tests.e2e.conftest import Api
 from tests.integration.audit_support import run_cli
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.demo import DEMO_CUSTOMER
-from infra.http_server import free_port
+from ticketblitz.demo import DEMO_CUSTOMER
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 

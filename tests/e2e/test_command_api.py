@@ -11,7 +11,7 @@ import pytest
 from domain.booking import CANCELLED, HELD, Booking
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container
+from http_shell.container import Container
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Api
 

@@ -11,7 +11,7 @@ import pytest
 
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container
+from http_shell.container import Container
 from tests.e2e.conftest import Api
 
 pytestmark = pytest.mark.integration

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer, free_port
-from infra.web import create_app
+from http_shell.container import Container
 from tests.e2e.conftest import Api, settings_for_tests
 from tests.e2e.test_query_api import assert_problem, book
 from tests.integration.projection_support import container_on, fresh_database
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer, free_port
+from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -13,14 +13,14 @@ import httpx
 import pytest
 
 from bench.workload import Workload
-from infra.bootstrap import Container
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer
-from infra.web import create_app
+from http_shell.container import Container
 from projections.rebuild import Rebuild
 from tests.e2e.conftest import Api
 from tests.e2e.test_query_api import book
 from tests.integration.projection_support import container_on, fresh_database
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 

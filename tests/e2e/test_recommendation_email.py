@@ -26,19 +26,19 @@ from langchain_core.language_models.fake_chat_models import (
 )
 from pydantic import Field
 
-from infra.bootstrap import bootstrap
-from infra.embedded import Mailbox, StackEndpoints
 from infra.event_store import PostgresEventStore
 from infra.mailer import SmtpMailer
 from process_managers.integration_events import IntegrationEvent
 from process_managers.notifier import Notifier, compose
-from process_managers.workers import build_workers
 from recommender.pitch import PitchWriter
 from recommender.queries import BookingSuggestions, Recommender
 from tests.e2e.rec_catalog import CATALOG
 from tests.e2e.rec_support import by_genre, index_shows, publish_catalog
 from tests.e2e.saga_support import VISA, SagaSystem, book, start_system
 from tests.integration.audit_support import new_database
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import Mailbox, StackEndpoints
+from ticketblitz.workers import build_workers
 
 pytestmark = pytest.mark.integration
 

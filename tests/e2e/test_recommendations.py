@@ -11,16 +11,17 @@ from uuid import uuid4
 
 import pytest
 
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer
-from infra.web import create_app
-from process_managers.workers import build_workers
+from http_shell.container import Container
 from recommender.embedder import OfflineEmbedder
 from tests.e2e.conftest import Api
 from tests.e2e.rec_catalog import confirm_booking, show_bodies
 from tests.e2e.saga_support import saga_settings
 from tests.integration.audit_support import new_database
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
+from ticketblitz.workers import build_workers
 
 pytestmark = pytest.mark.integration
 

@@ -18,12 +18,9 @@ import psycopg
 import pytest
 
 from bench.recommendations import vectors_locked
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer, free_port
+from http_shell.container import Container
 from infra.read_cache import ReadCache
 from infra.redis_guard import connect_redis
-from infra.web import create_app
 from recommender.projection import SCHEMA
 from recommender.queries import CACHE_PREFIX, Recommender
 from tests.e2e.conftest import Api, settings_for_tests
@@ -31,6 +28,10 @@ from tests.e2e.rec_catalog import show_bodies
 from tests.e2e.rec_support import by_genre, index_shows, publish_catalog, wait_until_in_catalog
 from tests.e2e.saga_support import wait_until
 from tests.integration.audit_support import new_database
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer, free_port
+from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,12 @@ import pytest
 
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer, free_port
-from infra.web import create_app
+from http_shell.container import Container
 from tests.e2e.conftest import Api, settings_for_tests
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer, free_port
+from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 

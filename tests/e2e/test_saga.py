@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, PAYMENT_REQUESTED, REFUNDED
-from infra.embedded import Mailbox, StackEndpoints
 from tests.e2e.saga_support import (
     DECLINED,
     VISA,
@@ -31,6 +30,7 @@ from tests.e2e.saga_support import (
     topic_events,
     wait_until,
 )
+from ticketblitz.embedded import Mailbox, StackEndpoints
 
 pytestmark = pytest.mark.integration
 

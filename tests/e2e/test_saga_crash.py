@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from domain.booking import CONFIRMED, FINAL, REFUNDED, Booking
-from infra.embedded import Mailbox, StackEndpoints
 from infra.log_follower import positions_of
 from infra.settings import Settings
 from process_managers.integration_events import BOOKING_TYPES, event_id_for
@@ -41,6 +40,7 @@ from tests.e2e.saga_support import (
     topic_events,
     wait_until,
 )
+from ticketblitz.embedded import Mailbox, StackEndpoints
 
 pytestmark = pytest.mark.integration
 

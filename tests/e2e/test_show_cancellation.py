@@ -12,7 +12,6 @@ import pytest
 
 from domain.booking import CANCELLED, CONFIRMED, PAYMENT_REQUESTED, REFUNDED
 from domain.show import Show
-from infra.embedded import Mailbox, StackEndpoints
 from infra.log_follower import positions_of
 from process_managers.show_cancellation import SHOW_CANCELLED
 from tests.e2e.saga_support import (
@@ -31,6 +30,7 @@ from tests.e2e.saga_support import (
     wait_until,
 )
 from tests.faults.support import group_lag
+from ticketblitz.embedded import Mailbox, StackEndpoints
 
 pytestmark = pytest.mark.integration
 

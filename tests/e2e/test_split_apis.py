@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from infra.bootstrap import Container
-from infra.web import create_app
+from http_shell.container import Container
+from ticketblitz.web import create_app
 
 
 def routes_of(app) -> set[tuple[str, str]]:

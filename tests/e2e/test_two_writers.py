@@ -22,12 +22,12 @@ import pytest
 from domain.booking import Booking
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container
-from infra.http_server import free_port
+from http_shell.container import Container
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.conftest import Api
 from tests.e2e.saga_support import wait_until
 from tests.faults.support import seeded_random
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -26,12 +26,12 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import SecretStr
 
-from infra.embedded import SERVERS, EmbeddedStack, Mailbox, StackEndpoints
 from infra.event_store import PostgresEventStore
 from infra.settings import Settings
 from process_managers.integration_events import BOOKING_TYPES, IntegrationEvent, event_id_for
 from process_managers.notifier import SUBJECTS
 from tests.e2e.saga_support import SagaSystem, book, start_system, wait_until
+from ticketblitz.embedded import SERVERS, EmbeddedStack, Mailbox, StackEndpoints
 
 CLI = str(Path(sys.executable).parent / "ticketblitz")
 PROBLEM_JSON = "application/problem+json"

@@ -27,7 +27,6 @@ import pytest
 from psycopg import sql
 
 from domain.booking import CONFIRMED, FINAL, REFUNDED, Booking
-from infra.embedded import Mailbox, StackEndpoints
 from infra.log_follower import positions_of
 from process_managers.integration_events import event_id_for
 from process_managers.notifier import SENDING
@@ -58,6 +57,7 @@ from tests.faults.support import (
     seeded_random,
 )
 from tests.integration.projection_support import snapshot
+from ticketblitz.embedded import Mailbox, StackEndpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

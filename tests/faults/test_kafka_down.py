@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from infra.embedded import EmbeddedStack, Mailbox, StackEndpoints
 from infra.log_follower import positions_of
 from process_managers.integration_events import event_id_for
 from process_managers.kafka_relay import RELAY_NAME, rewind
@@ -41,6 +40,7 @@ from tests.faults.support import (
     wait_for_emails,
     wait_until_consumed,
 )
+from ticketblitz.embedded import EmbeddedStack, Mailbox, StackEndpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 # A bound, not a target: the former 60 s was exceeded in about one full run in five (cause

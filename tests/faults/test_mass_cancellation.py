@@ -27,7 +27,6 @@ import pytest
 
 from commands.models import BookingRequest, PlaceHold, RegisterAccount
 from domain.booking import CONFIRMED, REFUNDED, Booking
-from infra.embedded import Mailbox, StackEndpoints
 from infra.event_store import EVENTS_TABLE
 from infra.log_follower import positions_of
 from process_managers.integration_events import event_id_for
@@ -45,6 +44,7 @@ from tests.e2e.saga_support import (
     wait_until,
 )
 from tests.faults.support import CliProcess, group_lag, seeded_random
+from ticketblitz.embedded import Mailbox, StackEndpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

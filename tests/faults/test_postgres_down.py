@@ -28,13 +28,14 @@ import pytest
 from domain.booking import Booking
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import EmbeddedStack, StackEndpoints
-from infra.http_server import BackgroundServer
-from infra.web import create_app
+from http_shell.container import Container
 from tests.e2e.conftest import Api, settings_for_tests
 from tests.e2e.saga_support import wait_until
 from tests.faults.support import assert_unavailable, own_stack
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import EmbeddedStack, StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from infra.embedded import EmbeddedStack, StackEndpoints
 from process_managers.notifier import SENT
 from tests.e2e.saga_support import DECLINED, VISA, SagaSystem, in_days, show_starting, wait_until
 from tests.faults.support import (
@@ -27,6 +26,7 @@ from tests.faults.support import (
     wait_for_emails,
     wait_until_consumed,
 )
+from ticketblitz.embedded import EmbeddedStack, StackEndpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -24,10 +24,10 @@ from commands.models import OpenSale, PriceTier, RegisterAccount, Row, ScheduleS
 from domain.booking import Booking
 from domain.ids import booking_id_for_request, inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container
-from infra.http_server import free_port
+from http_shell.container import Container
 from tests.conftest import TEST_JWT_SECRET
 from tests.faults.support import seeded_random
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 

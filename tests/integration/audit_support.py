@@ -40,10 +40,11 @@ from commands.models import (
 )
 from domain.booking import Booking
 from domain.ids import inventory_id_for
-from infra.bootstrap import Container, bootstrap
-from infra.cli import app as cli_app
-from infra.embedded import StackEndpoints
+from http_shell.container import Container
 from tests.e2e.conftest import settings_for_tests
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.cli import app as cli_app
+from ticketblitz.embedded import StackEndpoints
 
 CLI = str(Path(sys.executable).parent / "ticketblitz")
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)

@@ -13,11 +13,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import StackEndpoints
+from http_shell.container import Container
 from projections.base import READ_SCHEMA
 from projections.registry import PROJECTIONS
 from tests.e2e.conftest import settings_for_tests
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
 
 
 @contextmanager

@@ -39,7 +39,6 @@ from audit.verify import CHANGED, DELETED, INSERTED, ROOT_MISMATCH, UNCHAINED, v
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, PAYMENT_REQUESTED, Booking
 from domain.inventory import SeatInventory
 from infra.decoding import Decoder, read_rows
-from infra.embedded import StackEndpoints
 from infra.event_store import PostgresEventStore
 from tests.integration.audit_support import (
     GA_CAPACITY,
@@ -51,6 +50,7 @@ from tests.integration.audit_support import (
     run_cli_process,
     sealed_history,
 )
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

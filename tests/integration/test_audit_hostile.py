@@ -26,7 +26,6 @@ from audit.invariants import (
 from audit.verify import VerifyReport, verify
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, FINAL, PAYMENT_REQUESTED, REFUNDED
 from domain.ids import inventory_id_for
-from infra.embedded import StackEndpoints
 from infra.event_store import PostgresEventStore
 from tests.e2e.conftest import Api
 from tests.e2e.saga_support import (
@@ -42,6 +41,7 @@ from tests.e2e.saga_support import (
     wait_until,
 )
 from tests.integration.audit_support import new_database, run_cli
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

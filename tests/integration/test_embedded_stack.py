@@ -19,7 +19,7 @@ import stripe
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from infra.embedded import EmbeddedStack, Mailbox, StackEndpoints
+from ticketblitz.embedded import EmbeddedStack, Mailbox, StackEndpoints
 
 pytestmark = pytest.mark.integration
 

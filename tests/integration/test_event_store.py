@@ -11,10 +11,10 @@ import pytest
 from commands.errors import NotFoundError, VersionConflictError
 from domain.account import Account
 from domain.booking import Booking
-from infra.embedded import StackEndpoints
 from infra.event_store import PostgresEventStore, advisory_key
 from tests.e2e.saga_support import wait_until
 from tests.unit.factories import a_booking
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from commands.models import BookingRequest, OpenSale, PlaceHold, PriceTier, Row, ScheduleShow
 from commands.models import SeatedSection as Seated
-from infra.bootstrap import Container, bootstrap, utc_now
-from infra.embedded import StackEndpoints
+from http_shell.container import Container
+from infra.clock import utc_now
 from infra.kafka import KafkaPublisher, KafkaUnavailableError
 from infra.log_follower import LogFollower
 from process_managers.integration_events import (
@@ -32,6 +32,8 @@ from process_managers.integration_events import (
 )
 from process_managers.kafka_relay import KafkaRelay, rewind
 from tests.e2e.saga_support import new_database, saga_settings, topic_events
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

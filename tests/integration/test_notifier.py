@@ -8,13 +8,13 @@ from uuid import uuid4
 
 import pytest
 
-from infra.embedded import Mailbox, StackEndpoints
 from infra.event_store import PostgresEventStore
-from infra.http_server import free_port
 from infra.mailer import MailUnavailableError, SmtpMailer
 from process_managers.integration_events import IntegrationEvent
 from process_managers.notifier import SENDING, SENT, Notifier, compose
 from tests.e2e.saga_support import new_database, wait_until
+from ticketblitz.embedded import Mailbox, StackEndpoints
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,7 @@ import pytest
 
 from bench.workload import Workload
 from commands.models import GeneralSection, PriceTier, ScheduleShow
-from infra.bootstrap import Container
-from infra.embedded import StackEndpoints
+from http_shell.container import Container
 from projections.positions import projection_statuses
 from projections.rebuild import Rebuild, RebuildBusyError, RebuildProgress
 from projections.runner import ProjectionRunners
@@ -26,6 +25,7 @@ from tests.integration.projection_support import (
     positions,
     snapshot,
 )
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

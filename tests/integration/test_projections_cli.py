@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.workload import Workload
-from infra.cli import app
-from infra.embedded import StackEndpoints
 from tests.integration.projection_support import container_on, fresh_database, generations
+from ticketblitz.cli import app
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

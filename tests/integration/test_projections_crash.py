@@ -14,13 +14,15 @@ import psycopg
 import pytest
 
 from bench.workload import Workload
-from infra.embedded import StackEndpoints
 from projections.rebuild import Rebuild
 from tests.integration.projection_support import container_on, fresh_database, positions, snapshot
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 
-RUNNER = "import sys; from infra.cli import main; sys.argv[1:] = ['projections', 'run']; main()"
+RUNNER = (
+    "import sys; from ticketblitz.cli import main; sys.argv[1:] = ['projections', 'run']; main()"
+)
 
 
 def page_in_flight(conn: psycopg.Connection) -> bool:

@@ -19,9 +19,7 @@ from typer.testing import CliRunner
 
 from commands.models import CancelShow, OpenSale, ScheduleShow
 from domain.booking import Booking
-from infra.bootstrap import Container, bootstrap
-from infra.cli import app
-from infra.embedded import StackEndpoints
+from http_shell.container import Container
 from infra.kafka import KafkaPublisher, KafkaUnavailableError
 from infra.log_follower import LogFollower
 from infra.settings import Settings
@@ -35,6 +33,9 @@ from tests.e2e.rec_catalog import BrokenEmbedder, confirm_booking, confirmed_boo
 from tests.e2e.saga_support import wait_until
 from tests.integration.audit_support import new_database
 from tests.integration.test_kafka_relay import Broker, relay_for
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.cli import app
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

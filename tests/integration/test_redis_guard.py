@@ -6,9 +6,9 @@ from uuid import uuid4
 
 import pytest
 
-from infra.embedded import StackEndpoints
-from infra.http_server import free_port
 from infra.redis_guard import IdempotencyRecords, RateLimiter, StoredResponse, connect_redis
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 

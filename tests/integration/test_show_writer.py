@@ -25,8 +25,8 @@ from commands.shows import ShowCommands
 from domain.errors import SaleNotOpenError, SeatsUnavailableError
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.embedded import StackEndpoints
 from infra.event_store import PostgresEventStore
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

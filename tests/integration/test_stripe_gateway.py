@@ -8,11 +8,11 @@ from uuid import uuid4
 import pytest
 
 from commands.errors import InvalidWebhookError, PaymentGatewayUnavailableError
-from infra.embedded import StackEndpoints
-from infra.http_server import free_port
 from infra.payments import StripeGateway
 from tests.e2e.saga_support import DECLINED, VISA, WEBHOOK_SECRET, refunds_of, signed
 from tests.e2e.saga_support import stripe_client as client_for
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,7 @@ import httpx
 import pytest
 
 from domain.booking import Booking
-from infra.bootstrap import bootstrap
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer
 from infra.payments import register_emulator_webhook, webhook_secret_for
-from infra.web import create_app
 from tests.e2e.conftest import Api
 from tests.e2e.saga_support import (
     WEBHOOK_PATH,
@@ -30,6 +26,10 @@ from tests.e2e.saga_support import (
     new_database,
     saga_settings,
 )
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
 
 WEBHOOK = WEBHOOK_PATH.removeprefix("/api/v1")
 

@@ -18,11 +18,11 @@ import pytest
 from domain.booking import EXPIRED
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container
-from infra.embedded import StackEndpoints
-from infra.problems import PROBLEM_JSON, TYPE_BASE
+from http_shell.container import Container
+from http_shell.problems import PROBLEM_JSON, TYPE_BASE
 from tests.e2e.conftest import Api
 from tests.e2e.saga_support import SagaSystem, book, in_days, start_system
+from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

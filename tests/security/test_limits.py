@@ -26,14 +26,15 @@ from starlette.types import Message
 
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from infra.bootstrap import Container, bootstrap
-from infra.embedded import StackEndpoints
-from infra.http_deps import limit_key, resolve_client_address
-from infra.http_server import BackgroundServer
-from infra.problems import install_problem_handlers
+from http_shell.container import Container
+from http_shell.deps import limit_key, resolve_client_address
+from http_shell.problems import install_problem_handlers
 from infra.settings import Settings
-from infra.web import MAX_BODY_BYTES, BodySizeLimit, create_app
 from tests.e2e.conftest import Api, settings_for_tests
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import MAX_BODY_BYTES, BodySizeLimit, create_app
 
 pytestmark = pytest.mark.integration
 

@@ -33,15 +33,16 @@ from commands.text import BIDI_CONTROLS
 from domain.booking import Booking
 from domain.inventory import SeatInventory
 from domain.show import Show
-from infra.bootstrap import Container, bootstrap
-from infra.cli import app as cli
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer
+from http_shell.container import Container
 from infra.log_follower import NEVER_SKIP, LogFollower, LoggedEvent
-from infra.web import create_app
 from projections.rebuild import Rebuild
 from tests.e2e.conftest import Api, settings_for_tests
 from tests.e2e.saga_support import new_database, wait_until
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.cli import app as cli
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,9 @@ import httpx
 import pytest
 
 from domain.booking import CONFIRMED, REFUNDED
-from infra.bootstrap import Container, bootstrap, utc_now
-from infra.embedded import StackEndpoints
-from infra.http_server import BackgroundServer
-from infra.problems import PROBLEM_JSON, TYPE_BASE
-from infra.web import create_app
+from http_shell.container import Container
+from http_shell.problems import PROBLEM_JSON, TYPE_BASE
+from infra.clock import utc_now
 from tests.e2e.conftest import Api
 from tests.e2e.saga_support import (
     VISA,
@@ -37,6 +35,10 @@ from tests.e2e.saga_support import (
     stripe_client,
     wait_until,
 )
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.embedded import StackEndpoints
+from ticketblitz.http_server import BackgroundServer
+from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infra.bootstrap import Container
-from infra.metrics import install_metrics
-from infra.openapi import document_problems
-from infra.problems import install_problem_handlers, problem
+from http_shell.container import Container
+from http_shell.metrics import install_metrics
+from http_shell.openapi import document_problems
+from http_shell.problems import install_problem_handlers, problem
 from read_api.app import query_router
 from write_api.app import command_router
 

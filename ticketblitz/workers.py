@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from infra.bootstrap import Container, utc_now
+from http_shell.container import Container
+from infra.clock import utc_now
 from infra.kafka import KafkaPublisher, group_consumer
 from infra.log_follower import LogFollower, PageHandler
 from infra.mailer import SmtpMailer

@@ -19,7 +19,7 @@ from commands.models import (
     SeatedSection,
 )
 from domain.ids import TICKETBLITZ_NAMESPACE
-from infra.bootstrap import Container
+from http_shell.container import Container
 
 DEMO_ADMIN = ("admin@demo.ticketblitz.dev", "demo-admin-password")
 DEMO_CUSTOMER = ("fan@demo.ticketblitz.dev", "demo-fan-password")

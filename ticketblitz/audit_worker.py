@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from audit.hash_chain import CHAIN_FOLLOWER, chain_follower
 from infra.event_store import PostgresEventStore
-from process_managers.workers import Worker, Workers
+from ticketblitz.workers import Worker, Workers
 
 
 def with_hash_chain(workers: Workers, store: PostgresEventStore) -> Workers:

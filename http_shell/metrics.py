@@ -21,7 +21,7 @@ from psycopg_pool import PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commands.errors import StoreUnavailableError
-from infra.bootstrap import Container
+from http_shell.container import Container
 
 log = logging.getLogger(__name__)
 

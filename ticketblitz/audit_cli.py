@@ -31,36 +31,29 @@ from audit.replay import Replay, ReplayError, StreamNotFoundError, replay_stream
 from audit.revenue import SalesReadModel
 from audit.verify import Progress, VerifyReport, verify
 from infra.event_store import PostgresEventStore
+from ticketblitz.cli_support import CliError, DataDir, database, event_store, reported_errors
 
 audit_app = typer.Typer(
     no_args_is_help=True, help="Audits from the event log: replay, verify, seal, export."
 )
 stderr = Console(stderr=True)
 
-DataDir = Annotated[
-    Path | None, typer.Option(help="the data dir of `ticketblitz up` (when no database URL is set)")
-]
-
 
 @contextmanager
 def _store(data_dir: Path | None) -> Iterator[PostgresEventStore]:
     """The event store of TICKETBLITZ_DATABASE_URL or of the data dir; errors as one line."""
-    from infra import cli  # the main CLI imports this module: import its helpers late
-
-    with cli.reported_errors():
+    with reported_errors():
         try:
-            with cli._database(data_dir) as settings, cli._event_store(settings) as store:
+            with database(data_dir) as settings, event_store(settings) as store:
                 yield store
         except (StreamNotFoundError, ReplayError, ChainBrokenError, ValueError) as error:
-            raise cli.CliError(str(error)) from None
+            raise CliError(str(error)) from None
         except (PersistenceError, psycopg.Error) as error:
-            raise cli.CliError(f"the event store: {error}") from None
+            raise CliError(f"the event store: {error}") from None
 
 
 def _fail(message: str) -> NoReturn:
-    from infra import cli
-
-    raise cli.CliError(message)
+    raise CliError(message)
 
 
 @audit_app.command()

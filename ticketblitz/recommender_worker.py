@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from infra.bootstrap import Container
-from process_managers.workers import Worker, Workers
+from http_shell.container import Container
 from recommender.embedder import embedder_from_env
 from recommender.projection import FOLLOWER
 from recommender.runner import RecommenderConsumer
+from ticketblitz.workers import Worker, Workers
 
 log = logging.getLogger(__name__)
 

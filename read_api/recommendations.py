@@ -13,9 +13,9 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 
 from commands.errors import StoreUnavailableError
-from infra.http_deps import CustomerUser
+from http_shell.deps import CustomerUser
+from http_shell.problems import ProblemError
 from infra.log_follower import wait_for_position
-from infra.problems import ProblemError
 from read_api.deps import After
 from recommender.pitch import Pitch, PitchWriter
 from recommender.projection import FOLLOWER

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
-import redis
+from datetime import timedelta
 
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
 from commands.payments import PaymentCommands
-from commands.ports import Clock, PaymentGateway
+from commands.ports import Clock
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
 from domain.inventory import LapsedHoldLimit
+from http_shell.container import Container
+from infra.clock import utc_now
 from infra.event_store import PostgresEventStore
 from infra.passwords import Argon2PasswordHasher
 from infra.payments import gateway_for
@@ -31,42 +30,11 @@ from recommender.queries import (
     Recommender,
     RecommenderSettings,
 )
+from recommender.runner import RecommenderRunner
 
 
 class ConfigurationError(Exception):
     """The settings do not allow starting (e.g. no JWT secret outside demo mode)."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Container:
-    settings: Settings
-    store: PostgresEventStore
-    writers: ShowWriters
-    shows: ShowCommands
-    bookings: BookingCommands
-    accounts: AccountCommands
-    tokens: TokenService
-    idempotency: IdempotencyRecords | None
-    rate_limiter: RateLimiter
-    gateway: PaymentGateway
-    payments: PaymentCommands
-    redis: redis.Redis | None = None
-    read_side: ReadSide | None = None  # query side: read models, cache, projection runners
-    recommender: Recommender | None = None  # None when this PostgreSQL has no pgvector
-    pitch_writer: PitchWriter | None = None  # `?explain=true` on recommendations
-    mail_suggestions: BookingSuggestions | None = None  # the notifier's "You may also like"
-
-    def close(self) -> None:
-        if self.read_side is not None:
-            self.read_side.close()
-        self.writers.close()
-        self.store.close()
-        if self.redis is not None:
-            self.redis.close()
 
 
 def lapsed_hold_limit(settings: Settings) -> LapsedHoldLimit | None:
@@ -131,7 +99,10 @@ def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
         redis=client,
     )
     container.read_side = ReadSide(
-        settings, store, ReadCache(client, settings.read_cache_ttl_seconds)
+        settings,
+        store,
+        ReadCache(client, settings.read_cache_ttl_seconds),
+        companion=lambda runner_store, s: RecommenderRunner(runner_store, s).start(),
     )
     container.read_side.setup()
     if ensure_schema(store):

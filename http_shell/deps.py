@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from infra.bootstrap import Container
-from infra.problems import ProblemError
+from http_shell.container import Container
+from http_shell.problems import ProblemError
 from infra.tokens import InvalidTokenError, Principal
 
 _bearer = HTTPBearer(auto_error=False)

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the command and query APIs: dependencies, problems, OpenAPI, metrics."""

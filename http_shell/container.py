@@ -1,0 +1,50 @@
+"""What the HTTP routes (and the workers) are given: the commands, the adapters, the read side
+and the recommender, as `ticketblitz.bootstrap` assembles them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from commands.accounts import AccountCommands
+from commands.bookings import BookingCommands
+from commands.payments import PaymentCommands
+from commands.ports import PaymentGateway
+from commands.show_writer import ShowWriters
+from commands.shows import ShowCommands
+from infra.event_store import PostgresEventStore
+from infra.redis_guard import IdempotencyRecords, RateLimiter
+from infra.settings import Settings
+from infra.tokens import TokenService
+from projections.read_side import ReadSide
+from recommender.pitch import PitchWriter
+from recommender.queries import BookingSuggestions, Recommender
+
+
+@dataclass
+class Container:
+    settings: Settings
+    store: PostgresEventStore
+    writers: ShowWriters
+    shows: ShowCommands
+    bookings: BookingCommands
+    accounts: AccountCommands
+    tokens: TokenService
+    idempotency: IdempotencyRecords | None
+    rate_limiter: RateLimiter
+    gateway: PaymentGateway
+    payments: PaymentCommands
+    redis: redis.Redis | None = None
+    read_side: ReadSide | None = None  # query side: read models, cache, projection runners
+    recommender: Recommender | None = None  # None when this PostgreSQL has no pgvector
+    pitch_writer: PitchWriter | None = None  # `?explain=true` on recommendations
+    mail_suggestions: BookingSuggestions | None = None  # the notifier's "You may also like"
+
+    def close(self) -> None:
+        if self.read_side is not None:
+            self.read_side.close()
+        self.writers.close()
+        self.store.close()
+        if self.redis is not None:
+            self.redis.close()
