@@ -260,7 +260,8 @@ class Invariants:
         for seat in e.seats:
             other = holder.get(seat)
             if other is not None:
-                sold = inventory.claims.get(other, {}).get("sold", False)
+                claim = inventory.claims.get(other)
+                sold = claim is not None and claim.sold
                 self.report(
                     position,
                     e.originator_id,
@@ -274,13 +275,13 @@ class Invariants:
             ga = inventory.general.get(code)
             if ga is None:
                 self.report(position, e.originator_id, UNKNOWN_SEAT, f"no GA section {code}")
-            elif ga["taken"] + n > ga["capacity"]:
+            elif ga.taken + n > ga.capacity:
                 self.report(
                     position,
                     e.originator_id,
                     GA_OVER_CAPACITY,
-                    f"GA section {code}: {ga['taken']} taken + {n} for booking {e.booking_id} "
-                    f"> capacity {ga['capacity']}",
+                    f"GA section {code}: {ga.taken} taken + {n} for booking {e.booking_id} "
+                    f"> capacity {ga.capacity}",
                 )
 
     def _count_tickets(self, position: int, e: Any, inventory: SeatInventory) -> None:
@@ -437,7 +438,7 @@ class Invariants:
 
 
 CHECKS: dict[type, Check] = {
-    SeatInventory.SeatsHeld: Invariants._seats_held,  # type: ignore[attr-defined]
+    SeatInventory.SeatsHeld: Invariants._seats_held,
     SeatInventory.SeatsReleased: Invariants._seats_released,
     Show.Cancelled: Invariants._show_cancelled,  # type: ignore[attr-defined]
     Booking.PaymentSucceeded: Invariants._paid,  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ aggregates in JSON-friendly form (the log is read and decoded by infra/decoding.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -77,4 +78,6 @@ def jsonable(value: Any) -> Any:
         return sorted((jsonable(v) for v in value), key=repr)
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):  # a record of a state, e.g. a claim
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
     return repr(value)

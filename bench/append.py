@@ -42,8 +42,8 @@ from bench.common import (
     machine_info,
     print_table,
     ratio,
-    write_results,
 )
+from bench.report import save
 from domain.booking import Booking
 from http_shell.container import Container
 
@@ -299,17 +299,12 @@ def main() -> None:
         ],
     )
     print(f"encode only (mapper.to_stored_event, 1 thread): {encode_rate:,.0f} events/s")
-    write_results(
+    save(
         "append",
-        {
-            "benchmark": "append",
-            "args": vars(args),
-            "machine": machine,
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
-            "encode_only_events_per_s": encode_rate,
-            "cases": results,
-        },
+        args,
+        machine,
+        load_before,
+        {"encode_only_events_per_s": encode_rate, "cases": results},
     )
 
 

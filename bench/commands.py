@@ -22,15 +22,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 from bench import whatif
-from bench.baselines.seed_style import MODES, SeedStyleBookings
+from bench.baselines.seed_style import SeedStyleBookings
 from bench.common import (
-    RESULTS_DIR,
     TICKETS_PER_CUSTOMER,
     CpuMeter,
     Layout,
@@ -46,11 +44,19 @@ from bench.common import (
     ratio,
     schedule_hot_show,
     verify_inventory,
-    verify_read_model,
-    write_results,
 )
 from bench.mix import HELD, NOT_ENOUGH, SEATS_UNAVAILABLE, TICKET_LIMIT, Fan, SeatView
 from bench.profiling import PySpy, top_costs
+from bench.report import (
+    HotShowRun,
+    SpyFiles,
+    add_hot_show_arguments,
+    check_read_model,
+    print_profile,
+    print_targets,
+    target,
+    writer_stats,
+)
 from commands.models import BookingRequest, PlaceHold
 from domain.errors import CapacityExceededError, CustomerTicketLimitError, SeatsUnavailableError
 from http_shell.container import Container
@@ -159,12 +165,8 @@ def run_ours(
     after = container.writers.stats()
     if spy is not None:
         spy.stop()
-    server: dict[str, float] = {k: after[k] - before[k] for k in after}
-    server["commands_per_batch"] = (
-        server["commands"] / server["batches"] if server["batches"] else 0
-    )
     result = _summary(holds, latencies, kinds, seconds, cpu_used)
-    result["server"] = server
+    result["server"] = writer_stats(before, after)
     if probe is not None:
         result["transactions"] = probe.summary()
     result["show_id"] = str(show_id)
@@ -239,24 +241,12 @@ def run_baseline(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seats", type=int, default=10_000)
-    parser.add_argument("--seats-per-row", type=int, default=50)
+    add_hot_show_arguments(parser, rounds=3)
     parser.add_argument("--clients", type=int, default=200, help="our concurrent callers")
     parser.add_argument("--baseline-threads", type=int, default=32)
-    parser.add_argument("--baseline-mode", choices=MODES, default="wait")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup-seats", type=int, default=2000)
-    parser.add_argument("--chosen-ratio", type=float, default=0.5)
     parser.add_argument("--max-batch", type=int, default=None, help="writer's max batch")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--py-spy", action="store_true", help="profile our rounds")
-    parser.add_argument("--py-spy-gil", action="store_true", help="sample only the GIL holder")
-    parser.add_argument("--no-read-model", action="store_true")
     parser.add_argument(
         "--switch-interval", type=float, default=None, help="diagnostic: sys.setswitchinterval"
-    )
-    parser.add_argument(
-        "--what-if", action="append", default=[], help=f"experiment: {', '.join(whatif.KNOWN)}"
     )
     args = parser.parse_args()
     whatif.check(args.what_if)
@@ -268,7 +258,7 @@ def main() -> None:
 
     layout = Layout.for_seats(args.seats, args.seats_per_row)
     warm = Layout.for_seats(args.warmup_seats, args.seats_per_row)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    spies = SpyFiles("commands", args.py_spy)
     load_before = load_average()
     overrides: dict[str, Any] = {}
     if args.max_batch is not None:
@@ -289,13 +279,7 @@ def main() -> None:
                 run_baseline(bookings, warm, args.baseline_threads, args.seed, args.chosen_ratio)
             ours_rounds: list[dict[str, Any]] = []
             base_rounds: list[dict[str, Any]] = []
-            spies: list[Path] = []
             for r in range(args.rounds):
-                spy_path = None
-                if args.py_spy:
-                    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-                    spy_path = RESULTS_DIR / f"commands-{stamp}-round{r + 1}.pyspy.txt"
-                    spies.append(spy_path)
                 ours = run_ours(
                     container,
                     layout,
@@ -303,7 +287,7 @@ def main() -> None:
                     args.seed + r,
                     args.chosen_ratio,
                     postmaster=pm,
-                    profile_to=spy_path,
+                    profile_to=spies.for_round(r + 1),
                     probe=probe,
                     gil=args.py_spy_gil,
                 )
@@ -318,33 +302,21 @@ def main() -> None:
                         postmaster=pm,
                     )
                 )
-            shows = [(UUID(o["show_id"]), args.seats) for o in ours_rounds]
-            read_model = (
-                {"checked": False, "reason": "--no-read-model"}
-                if args.no_read_model
-                else verify_read_model(container, shows)
-            )
+            read_model = check_read_model(container, args, ours_rounds)
         finally:
             bookings.close()
             container.close()
-    profile = top_costs(spies, n=40) if spies else None
+    profile = top_costs(spies.paths, n=40) if spies.paths else None
     machine["what_if"] = applied
-    report(args, machine, load_before, ours_rounds, base_rounds, read_model, profile)
+    report(HotShowRun(args, machine, load_before, ours_rounds, base_rounds, read_model, profile))
 
 
 def _total(rounds: list[dict[str, Any]]) -> float:
     return sum(r["holds"] for r in rounds) / sum(r["seconds"] for r in rounds)
 
 
-def report(
-    args: argparse.Namespace,
-    machine: dict[str, Any],
-    load_before: list[float],
-    ours_rounds: list[dict[str, Any]],
-    base_rounds: list[dict[str, Any]],
-    read_model: dict[str, Any],
-    profile: dict[str, Any] | None,
-) -> None:
+def report(run: HotShowRun) -> None:
+    args, ours_rounds, base_rounds = run.args, run.ours, run.baseline
     rows = []
     for i, (o, b) in enumerate(zip(ours_rounds, base_rounds, strict=True), start=1):
         rows.append(
@@ -393,40 +365,26 @@ def report(
         ],
         rows,
     )
-    print_table(
-        "targets",
-        ["target", "measured", "met"],
+    print_targets(
         [
-            [f">= {TARGET_HOLDS:,.0f} holds/s", fmt(ours), "yes" if ours >= TARGET_HOLDS else "NO"],
-            [
+            target(f">= {TARGET_HOLDS:,.0f} holds/s", fmt(ours), ours >= TARGET_HOLDS),
+            target(
                 f">= {TARGET_RATIO:.0f}x seed-style",
                 fmt(ratio(ours, base), 1) + "x",
-                "yes" if ratio(ours, base) >= TARGET_RATIO else "NO",
-            ],
-        ],
+                ratio(ours, base) >= TARGET_RATIO,
+            ),
+        ]
     )
-    if profile:
-        print_table(
-            "py-spy, our rounds: self time (top 15)",
-            ["function", "% samples"],
-            [[k, fmt(v, 1)] for k, v in profile["self_pct"][:15]],
-        )
-    data = {
-        "benchmark": "commands",
-        "args": vars(args),
-        "machine": machine,
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
-        "ours_holds_per_s": ours,
-        "baseline_holds_per_s": base,
-        "ratio": ratio(ours, base),
-        "targets": {"holds_per_s": TARGET_HOLDS, "ratio": TARGET_RATIO},
-        "ours": ours_rounds,
-        "baseline": base_rounds,
-        "read_model_check": read_model,
-        "profile": profile,
-    }
-    write_results("commands", data)
+    print_profile(run.profile, "our rounds")
+    run.save(
+        "commands",
+        {
+            "ours_holds_per_s": ours,
+            "baseline_holds_per_s": base,
+            "ratio": ratio(ours, base),
+            "targets": {"holds_per_s": TARGET_HOLDS, "ratio": TARGET_RATIO},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -489,7 +489,7 @@ def verify_inventory(
     claimed: dict[str, str] = {}
     double = 0
     for booking, claim in inventory.claims.items():
-        for seat in claim["seats"]:
+        for seat in claim.seats:
             if seat in claimed or inventory.holder.get(seat) != booking:
                 double += 1
             claimed[seat] = booking
@@ -502,7 +502,7 @@ def verify_inventory(
             if seat in answered_seats:
                 double_answers += 1
             answered_seats.add(seat)
-    stored = {b: sorted(c["seats"]) for b, c in inventory.claims.items()}
+    stored = {b: sorted(c.seats) for b, c in inventory.claims.items()}
     free_left = inventory.free_count()
     ok = (
         double == 0
@@ -580,9 +580,21 @@ def fresh_database(server_url: str | None) -> Iterator[str]:
             finally:
                 stack.stop()
         return
-    name = f"tb_bench_{uuid4().hex[:10]}"
+    with new_database(server_url) as url:
+        yield url
+
+
+@contextmanager
+def new_database(server_url: str, template: str | None = None) -> Iterator[str]:
+    """A database of its own on `server_url` (a copy of `template`'s database when given),
+    dropped afterwards (the tests use it too: a log no one else writes to)."""
+    name = f"tb_{uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        source = psycopg.conninfo.conninfo_to_dict(template)["dbname"]
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(str(source)))
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(create)
     try:
         yield make_conninfo(server_url, dbname=name)
     finally:

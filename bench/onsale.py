@@ -28,16 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 from bench import whatif
 from bench.baselines.in_memory import add_show, create_in_memory_app
-from bench.baselines.seed_style import MODES, SeedStyleBookings, create_baseline_app
+from bench.baselines.seed_style import SeedStyleBookings, create_baseline_app
 from bench.common import (
-    RESULTS_DIR,
     TICKETS_PER_CUSTOMER,
     CpuMeter,
     Layout,
@@ -54,10 +52,19 @@ from bench.common import (
     register_customers,
     schedule_hot_show,
     verify_inventory,
-    verify_read_model,
-    write_results,
 )
 from bench.profiling import PySpy, top_costs
+from bench.report import (
+    HotShowRun,
+    SpyFiles,
+    add_hot_show_arguments,
+    check_read_model,
+    percentiles,
+    print_profile,
+    print_targets,
+    target,
+    writer_stats,
+)
 from ticketblitz.http_server import BackgroundServer
 from ticketblitz.web import create_app
 
@@ -140,19 +147,10 @@ def run_loadgen(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seats", type=int, default=10_000)
-    parser.add_argument("--seats-per-row", type=int, default=50)
+    add_hot_show_arguments(parser, rounds=2)
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--warmup-seats", type=int, default=2000)
-    parser.add_argument("--chosen-ratio", type=float, default=0.5)
     parser.add_argument("--baseline-pool", type=int, default=16, help="baseline connections")
-    parser.add_argument("--baseline-mode", choices=MODES, default="wait")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="per sell-out, at most")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--py-spy", action="store_true", help="profile our server's rounds")
-    parser.add_argument("--py-spy-gil", action="store_true", help="sample only the GIL holder")
-    parser.add_argument("--no-read-model", action="store_true")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
         "--client",
@@ -163,9 +161,6 @@ def main() -> None:
     parser.add_argument(
         "--ceiling", action="store_true", help="also the in-memory app (the HTTP ceiling)"
     )
-    parser.add_argument(
-        "--what-if", action="append", default=[], help=f"experiment: {', '.join(whatif.KNOWN)}"
-    )
     args = parser.parse_args()
     whatif.check(args.what_if)
     if (why := check_share(max(args.seats, args.warmup_seats), args.clients)) is not None:
@@ -173,12 +168,11 @@ def main() -> None:
 
     layout = Layout.for_seats(args.seats, args.seats_per_row)
     warm = Layout.for_seats(args.warmup_seats, args.seats_per_row)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    spies = SpyFiles("onsale", args.py_spy)
     load_before = load_average()
     ours_rounds: list[dict[str, Any]] = []
     base_rounds: list[dict[str, Any]] = []
     memory_rounds: list[dict[str, Any]] = []
-    spies: list[Path] = []
     applied: list[str] = []
     with bench_stack(redis=True) as stack:
         container = bench_container(stack)
@@ -199,15 +193,9 @@ def main() -> None:
             pm = stack.postmaster_pid()
             tokens = register_customers(container, args.clients)
 
-            def ours(lay: Layout, seed: int, spy_to: Path | None = None) -> dict[str, Any]:
-                show_id = schedule_hot_show(container, lay)
-                probe.reset()
-                before = container.writers.stats()
-                spy = PySpy(os.getpid(), spy_to, gil=args.py_spy_gil).start() if spy_to else None
-                if spy is not None:
-                    time.sleep(0.5)
-                result = run_loadgen(
-                    server.url,
+            def load(url: str, show_id: UUID, lay: Layout, seed: int) -> dict[str, Any]:
+                return run_loadgen(
+                    url,
                     tokens,
                     show_id,
                     lay,
@@ -217,14 +205,18 @@ def main() -> None:
                     pm,
                     args.client,
                 )
+
+            def ours(lay: Layout, seed: int, spy_to: Path | None = None) -> dict[str, Any]:
+                show_id = schedule_hot_show(container, lay)
+                probe.reset()
+                before = container.writers.stats()
+                spy = PySpy(os.getpid(), spy_to, gil=args.py_spy_gil).start() if spy_to else None
+                if spy is not None:
+                    time.sleep(0.5)
+                result = load(server.url, show_id, lay, seed)
                 if spy is not None:
                     spy.stop()
-                after = container.writers.stats()
-                srv: dict[str, float] = {k: after[k] - before[k] for k in after}
-                srv["commands_per_batch"] = (
-                    srv["commands"] / srv["batches"] if srv["batches"] else 0.0
-                )
-                result["server"] = srv
+                result["server"] = writer_stats(before, container.writers.stats())
                 result["transactions"] = probe.summary()
                 result["show_id"] = str(show_id)
                 result["oversell_check"] = verify_inventory(
@@ -235,17 +227,7 @@ def main() -> None:
             def theirs(lay: Layout, seed: int) -> dict[str, Any]:
                 show_id = bookings.create_show(lay)
                 retries = bookings.retries
-                result = run_loadgen(
-                    baseline.url,
-                    tokens,
-                    show_id,
-                    lay,
-                    seed,
-                    args.chosen_ratio,
-                    args.max_seconds,
-                    pm,
-                    args.client,
-                )
+                result = load(baseline.url, show_id, lay, seed)
                 result["retries"] = bookings.retries - retries
                 result["show_id"] = str(show_id)
                 result["oversell_check"] = bookings.verify(show_id, result.pop("_holds"))
@@ -255,17 +237,7 @@ def main() -> None:
                 assert memory is not None
                 show_id = uuid4()
                 seats = add_show(memory_app, str(show_id), lay)
-                result = run_loadgen(
-                    memory.url,
-                    tokens,
-                    show_id,
-                    lay,
-                    seed,
-                    args.chosen_ratio,
-                    args.max_seconds,
-                    pm,
-                    args.client,
-                )
+                result = load(memory.url, show_id, lay, seed)
                 holds = result.pop("_holds")
                 result["oversell_check"] = {
                     "ok": sorted(len(s) for _, s in holds)
@@ -281,22 +253,12 @@ def main() -> None:
                 if memory is not None:
                     ceiling(warm, args.seed)
             for r in range(args.rounds):
-                spy_to = None
-                if args.py_spy:
-                    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-                    spy_to = RESULTS_DIR / f"onsale-{stamp}-round{r + 1}.pyspy.txt"
-                    spies.append(spy_to)
-                ours_rounds.append(ours(layout, args.seed + r, spy_to))
+                ours_rounds.append(ours(layout, args.seed + r, spies.for_round(r + 1)))
                 if not args.no_baseline:
                     base_rounds.append(theirs(layout, args.seed + r))
                 if memory is not None:
                     memory_rounds.append(ceiling(layout, args.seed + r))
-            shows = [(UUID(o["show_id"]), args.seats) for o in ours_rounds]
-            read_model = (
-                {"checked": False, "reason": "--no-read-model"}
-                if args.no_read_model
-                else verify_read_model(container, shows)
-            )
+            read_model = check_read_model(container, args, ours_rounds)
         finally:
             if memory is not None:
                 memory.stop()
@@ -304,10 +266,11 @@ def main() -> None:
             server.stop()
             bookings.close()
             container.close()
-    profile = top_costs(spies, n=40) if spies else None
+    profile = top_costs(spies.paths, n=40) if spies.paths else None
     machine["uvicorn"] = uvicorn_flavour()
     machine["what_if"] = applied
-    report(args, machine, load_before, ours_rounds, base_rounds, memory_rounds, read_model, profile)
+    run = HotShowRun(args, machine, load_before, ours_rounds, base_rounds, read_model, profile)
+    report(run, memory_rounds)
 
 
 def uvicorn_flavour() -> dict[str, str]:
@@ -324,16 +287,8 @@ def _total(rounds: list[dict[str, Any]]) -> float:
     return sum(r["holds"] for r in rounds) / sum(r["seconds_to_sold_out"] for r in rounds)
 
 
-def report(
-    args: argparse.Namespace,
-    machine: dict[str, Any],
-    load_before: list[float],
-    ours_rounds: list[dict[str, Any]],
-    base_rounds: list[dict[str, Any]],
-    memory_rounds: list[dict[str, Any]],
-    read_model: dict[str, Any],
-    profile: dict[str, Any] | None,
-) -> None:
+def report(run: HotShowRun, memory_rounds: list[dict[str, Any]]) -> None:
+    args, ours_rounds, base_rounds = run.args, run.ours, run.baseline
     rows = []
     for i, o in enumerate(ours_rounds):
         b = base_rounds[i] if i < len(base_rounds) else None
@@ -344,12 +299,8 @@ def report(
                 fmt(o["holds_per_s"]),
                 fmt(b["holds_per_s"]) if b else "-",
                 fmt(ratio(o["holds_per_s"], b["holds_per_s"]), 1) + "x" if b else "-",
-                f"{fmt(o['latency_all']['p50_ms'], 1)}/{fmt(o['latency_all']['p95_ms'], 1)}/"
-                f"{fmt(o['latency_all']['p99_ms'], 1)}",
-                f"{fmt(b['latency_all']['p50_ms'], 1)}/{fmt(b['latency_all']['p95_ms'], 1)}/"
-                f"{fmt(b['latency_all']['p99_ms'], 1)}"
-                if b
-                else "-",
+                percentiles(o["latency_all"]),
+                percentiles(b["latency_all"]) if b else "-",
                 f"{o['conflicts_409']}/{b['conflicts_409']}" if b else str(o["conflicts_409"]),
                 fmt(o["server"]["commands_per_batch"], 1),
                 o["server"]["conflicts"],
@@ -386,50 +337,34 @@ def report(
                 [
                     f"round {i + 1}",
                     fmt(m["holds_per_s"]),
-                    f"{fmt(m['latency_all']['p50_ms'], 1)}/{fmt(m['latency_all']['p95_ms'], 1)}/"
-                    f"{fmt(m['latency_all']['p99_ms'], 1)}",
+                    percentiles(m["latency_all"]),
                     fmt(m["loadgen_cores"], 2),
                 ]
                 for i, m in enumerate(memory_rounds)
             ],
         )
     worst_p99 = max((o["latency_all"]["p99_ms"] for o in ours_rounds), default=float("nan"))
-    print_table(
-        "targets",
-        ["target", "measured", "met"],
+    no_oversell = all(o["oversell_check"]["ok"] for o in ours_rounds)
+    print_targets(
         [
-            [f">= {TARGET_HOLDS:,.0f} holds/s", fmt(ours), "yes" if ours >= TARGET_HOLDS else "NO"],
-            [
+            target(f">= {TARGET_HOLDS:,.0f} holds/s", fmt(ours), ours >= TARGET_HOLDS),
+            target(
                 f"p99 <= {TARGET_P99_MS:.0f} ms",
                 fmt(worst_p99, 1) + " (worst round)",
-                "yes" if worst_p99 <= TARGET_P99_MS else "NO",
-            ],
-            [
+                worst_p99 <= TARGET_P99_MS,
+            ),
+            target(
                 f">= {TARGET_RATIO}x seed-style",
                 fmt(ratio(ours, base), 1) + "x",
-                "yes" if ratio(ours, base) >= TARGET_RATIO else "NO",
-            ],
-            [
-                "zero oversell",
-                "store ok" if all(o["oversell_check"]["ok"] for o in ours_rounds) else "FAIL",
-                "yes" if all(o["oversell_check"]["ok"] for o in ours_rounds) else "NO",
-            ],
-        ],
+                ratio(ours, base) >= TARGET_RATIO,
+            ),
+            target("zero oversell", "store ok" if no_oversell else "FAIL", no_oversell),
+        ]
     )
-    if profile:
-        print_table(
-            "py-spy, our server during the rounds: self time (top 15)",
-            ["function", "% samples"],
-            [[k, fmt(v, 1)] for k, v in profile["self_pct"][:15]],
-        )
-    write_results(
+    print_profile(run.profile, "our server during the rounds")
+    run.save(
         "onsale",
         {
-            "benchmark": "onsale",
-            "args": vars(args),
-            "machine": machine,
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
             "ours_holds_per_s": ours,
             "baseline_holds_per_s": base,
             "ratio": ratio(ours, base),
@@ -439,11 +374,7 @@ def report(
                 "p99_ms": TARGET_P99_MS,
                 "ratio": TARGET_RATIO,
             },
-            "ours": ours_rounds,
-            "baseline": base_rounds,
             "in_memory_ceiling": memory_rounds,
-            "read_model_check": read_model,
-            "profile": profile,
         },
     )
 

@@ -17,28 +17,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-
-from pydantic import SecretStr
 
 from bench.common import fresh_database
-from bench.workload import Workload
+from bench.workload import generated_log
 from infra.event_store import PostgresEventStore
 from infra.log_follower import PageReader, read_page
-from infra.settings import Settings
 from projections.base import EventReader
 from projections.rebuild import Rebuild
 from projections.registry import projection_kinds
 from projections.runner import ProjectionRunners
-from ticketblitz.bootstrap import bootstrap
 
 
 @dataclass
@@ -69,23 +62,9 @@ def scan(store: PostgresEventStore, page_size: int, reader: PageReader = read_pa
 
 
 def generate(url: str, events: int, shows: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            data_dir=Path(tmp),
-            database_url=url,
-            jwt_secret=SecretStr(secrets.token_urlsafe(48)),
-            rate_limit_enabled=False,
-        )
-        container = bootstrap(settings)
-        workload = Workload(container, rows=40, seats_per_row=50, general=2000)
-        try:
-            with timed() as took:
-                workload.schedule_shows(shows)
-                head = workload.run_until(events)
-            print(took.line(f"generated {head:,} events through the command handlers", head))
-        finally:
-            workload.close()
-            container.close()
+    """The log, generated in this process and closed before the measuring child starts."""
+    with generated_log(url, events, shows):
+        pass
 
 
 def measure(url: str, page_size: int) -> None:

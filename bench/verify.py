@@ -20,27 +20,20 @@ same run:
 from __future__ import annotations
 
 import argparse
-import secrets
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
-
-from pydantic import SecretStr
 
 from audit.hash_chain import seal
 from audit.revenue import SalesReadModel
 from audit.verify import verify
 from bench.common import fresh_database
-from bench.workload import Workload
+from bench.workload import generated_log
 from infra.decoding import Decoder, read_rows
 from infra.event_store import PostgresEventStore
 from infra.log_follower import read_page
-from infra.settings import Settings
 from projections.registry import SALES
 from projections.runner import ProjectionRunners
-from ticketblitz.bootstrap import bootstrap
 
 T = TypeVar("T")
 
@@ -87,26 +80,10 @@ def main() -> None:
     parser.add_argument("--shows", type=int, default=40)
     args = parser.parse_args()
 
-    with fresh_database(args.database_url) as url, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            data_dir=Path(tmp),
-            database_url=url,
-            jwt_secret=SecretStr(secrets.token_urlsafe(48)),
-            rate_limit_enabled=False,
-        )
-        container = bootstrap(settings)
-        workload = Workload(container, rows=40, seats_per_row=50, general=2000)
-        try:
-            started = time.perf_counter()
-            workload.schedule_shows(args.shows)
-            head = workload.run_until(args.events)
-            took = time.perf_counter() - started
-            print(
-                f"generated {head:,} events in {took:.1f} s ({head / took:,.0f} events/s) "
-                f"through the command handlers ({workload.rejected:,} commands refused)"
-            )
-        finally:
-            workload.close()
+    with (
+        fresh_database(args.database_url) as url,
+        generated_log(url, args.events, args.shows) as (container, head),
+    ):
         store = container.store
         sales = ProjectionRunners(store, [SALES], page_size=5000, poll_interval=0.05).start()
         caught_up = sales.wait_for(head, [SALES], timeout=600)
@@ -133,7 +110,6 @@ def main() -> None:
             f"  {report.streams:,} aggregates rebuilt, {report.violation_count} violations, "
             f"root {'proved' if report.ok else 'NOT proved'}, revenue {compared}"
         )
-        container.close()
 
 
 if __name__ == "__main__":

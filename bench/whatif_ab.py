@@ -33,9 +33,9 @@ from bench.common import (
     register_customers,
     schedule_hot_show,
     verify_inventory,
-    write_results,
 )
 from bench.onsale import run_loadgen, uvicorn_flavour
+from bench.report import save, writer_stats
 from ticketblitz.http_server import KEEP_ALIVE_SECONDS, BackgroundServer
 from ticketblitz.web import create_app
 
@@ -113,8 +113,7 @@ def main() -> None:
                 result = run_loadgen(
                     servers[v].url, tokens, show_id, lay, seed, 0.5, 90.0, pm, args.client
                 )
-                after = container.writers.stats()
-                result["server"] = {k: after[k] - before[k] for k in after}
+                result["server"] = writer_stats(before, container.writers.stats())
                 result["transactions"] = probe.summary()
                 result["oversell_check"] = verify_inventory(
                     container, show_id, lay.seats, result.pop("_holds")
@@ -158,17 +157,7 @@ def main() -> None:
     )
     machine["uvicorn"] = "h11 + asyncio unless the variant says uvicorn-standard"
     machine["httptools_uvloop_importable"] = uvicorn_flavour()
-    write_results(
-        "whatif",
-        {
-            "benchmark": "whatif_ab",
-            "args": vars(args),
-            "machine": machine,
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
-            "variants": runs,
-        },
-    )
+    save("whatif_ab", args, machine, load_before, {"variants": runs}, name="whatif")
 
 
 if __name__ == "__main__":

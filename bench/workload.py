@@ -10,32 +10,38 @@ equal the one built incrementally).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
+
+from pydantic import SecretStr
 
 from commands.models import (
     BookingRequest,
     CancelBooking,
     CloseSale,
     ExpireHold,
-    GeneralSection,
     OpenSale,
     PlaceHold,
-    PriceTier,
     RecordPayment,
     RecordPaymentFailure,
     RecordRefund,
     RequestPayment,
-    Row,
     ScheduleShow,
-    SeatedSection,
 )
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, HELD, PAID, PAYMENT_REQUESTED
 from http_shell.container import Container
+from infra.settings import Settings
+from ticketblitz.bootstrap import bootstrap
+from ticketblitz.demo import stalls_and_floor
 
 WORDS = [
     "jazz",
@@ -109,22 +115,12 @@ class Workload:
                 # Fifty customers share every show: the default cap (10) would refuse most
                 # holds and leave the shows unsold, so the highest cap keeps the mix of steps.
                 max_tickets_per_customer=1000,
-                price_tiers=[
-                    PriceTier(code="STD", price_cents=self.rng.choice([2500, 4500, 6000])),
-                    PriceTier(code="FLOOR", price_cents=3000),
-                ],
-                sections=[
-                    SeatedSection(
-                        code="A",
-                        kind="seated",
-                        tier="STD",
-                        rows=[
-                            Row(label=str(r), seats=self.seats_per_row)
-                            for r in range(1, self.rows + 1)
-                        ],
-                    ),
-                    GeneralSection(code="GA", kind="general", tier="FLOOR", capacity=self.general),
-                ],
+                **stalls_and_floor(
+                    self.rows,
+                    self.seats_per_row,
+                    self.general,
+                    stalls_cents=self.rng.choice([2500, 4500, 6000]),
+                ),
             )
             scheduled = self.container.shows.schedule_show(command)
             self._advance(scheduled.position)
@@ -201,16 +197,7 @@ class Workload:
             )
         if b.status in (HELD, PAYMENT_REQUESTED):
             if roll < 0.6:
-                return (
-                    lambda: payments.record_payment(
-                        RecordPayment(
-                            booking_id=b.booking_id,
-                            payment_intent_id=intent,
-                            amount_cents=b.amount_cents,
-                        )
-                    ),
-                    self._stepped(b, paid=True),
-                )
+                return self._record_payment(b, intent)
             if roll < 0.7:
                 return (
                     lambda: payments.record_payment_failure(
@@ -229,16 +216,7 @@ class Workload:
         if b.status in (PAID, CONFIRMED) and roll < 0.3:
             return self._cancel(b)
         if b.status == EXPIRED and not b.paid and roll < 0.3:
-            return (
-                lambda: payments.record_payment(
-                    RecordPayment(
-                        booking_id=b.booking_id,
-                        payment_intent_id=intent,
-                        amount_cents=b.amount_cents,
-                    )
-                ),
-                self._stepped(b, paid=True),
-            )
+            return self._record_payment(b, intent)
         if b.status in (CANCELLED, EXPIRED) and b.paid and b.amount_cents > 0:
             return (
                 lambda: payments.record_refund(
@@ -251,6 +229,14 @@ class Workload:
                 self._stepped(b, refunded=True),
             )
         return None
+
+    def _record_payment(
+        self, b: BookingState, intent: str
+    ) -> tuple[Callable[[], Future[Any]], Callable[[Any], None]]:
+        command = RecordPayment(
+            booking_id=b.booking_id, payment_intent_id=intent, amount_cents=b.amount_cents
+        )
+        return lambda: self.container.payments.record_payment(command), self._stepped(b, paid=True)
 
     def _cancel(self, b: BookingState) -> tuple[Callable[[], Future[Any]], Callable[[Any], None]]:
         command = CancelBooking(booking_id=b.booking_id, actor_id=b.customer_id)
@@ -284,3 +270,33 @@ def _submit(step: Callable[[], Future[Any]]) -> Future[Any]:
         failed: Future[Any] = Future()
         failed.set_exception(error)
         return failed
+
+
+@contextmanager
+def generated_log(database_url: str, events: int, shows: int) -> Iterator[tuple[Container, int]]:
+    """A container over `database_url` whose log holds `events` more events (`shows` shows,
+    40 rows of 50 seats and 2,000 standing places each), and the log's head position."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            data_dir=Path(tmp),
+            database_url=database_url,
+            jwt_secret=SecretStr(secrets.token_urlsafe(48)),
+            rate_limit_enabled=False,
+        )
+        container = bootstrap(settings)
+        try:
+            workload = Workload(container, rows=40, seats_per_row=50, general=2000)
+            try:
+                started = time.perf_counter()
+                workload.schedule_shows(shows)
+                head = workload.run_until(events)
+                took = time.perf_counter() - started
+                print(
+                    f"generated {head:,} events in {took:.1f} s ({head / took:,.0f} events/s) "
+                    f"through the command handlers ({workload.rejected:,} commands refused)"
+                )
+            finally:
+                workload.close()
+            yield container, head
+        finally:
+            container.close()

@@ -180,7 +180,7 @@ class PaymentCommands:
                 cancel_for(batch, booking, late, now)
             booking.record_payment(intent, command.amount_cents)
             claim = batch.inventory.claim_of(booking.id)
-            if booking.status == PAID and claim is not None and not claim["sold"]:
+            if booking.status == PAID and claim is not None and not claim.sold:
                 sell_and_confirm(batch, booking)
             return True
 

@@ -1,15 +1,17 @@
-"""What command handlers need from the outside world, as small interfaces (adapters in infra/)."""
+"""What command handlers, process managers and projections need from the outside world, as
+small interfaces (adapters in infra/)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+import psycopg
+from eventsourcing.domain import Aggregate, DomainEventProtocol
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -42,6 +44,36 @@ class EventStore(Protocol):
     def show_lock(self, show_id: UUID) -> AbstractContextManager[None]:
         """Hold the cross-process lock that makes this process the show's only writer."""
         ...
+
+
+class Connections(Protocol):
+    """The event store's database, for the tables a process manager keeps beside the log."""
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A pooled autocommit connection (use `conn.transaction()` for atomic work)."""
+        ...
+
+
+class Aggregates(Protocol):
+    def get(self, aggregate_id: UUID, kind: type[A]) -> A:
+        """Load an aggregate; raise NotFoundError when the stream does not exist."""
+        ...
+
+
+class AggregateHistory(Aggregates, Protocol):
+    """Aggregates as they are now, as they were, and the events that made them."""
+
+    def get_as_of(self, aggregate_id: UUID, version: int) -> Aggregate:
+        """The aggregate as it was right after its event `version`."""
+        ...
+
+    def history(self, aggregate_id: UUID) -> Iterator[DomainEventProtocol[UUID]]:
+        """The aggregate's events, oldest first, read as they are iterated."""
+        ...
+
+
+class TaskStore(Connections, Aggregates, Protocol):
+    """What a process manager that keeps task tables and loads aggregates uses."""
 
 
 class PasswordHasher(Protocol):

@@ -1,13 +1,16 @@
 """Booking: one customer's order for one show, from hold to confirmation or its undoing.
 
 held -> payment_requested -> paid -> confirmed, or cancelled / expired, and refunded once money
-that was taken has been given back. Every transition not in LEGAL is refused.
+that was taken has been given back. Every transition not in LEGAL is refused. What moves a
+booking on without its customer (asking for the money, charging, confirming, giving money back)
+is `Booking.next_step`, which the payment saga executes.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -43,6 +46,18 @@ OTHER_BOOKING = "other-booking"
 WRONG_AMOUNT = "wrong-amount"
 WRONG_CURRENCY = "wrong-currency"
 MISMATCH_REASONS = (OTHER_INTENT, OTHER_BOOKING, WRONG_AMOUNT, WRONG_CURRENCY)
+
+
+class NextStep(StrEnum):
+    """What a booking needs next from outside (the payment provider, the payment commands)."""
+
+    REFUND_MISMATCHED = "refund mismatched payment"  # money that did not pay for it, first
+    REQUEST_PAYMENT = "request payment"  # create the provider's intent (or pay a free one)
+    CHARGE = "charge"  # charge the intent with the payment method given at booking
+    CONFIRM = "confirm"
+    REFUND = "refund"
+    RECONCILE = "reconcile"  # ended unpaid: was its intent paid after all?
+    NOTHING = "nothing"  # final, or waiting for the customer / the provider's webhook
 
 
 class Booking(Aggregate):
@@ -99,6 +114,23 @@ class Booking(Aggregate):
             for intent, cents in self.mismatched_payments.items()
             if cents > 0 and intent not in self.mismatch_refund_ids
         }
+
+    def next_step(self) -> NextStep:
+        """The step that moves this booking on now; NOTHING when it is done or must wait."""
+        if self.mismatch_refunds_due:
+            return NextStep.REFUND_MISMATCHED
+        if self.status == HELD:
+            return NextStep.REQUEST_PAYMENT
+        if self.status == PAYMENT_REQUESTED and self.payment_method:
+            return NextStep.CHARGE
+        if self.status == PAID:
+            return NextStep.CONFIRM
+        if self.refund_due:
+            return NextStep.REFUND
+        ended_unpaid = self.status in (CANCELLED, EXPIRED) and self.paid_cents == 0
+        if ended_unpaid and self.payment_intent_id is not None:
+            return NextStep.RECONCILE
+        return NextStep.NOTHING
 
     def payment_mismatch(
         self,
@@ -247,3 +279,32 @@ class Booking(Aggregate):
         self.refund_id = refund_id
         self.refunded_cents += amount_cents
         self.status = REFUNDED
+
+
+def event_name(aggregate: type[Aggregate], name: str) -> str:
+    """The log's type name (`type(event).__qualname__`, e.g. "Booking.Placed") of the event
+    class that `@event(name)` nested in an aggregate; a renamed event fails here, at import."""
+    found = getattr(aggregate, name, None)
+    if not (isinstance(found, type) and issubclass(found, Aggregate.Event)):
+        raise TypeError(f"{aggregate.__name__}.{name} is not an event class")
+    return found.__qualname__
+
+
+class BookingEvents:
+    """The type names of a booking's events in the log, taken from its event classes."""
+
+    PLACED: Final = event_name(Booking, "Placed")
+    PAYMENT_REQUESTED: Final = event_name(Booking, "PaymentRequested")
+    PAYMENT_SUCCEEDED: Final = event_name(Booking, "PaymentSucceeded")
+    LATE_PAYMENT_RECEIVED: Final = event_name(Booking, "LatePaymentReceived")
+    PAYMENT_FAILED: Final = event_name(Booking, "PaymentFailed")
+    PAYMENT_MISMATCHED: Final = event_name(Booking, "PaymentMismatched")
+    MISMATCHED_PAYMENT_REFUNDED: Final = event_name(Booking, "MismatchedPaymentRefunded")
+    CONFIRMED: Final = event_name(Booking, "Confirmed")
+    CANCELLED: Final = event_name(Booking, "Cancelled")
+    EXPIRED: Final = event_name(Booking, "Expired")
+    REFUNDED: Final = event_name(Booking, "Refunded")
+
+
+# The events that put money on a booking.
+PAYMENT_EVENTS = frozenset({BookingEvents.PAYMENT_SUCCEEDED, BookingEvents.LATE_PAYMENT_RECEIVED})

@@ -5,7 +5,8 @@ exceeds its capacity; a booking holds 1 to MAX_TICKETS_PER_BOOKING tickets; a cu
 and buys at most the show's cap per customer (fair share, DEFAULT_TICKETS_PER_CUSTOMER unless
 the show set its own); no holds unless the sale is open and the show has not started; a customer
 cannot keep seats forever by letting holds lapse and holding again (LapsedHoldLimit). State is
-kept in JSON-friendly dicts and lists so the aggregate can be snapshotted.
+dicts and lists of strings, numbers and small records (Row, Claim, GeneralSection), which the
+event store's transcodings snapshot as JSON; snapshots of older class versions are upcast.
 """
 
 from __future__ import annotations
@@ -38,6 +39,43 @@ DEFAULT_TICKETS_PER_CUSTOMER = 10
 MAX_REMEMBERED_LAPSES = 20  # per customer: more than any sensible LapsedHoldLimit.times
 
 
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A row of a seated section: its seats in map order."""
+
+    section: str
+    key: str  # "SECTION-ROW": every seat id of the row starts with it
+    seats: list[str]
+
+
+@dataclass(slots=True)
+class Claim:
+    """What one booking holds or bought on the show."""
+
+    customer: str  # the customer's id (hex)
+    seats: list[str]
+    general: dict[str, int]  # GA section code -> tickets
+    until: datetime  # when the hold runs out unless sold
+    sold: bool = False
+
+    @property
+    def quantity(self) -> int:
+        return len(self.seats) + sum(self.general.values())
+
+
+@dataclass(slots=True)
+class GeneralSection:
+    """A general-admission section: tickets by count, not by seat."""
+
+    tier: str
+    capacity: int
+    taken: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.capacity - self.taken
+
+
 @dataclass(frozen=True)
 class LapsedHoldLimit:
     """A customer whose holds on a show lapsed (released unsold: expired, cancelled or
@@ -51,8 +89,9 @@ class LapsedHoldLimit:
 
 
 class SeatInventory(Aggregate):
-    # Version 2 snapshots carry `starts_at` and `customer_limit` (upcast_v1_v2).
-    class_version = 2
+    # Version 2 snapshots carry `starts_at` and `customer_limit` (upcast_v1_v2); version 3 ones
+    # keep rows, claims and GA sections as records, not lists and dicts (upcast_v2_v3).
+    class_version = 3
 
     class Created(Aggregate.Created):
         """Version 2 also records when the show starts (no hold from then on) and its cap per
@@ -92,25 +131,23 @@ class SeatInventory(Aggregate):
         self.price_tiers = dict(price_tiers)
         self.on_sale = False
         self.seat_tier: dict[str, str] = {}
-        self.rows: list[list[Any]] = []  # [section, row_key, [seat ids in order]]
-        self.row_free: dict[str, int] = {}
-        self.general: dict[str, dict[str, Any]] = {}
+        self.rows: list[Row] = []
+        self.row_free: dict[str, int] = {}  # row key -> free seats
+        self.general: dict[str, GeneralSection] = {}
         self.section_kind: dict[str, str] = {}
         for section in sections:
             self.section_kind[section["code"]] = section["kind"]
             if section["kind"] == GENERAL:
-                self.general[section["code"]] = {
-                    "tier": section["tier"],
-                    "capacity": int(section["capacity"]),
-                    "taken": 0,
-                }
+                self.general[section["code"]] = GeneralSection(
+                    section["tier"], int(section["capacity"])
+                )
         for seat, section_code, tier in iter_seats(sections):
             self.seat_tier[seat] = tier
             key = _row_key(seat)
-            if not self.rows or self.rows[-1][1] != key:
-                self.rows.append([section_code, key, []])
+            if not self.rows or self.rows[-1].key != key:
+                self.rows.append(Row(section_code, key, []))
                 self.row_free[key] = 0
-            self.rows[-1][2].append(seat)
+            self.rows[-1].seats.append(seat)
             self.row_free[key] += 1
         # An upper bound of each row's longest run of free seats: lets best-available skip
         # fragmented rows without rescanning them (holds only shorten runs; releases reset it).
@@ -119,7 +156,7 @@ class SeatInventory(Aggregate):
         # sell-out most rows are full). Releases reset it.
         self.first_open_row = 0
         self.holder: dict[str, str] = {}  # seat -> booking id (hex) while held or sold
-        self.claims: dict[str, dict[str, Any]] = {}  # booking id (hex) -> what it holds
+        self.claims: dict[str, Claim] = {}  # booking id (hex) -> what it holds or bought
         self.customer_tickets: dict[str, int] = {}  # customer id (hex) -> tickets held or sold
         self.lapses: dict[str, list[datetime]] = {}  # customer id (hex) -> when holds lapsed
 
@@ -129,27 +166,42 @@ class SeatInventory(Aggregate):
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
-        """A snapshot taken before version 2: start unknown, the default cap."""
+        """A snapshot taken before version 2: start unknown, the default cap. The oldest ones
+        also predate the memo of full rows and the record of lapses: none known."""
         state["starts_at"] = None
         state["customer_limit"] = DEFAULT_TICKETS_PER_CUSTOMER
+        state.setdefault("first_open_row", 0)
+        state.setdefault("lapses", {})
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 3 kept rows as [section, key, seats] lists, GA
+        sections and claims as dicts of their fields: the same values, as records."""
+        state["rows"] = [Row(section, key, seats) for section, key, seats in state["rows"]]
+        state["general"] = {
+            code: GeneralSection(ga["tier"], ga["capacity"], ga["taken"])
+            for code, ga in state["general"].items()
+        }
+        state["claims"] = {
+            booking: Claim(c["customer"], c["seats"], c["general"], c["until"], c["sold"])
+            for booking, c in state["claims"].items()
+        }
 
     # --- queries (pure) ---
 
     def is_free(self, seat: str) -> bool:
         return seat in self.seat_tier and seat not in self.holder
 
-    def claim_of(self, booking_id: UUID) -> dict[str, Any] | None:
+    def claim_of(self, booking_id: UUID) -> Claim | None:
         return self.claims.get(booking_id.hex)
 
     def price_of(self, seats: list[str], general: dict[str, int]) -> int:
         seated = sum(self.price_tiers[self.seat_tier[s]] for s in seats)
-        return seated + sum(
-            self.price_tiers[self.general[g]["tier"]] * n for g, n in general.items()
-        )
+        return seated + sum(self.price_tiers[self.general[g].tier] * n for g, n in general.items())
 
     def free_count(self) -> int:
         seated = sum(self.row_free.values())
-        general = sum(int(g["capacity"]) - int(g["taken"]) for g in self.general.values())
+        general = sum(g.left for g in self.general.values())
         return seated + general
 
     def tickets_of(self, customer_id: UUID) -> int:
@@ -182,7 +234,7 @@ class SeatInventory(Aggregate):
             raise CustomerTicketLimitError(limit, already, quantity)
 
     def expired_holds(self, now: datetime) -> list[UUID]:
-        return [UUID(b) for b, c in self.claims.items() if not c["sold"] and c["until"] <= now]
+        return [UUID(b) for b, c in self.claims.items() if not c.sold and c.until <= now]
 
     def choose_best_available(
         self, quantity: int, section: str | None = None
@@ -201,41 +253,40 @@ class SeatInventory(Aggregate):
         if sum(self.row_free.values()) >= quantity:
             return self._seated_for(quantity, seated_sections), {}
         for code, ga in self.general.items():
-            if ga["capacity"] - ga["taken"] >= quantity:
+            if ga.left >= quantity:
                 return [], {code: quantity}
         raise CapacityExceededError(None, quantity, self.free_count())
 
     def _general_for(self, section: str, quantity: int) -> dict[str, int]:
-        ga = self.general[section]
-        left = ga["capacity"] - ga["taken"]
+        left = self.general[section].left
         if left < quantity:
             raise CapacityExceededError(section, quantity, left)
         return {section: quantity}
 
     def _seated_for(self, quantity: int, sections: list[str]) -> list[str]:
         for row in self._open_rows(sections):
-            key = row[1]
+            key = row.key
             if self.row_free[key] >= quantity and self.row_run_bound[key] >= quantity:
-                block = self._centre_block(key, row[2], quantity)
+                block = self._centre_block(key, row.seats, quantity)
                 if block:
                     return block
         scattered: list[str] = []
         for row in self._open_rows(sections):
-            scattered.extend(s for s in row[2] if s not in self.holder)
+            scattered.extend(s for s in row.seats if s not in self.holder)
             if len(scattered) >= quantity:
                 return scattered[:quantity]
         raise CapacityExceededError(
             sections[0] if len(sections) == 1 else None, quantity, len(scattered)
         )
 
-    def _open_rows(self, sections: list[str]) -> Iterator[list[Any]]:
+    def _open_rows(self, sections: list[str]) -> Iterator[Row]:
         """Rows with a free seat, best first; lazily: the first row that fits ends a search."""
         rows, free = self.rows, self.row_free
-        first = getattr(self, "first_open_row", 0)  # absent from snapshots older than it
-        while first < len(rows) and free[rows[first][1]] == 0:
+        first = self.first_open_row
+        while first < len(rows) and free[rows[first].key] == 0:
             first += 1
         self.first_open_row = first
-        return (r for r in rows[first:] if free[r[1]] > 0 and r[0] in sections)
+        return (r for r in rows[first:] if free[r.key] > 0 and r.section in sections)
 
     def _centre_block(self, key: str, seats: list[str], quantity: int) -> list[str] | None:
         centre = (len(seats) - quantity) / 2
@@ -309,7 +360,8 @@ class SeatInventory(Aggregate):
             raise SeatsUnavailableError(taken)
         if booking_id.hex in self.claims:
             raise SeatsUnavailableError(seats)
-        self._seats_held(
+        self.trigger_event(
+            self.SeatsHeld,
             booking_id=booking_id,
             customer_id=customer_id,
             seats=list(seats),
@@ -318,49 +370,44 @@ class SeatInventory(Aggregate):
         )
 
     def _check_lapses(self, customer_id: UUID, limit: LapsedHoldLimit, now: datetime) -> None:
-        lapses = getattr(self, "lapses", {}).get(customer_id.hex, [])  # absent: old snapshots
+        lapses = self.lapses.get(customer_id.hex, [])
         recent = sorted(t for t in lapses if t > now - limit.window)
         if len(recent) >= limit.times:
             # Once the oldest lapse that still keeps the count at the limit leaves the window.
             allowed_at = recent[len(recent) - limit.times] + limit.window
             raise LapsedHoldLimitError(len(recent), limit.window, allowed_at - now)
 
-    @event("SeatsHeld")
-    def _seats_held(
-        self,
-        booking_id: UUID,
-        customer_id: UUID,
-        seats: list[str],
-        general: dict[str, int],
-        until: datetime,
-    ) -> None:
-        key = booking_id.hex
-        for seat in seats:
-            self.holder[seat] = key
-            self.row_free[_row_key(seat)] -= 1
-        for code, n in general.items():
-            self.general[code]["taken"] += n
-        self.claims[key] = {
-            "customer": customer_id.hex,
-            "seats": seats,
-            "general": general,
-            "until": until,
-            "sold": False,
-        }
-        quantity = len(seats) + sum(general.values())
-        self.customer_tickets[customer_id.hex] = (
-            self.customer_tickets.get(customer_id.hex, 0) + quantity
-        )
+    class SeatsHeld(Aggregate.Event):
+        """Seats and GA tickets held for a booking until `until`. The event applies itself
+        (declared, not made from a decorated method): `hold` stays the one signature."""
+
+        booking_id: UUID
+        customer_id: UUID
+        seats: list[str]
+        general: dict[str, int]
+        until: datetime
+
+        def apply(self, aggregate: SeatInventory) -> None:
+            key = self.booking_id.hex
+            for seat in self.seats:
+                aggregate.holder[seat] = key
+                aggregate.row_free[_row_key(seat)] -= 1
+            for code, n in self.general.items():
+                aggregate.general[code].taken += n
+            claim = Claim(self.customer_id.hex, self.seats, self.general, self.until)
+            aggregate.claims[key] = claim
+            tickets = aggregate.customer_tickets
+            tickets[claim.customer] = tickets.get(claim.customer, 0) + claim.quantity
 
     def sell(self, booking_id: UUID) -> None:
         claim = self.claims.get(booking_id.hex)
-        if claim is None or claim["sold"]:
+        if claim is None or claim.sold:
             raise HoldNotFoundError(booking_id)
         self._seats_sold(booking_id=booking_id)
 
     @event("SeatsSold")
     def _seats_sold(self, booking_id: UUID) -> None:
-        self.claims[booking_id.hex]["sold"] = True
+        self.claims[booking_id.hex].sold = True
 
     def release(self, booking_id: UUID, reason: str, at: datetime | None = None) -> None:
         """Free whatever the booking holds or bought (cancellation, expiry, refund); `at` is
@@ -371,8 +418,8 @@ class SeatInventory(Aggregate):
         self._seats_released(
             booking_id=booking_id,
             reason=reason,
-            seats=list(claim["seats"]),
-            general=dict(claim["general"]),
+            seats=list(claim.seats),
+            general=dict(claim.general),
             released_at=at,
         )
 
@@ -410,25 +457,22 @@ class SeatInventory(Aggregate):
         released_at: datetime | None = None,
     ) -> None:
         claim = self.claims.pop(booking_id.hex)
-        for seat in claim["seats"]:
+        for seat in claim.seats:
             del self.holder[seat]
             key = _row_key(seat)
             self.row_free[key] += 1
             self.row_run_bound[key] = self.row_free[key]
         self.first_open_row = 0
-        for code, n in claim["general"].items():
-            self.general[code]["taken"] -= n
-        quantity = len(claim["seats"]) + sum(claim["general"].values())
-        left = self.customer_tickets[claim["customer"]] - quantity
+        for code, n in claim.general.items():
+            self.general[code].taken -= n
+        left = self.customer_tickets[claim.customer] - claim.quantity
         if left:
-            self.customer_tickets[claim["customer"]] = left
+            self.customer_tickets[claim.customer] = left
         else:  # the customer's whole allowance is back; keeps snapshots small
-            del self.customer_tickets[claim["customer"]]
-        if not claim["sold"]:
-            if not hasattr(self, "lapses"):  # restored from a snapshot older than lapses
-                self.lapses = {}
-            lapses = self.lapses.setdefault(claim["customer"], [])
-            lapses.append(claim["until"] if released_at is None else released_at)
+            del self.customer_tickets[claim.customer]
+        if not claim.sold:
+            lapses = self.lapses.setdefault(claim.customer, [])
+            lapses.append(claim.until if released_at is None else released_at)
             del lapses[:-MAX_REMEMBERED_LAPSES]
 
 

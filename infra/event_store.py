@@ -1,21 +1,30 @@
-"""The PostgreSQL event store: the eventsourcing library's recorder plus the show locks."""
+"""The PostgreSQL event store: the eventsourcing library's recorder plus the show locks, and
+the transcodings that let snapshots carry the records of an aggregate's state."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import fields
+from operator import attrgetter
 from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate, Snapshot
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.domain import Aggregate, DomainEventProtocol, Snapshot
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    PersistenceError,
+    Transcoding,
+)
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from commands.errors import NotFoundError, StoreUnavailableError, VersionConflictError
+from domain.inventory import Claim, GeneralSection, Row
 from infra.pool_revival import PoolReviver
 from infra.recorder import TicketBlitzRecorder
 
@@ -24,10 +33,44 @@ A = TypeVar("A", bound=Aggregate)
 EVENTS_TABLE = "ticketblitz_events"
 
 
+class RecordAsList(Transcoding):
+    """A record of an aggregate's state (a dataclass) as a JSON array of its fields in order;
+    snapshots carry them (SeatInventory's rows, claims and GA sections). An array, not an
+    object: a big show's snapshot has tens of thousands of claims, and it is written while
+    the show's commands wait. The order is the stored format: a record that changes its
+    fields other than by appending one with a default needs a new transcoding name."""
+
+    def __init__(self, record: type[Any], name: str) -> None:
+        names = [f.name for f in fields(record)]
+        if len(names) < 2:  # attrgetter of one name gives the value, not a tuple
+            raise ValueError(f"{record.__name__}: a record of one field is no array")
+        self.type = record
+        self.name = name
+        self._fields = attrgetter(*names)
+
+    def encode(self, obj: Any) -> Any:
+        return self._fields(obj)  # a tuple: JSON encodes it as an array
+
+    def decode(self, data: list[Any]) -> Any:
+        return self.type(*data)
+
+
+STATE_RECORDS = (
+    RecordAsList(Row, "inventory_row"),
+    RecordAsList(Claim, "inventory_claim"),
+    RecordAsList(GeneralSection, "inventory_general_section"),
+)
+
+
 class TicketBlitz(Application[UUID]):
     """The event-sourced application: one store for shows, inventories, bookings, accounts."""
 
     name = "TicketBlitz"
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        for transcoding in STATE_RECORDS:
+            transcoder.register(transcoding)
 
 
 def application_env(database_url: str, pool_size: int) -> dict[str, str]:
@@ -94,6 +137,13 @@ class PostgresEventStore:
         if not isinstance(aggregate, kind):
             raise NotFoundError(kind.__name__, aggregate_id)
         return aggregate
+
+    def get_as_of(self, aggregate_id: UUID, version: int) -> Aggregate:
+        aggregate: Aggregate = self.app.repository.get(aggregate_id, version=version)
+        return aggregate
+
+    def history(self, aggregate_id: UUID) -> Iterator[DomainEventProtocol[UUID]]:
+        return self.app.events.get(aggregate_id)
 
     def version_of(self, aggregate_id: UUID) -> int | None:
         rows = self._query(

@@ -320,12 +320,7 @@ class LogFollower:
             return after
         last = page[-1]
         with self.store.connection() as conn, conn.transaction():
-            row = conn.execute(
-                "SELECT position FROM follower_positions WHERE name = %s FOR UPDATE",
-                (self.name,),
-            ).fetchone()
-            if row is None or int(row[0]) != after:
-                raise PositionMovedError(f"{self.name} is at {row}, expected {after}")
+            self._lock_position(conn, after)
             self.handler.handle(conn, page)
             conn.execute(
                 "UPDATE follower_positions SET position = %s, event_time = %s, "
@@ -343,6 +338,14 @@ class LogFollower:
             )
             self._failing_at = None
         return last.position
+
+    def _lock_position(self, conn: psycopg.Connection[Any], after: int) -> None:
+        """Lock this follower's row until the transaction ends; it must still be at `after`."""
+        row = conn.execute(
+            "SELECT position FROM follower_positions WHERE name = %s FOR UPDATE", (self.name,)
+        ).fetchone()
+        if row is None or int(row[0]) != after:
+            raise PositionMovedError(f"{self.name} is at {row}, expected {after}")
 
     def _step(self, after: int) -> int:
         """One page; a single event while isolating the one that made a page fail."""
@@ -437,12 +440,7 @@ class LogFollower:
     def _dead_letter(self, after: int, position: int, error: str, attempts: int) -> None:
         """Skip the event at `position` (the next after `after`), keeping it as a dead letter."""
         with self.store.connection() as conn, conn.transaction():
-            row = conn.execute(
-                "SELECT position FROM follower_positions WHERE name = %s FOR UPDATE",
-                (self.name,),
-            ).fetchone()
-            if row is None or int(row[0]) != after:
-                raise PositionMovedError(f"{self.name} is at {row}, expected {after}")
+            self._lock_position(conn, after)
             record_dead_letter(conn, self.name, position, error, attempts)
             conn.execute(
                 "UPDATE follower_positions SET position = %s, updated_at = now() WHERE name = %s",

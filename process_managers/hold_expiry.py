@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,10 +21,16 @@ import psycopg
 
 from commands.models import ExpireHold
 from commands.payments import PaymentCommands, PaymentStep
-from commands.ports import Clock
-from infra.event_store import PostgresEventStore
+from commands.ports import Clock, Connections
+from domain.booking import BookingEvents
 from infra.log_follower import LoggedEvent
-from process_managers.scheduling import log_failure, retry_delay
+from process_managers.scheduling import (
+    create_tables,
+    keep_bookings,
+    log_failure,
+    retry_delay,
+    run_until_stopped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +46,11 @@ CREATE INDEX IF NOT EXISTS hold_deadlines_due ON hold_deadlines (due_at)
 # After these a hold can no longer expire.
 SETTLING = frozenset(
     {
-        "Booking.PaymentSucceeded",
-        "Booking.PaymentFailed",
-        "Booking.Confirmed",
-        "Booking.Cancelled",
-        "Booking.Expired",
+        BookingEvents.PAYMENT_SUCCEEDED,
+        BookingEvents.PAYMENT_FAILED,
+        BookingEvents.CONFIRMED,
+        BookingEvents.CANCELLED,
+        BookingEvents.EXPIRED,
     }
 )
 
@@ -57,23 +64,14 @@ class HoldDeadlines:
         conn.execute(DEADLINES_DDL)
 
     def handle(self, conn: psycopg.Connection[Any], page: Sequence[LoggedEvent]) -> None:
-        due: dict[UUID, Any] = {}
+        due: dict[UUID, datetime | None] = {}  # booking -> its hold's expiry, None: settled
         for logged in page:
             booking_id = logged.event.originator_id
-            if logged.type_name == "Booking.Placed":
+            if logged.type_name == BookingEvents.PLACED:
                 due[booking_id] = logged.event.hold_expires_at
             elif logged.type_name in SETTLING:
                 due[booking_id] = None
-        added = [(b, at) for b, at in due.items() if at is not None]
-        removed = [b for b, at in due.items() if at is None]
-        if added:
-            conn.execute(
-                "INSERT INTO hold_deadlines (booking_id, due_at) "
-                "SELECT * FROM unnest(%s::uuid[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
-                ([b for b, _ in added], [at for _, at in added]),
-            )
-        if removed:
-            conn.execute("DELETE FROM hold_deadlines WHERE booking_id = ANY(%s)", (removed,))
+        keep_bookings(conn, "hold_deadlines", "due_at", "timestamptz", due)
 
 
 class HoldExpiry:
@@ -82,7 +80,7 @@ class HoldExpiry:
 
     def __init__(
         self,
-        store: PostgresEventStore,
+        store: Connections,
         payments: PaymentCommands,
         clock: Clock,
         poll_interval: float = 0.05,
@@ -97,14 +95,11 @@ class HoldExpiry:
         self._batch = batch
 
     def setup(self) -> None:
-        with self._store.connection() as conn:
-            HoldDeadlines().setup(conn)
+        create_tables(self._store, HoldDeadlines())
 
     def run(self, stop: threading.Event) -> None:
         self.setup()
-        while not stop.is_set():
-            if not self.expire_due():
-                stop.wait(self._poll)
+        run_until_stopped(stop, self.expire_due, self._poll)
 
     def expire_due(self) -> int:
         """Expire the holds due now; returns how many deadlines were settled."""

@@ -17,11 +17,11 @@ from eventsourcing.domain import Aggregate
 from pydantic import BaseModel, ConfigDict
 
 from commands.errors import NotFoundError
+from commands.ports import AggregateHistory
 from domain.account import Account
-from domain.booking import Booking
+from domain.booking import Booking, BookingEvents, event_name
 from domain.ids import TICKETBLITZ_NAMESPACE
 from domain.show import Show
-from infra.event_store import PostgresEventStore
 from infra.log_follower import LoggedEvent
 from process_managers.show_cancellation import SHOW_CANCELLED
 
@@ -29,22 +29,23 @@ SCHEMA_VERSION = 1
 BOOKINGS = "bookings.v1"
 SHOWS = "shows.v1"
 
+# Domain event type name -> integration event type.
 BOOKING_TYPES = {
-    "Booking.Placed": "booking.placed",
-    "Booking.PaymentRequested": "booking.payment_requested",
-    "Booking.PaymentSucceeded": "booking.paid",
-    "Booking.LatePaymentReceived": "booking.late_payment_received",
-    "Booking.PaymentFailed": "booking.payment_failed",
-    "Booking.Confirmed": "booking.confirmed",
-    "Booking.Cancelled": "booking.cancelled",
-    "Booking.Expired": "booking.expired",
-    "Booking.Refunded": "booking.refunded",
+    BookingEvents.PLACED: "booking.placed",
+    BookingEvents.PAYMENT_REQUESTED: "booking.payment_requested",
+    BookingEvents.PAYMENT_SUCCEEDED: "booking.paid",
+    BookingEvents.LATE_PAYMENT_RECEIVED: "booking.late_payment_received",
+    BookingEvents.PAYMENT_FAILED: "booking.payment_failed",
+    BookingEvents.CONFIRMED: "booking.confirmed",
+    BookingEvents.CANCELLED: "booking.cancelled",
+    BookingEvents.EXPIRED: "booking.expired",
+    BookingEvents.REFUNDED: "booking.refunded",
 }
 SHOW_TYPES = {
-    "Show.Scheduled": "show.scheduled",
-    "Show.SaleOpened": "show.sale_opened",
-    "Show.SaleClosed": "show.sale_closed",
-    "Show.Cancelled": "show.cancelled",
+    event_name(Show, "Scheduled"): "show.scheduled",
+    event_name(Show, "SaleOpened"): "show.sale_opened",
+    event_name(Show, "SaleClosed"): "show.sale_closed",
+    event_name(Show, "Cancelled"): "show.cancelled",
 }
 
 
@@ -88,7 +89,7 @@ class IntegrationEvents:
     """Builds integration events from the log, keeping recent aggregate states in memory so
     that the state after each event is usually one `mutate` away."""
 
-    def __init__(self, store: PostgresEventStore, max_cached: int = 10_000) -> None:
+    def __init__(self, store: AggregateHistory, max_cached: int = 10_000) -> None:
         self._store = store
         self._max_cached = max_cached
         self._states: OrderedDict[UUID, Aggregate] = OrderedDict()
@@ -145,7 +146,7 @@ class IntegrationEvents:
         elif version == 1:
             state = event.mutate(None)
         else:  # not cached, or a page is being redone: read it as of this event
-            state = self._store.app.repository.get(aggregate_id, version=version)
+            state = self._store.get_as_of(aggregate_id, version)
         self._remember(self._states, aggregate_id, state)
         return state
 

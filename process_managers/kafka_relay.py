@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from infra.event_store import PostgresEventStore
+from commands.ports import Connections
 from infra.kafka import KafkaPublisher, OutgoingMessage
 from infra.log_follower import LoggedEvent
 from process_managers.integration_events import IntegrationEvents
@@ -52,7 +52,7 @@ class KafkaRelay:
             raise
 
 
-def rewind(store: PostgresEventStore, position: int, name: str = RELAY_NAME) -> int:
+def rewind(store: Connections, position: int, name: str = RELAY_NAME) -> int:
     """Move a follower back so that it handles again every event after `position`; returns
     the position it was at. A running follower notices and continues from there."""
     with store.connection() as conn, conn.transaction():

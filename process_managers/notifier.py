@@ -45,7 +45,8 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import ValidationError
 
-from infra.event_store import PostgresEventStore
+from commands.ports import AggregateHistory, Connections
+from domain.booking import PAYMENT_EVENTS, BookingEvents
 from infra.mailer import MailRejectedError, MailUnavailableError, SmtpMailer
 from process_managers.integration_events import IntegrationEvent
 
@@ -73,8 +74,6 @@ SUBJECTS = {
     "booking.refunded": "Refund issued for your booking for {title}",
 }
 SHOW_CANCELLED_SUBJECT = "Cancelled: {title} will not take place"
-# A booking's domain events that put money on it.
-PAYMENTS = frozenset({"Booking.PaymentSucceeded", "Booking.LatePaymentReceived"})
 
 
 class SuggestedShow(Protocol):
@@ -93,6 +92,10 @@ class Suggestions(Protocol):
     def shows(self) -> Sequence[SuggestedShow]: ...
     @property
     def pitch(self) -> str: ...
+
+
+class NotifierStore(Connections, AggregateHistory, Protocol):
+    """The `sent_emails` table, and the bookings' histories."""
 
 
 # (customer id, id of the show just booked) -> suggestions, or None for none.
@@ -208,7 +211,7 @@ def _you_may_also_like(suggestions: Suggestions) -> list[str]:
 class Notifier:
     def __init__(
         self,
-        store: PostgresEventStore,
+        store: NotifierStore,
         mailer: SmtpMailer,
         consumer_factory: Callable[[], KafkaConsumer],
         topics: list[str],
@@ -300,11 +303,11 @@ class Notifier:
             return False
         assert event.booking_id is not None  # booking.* events carry one
         paid = False
-        for domain_event in self._store.app.events.get(event.booking_id):
+        for domain_event in self._store.history(event.booking_id):
             kind = type(domain_event).__qualname__
-            if kind in PAYMENTS:
+            if kind in PAYMENT_EVENTS:
                 paid = True
-            elif kind == "Booking.Cancelled":
+            elif kind == BookingEvents.CANCELLED:
                 return paid
         return False
 

@@ -8,10 +8,11 @@ Design: an outbox of tasks, executed at least once by idempotent steps.
   nothing outside PostgreSQL. Calling Stripe and sending commands from inside the page instead
   would hold the follower's transaction open across network calls, stall every later booking
   behind one slow or failing payment, and still repeat those calls when the page is redone.
-- `PaymentSaga` executes due tasks on a few threads. A session advisory lock per booking keeps
-  two executors (threads or processes) off the same booking; a killed worker's locks vanish with
-  its connections, so a restart resumes at once. A task advances its booking from the booking's
-  *current* state in the event store, not from the event that armed it: create the Stripe
+- `PaymentSaga` executes due tasks on a few threads (`scheduling.TaskTable`). A session advisory
+  lock per booking keeps two executors (threads or processes) off the same booking; a killed
+  worker's locks vanish with its connections, so a restart resumes at once. A task advances its
+  booking from the booking's *current* state in the event store, not from the event that armed
+  it, taking the step the booking calls for (`Booking.next_step`): create the Stripe
   intent and record it (RequestPayment), confirm it with the payment method given at booking,
   record the result (RecordPayment sells the seats and confirms; RecordPaymentFailure cancels
   and releases them), confirm a paid booking, refund the money of a cancelled or expired one
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
@@ -45,11 +46,10 @@ from commands.models import (
     RequestPayment,
 )
 from commands.payments import FREE_INTENT, PaymentCommands, PaymentStep
-from commands.ports import PaymentGateway
-from domain.booking import CANCELLED, EXPIRED, HELD, PAID, PAYMENT_REQUESTED, Booking
-from infra.event_store import PostgresEventStore
+from commands.ports import PaymentGateway, TaskStore
+from domain.booking import Booking, BookingEvents, NextStep
 from infra.log_follower import LoggedEvent
-from process_managers.scheduling import advisory_key, log_failure, retry_delay
+from process_managers.scheduling import TaskTable, create_tables, run_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +64,19 @@ CREATE TABLE IF NOT EXISTS payment_saga_tasks (
 CREATE INDEX IF NOT EXISTS payment_saga_tasks_due ON payment_saga_tasks (due_at)
 """
 
-# Booking events after which the saga may have something to do.
+# Booking events after which the booking's next step (Booking.next_step) may be one to take.
 TRIGGERS = frozenset(
     {
-        "Booking.Placed",
-        "Booking.PaymentRequested",
-        "Booking.PaymentSucceeded",
-        "Booking.LatePaymentReceived",
-        "Booking.Cancelled",
-        "Booking.Expired",
-        "Booking.PaymentMismatched",
-        "Booking.MismatchedPaymentRefunded",
+        BookingEvents.PLACED,
+        BookingEvents.PAYMENT_REQUESTED,
+        BookingEvents.PAYMENT_SUCCEEDED,
+        BookingEvents.LATE_PAYMENT_RECEIVED,
+        BookingEvents.CANCELLED,
+        BookingEvents.EXPIRED,
+        BookingEvents.PAYMENT_MISMATCHED,
+        BookingEvents.MISMATCHED_PAYMENT_REFUNDED,
     }
 )
-ENDED_UNPAID = frozenset({CANCELLED, EXPIRED})
 MAX_STEPS = 6  # a booking needs at most: intent, record, confirm ... then it waits or is final
 
 
@@ -107,7 +106,7 @@ class PaymentSaga:
 
     def __init__(
         self,
-        store: PostgresEventStore,
+        store: TaskStore,
         payments: PaymentCommands,
         gateway: PaymentGateway,
         threads: int = 4,
@@ -115,71 +114,42 @@ class PaymentSaga:
         command_timeout: float = 10.0,
     ) -> None:
         self._store = store
+        self._tasks = TaskTable(
+            store, "payment_saga_tasks", "booking_id", "payment-saga", log, generation=True
+        )
         self._payments = payments
         self._gateway = gateway
         self._threads = threads
         self._poll = poll_interval
         self._timeout = command_timeout
+        self._steps: dict[NextStep, Callable[[Booking], bool]] = {
+            NextStep.REFUND_MISMATCHED: self._refund_mismatch,
+            NextStep.REQUEST_PAYMENT: self._request_payment,
+            NextStep.CHARGE: self._charge,
+            NextStep.CONFIRM: self._confirm,
+            NextStep.REFUND: self._refund,
+            NextStep.RECONCILE: self._reconcile,
+        }
 
     def setup(self) -> None:
-        with self._store.connection() as conn:
-            PaymentSagaTasks().setup(conn)
+        create_tables(self._store, PaymentSagaTasks())
 
     def run(self, stop: threading.Event) -> None:
         self.setup()
         with ThreadPoolExecutor(self._threads, thread_name_prefix="payment-saga") as pool:
-            while not stop.is_set():
-                if not self.run_once(pool):
-                    stop.wait(self._poll)
+            run_until_stopped(stop, lambda: self.run_once(pool), self._poll)
 
     def run_once(self, pool: ThreadPoolExecutor) -> int:
         """Execute the tasks due now (up to a batch); returns how many were taken."""
-        with self._store.connection() as conn:
-            due = conn.execute(
-                "SELECT booking_id FROM payment_saga_tasks WHERE due_at <= now() "
-                "ORDER BY due_at LIMIT %s",
-                (self._threads * 16,),
-            ).fetchall()
-        done = list(pool.map(self._run_task, [row[0] for row in due]))
-        return sum(done)
+        due = self._tasks.due(self._threads * 16)
+        return sum(pool.map(self._run_task, due))
 
     def _run_task(self, booking_id: UUID) -> bool:
-        key = advisory_key("payment-saga", booking_id)
-        with self._store.connection() as conn:
-            locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            if not locked or not locked[0]:
-                return False  # another executor has this booking
-            try:
-                return self._run_locked(conn, booking_id)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-
-    def _run_locked(self, conn: psycopg.Connection[Any], booking_id: UUID) -> bool:
-        row = conn.execute(
-            "SELECT generation, attempts FROM payment_saga_tasks "
-            "WHERE booking_id = %s AND due_at <= now()",
-            (booking_id,),
-        ).fetchone()
-        if row is None:
-            return False  # done meanwhile by another executor
-        generation, attempts = row
-        try:
+        def advance(_: psycopg.Connection[Any]) -> bool:
             self.advance(booking_id)
-        except Exception as error:  # a worker survives its tasks' failures: retried later
-            delay = retry_delay(attempts)
-            log_failure(log, f"payment saga for booking {booking_id}", error, delay)
-            conn.execute(
-                "UPDATE payment_saga_tasks SET attempts = attempts + 1, last_error = %s, "
-                "due_at = now() + make_interval(secs => %s) "
-                "WHERE booking_id = %s AND generation = %s",
-                (f"{type(error).__name__}: {error}"[:1000], delay, booking_id, generation),
-            )
             return True
-        conn.execute(
-            "DELETE FROM payment_saga_tasks WHERE booking_id = %s AND generation = %s",
-            (booking_id, generation),
-        )
-        return True
+
+        return self._tasks.run(booking_id, advance, f"payment saga for booking {booking_id}")
 
     def advance(self, booking_id: UUID) -> None:
         """Take the booking as far as it can go now (idempotent: safe to repeat)."""
@@ -189,32 +159,29 @@ class PaymentSaga:
 
     def _step(self, booking: Booking) -> bool:
         """Do the booking's next step; False when there is nothing to do (yet)."""
-        if booking.mismatch_refunds_due:
-            return self._refund_mismatch(booking)
-        if booking.status == HELD:
-            return self._request_payment(booking)
-        if booking.status == PAYMENT_REQUESTED and booking.payment_method:
-            assert booking.payment_intent_id is not None
-            result = self._gateway.confirm_intent(
-                booking.id, booking.payment_intent_id, booking.payment_method
+        step = self._steps.get(booking.next_step())
+        return step is not None and step(booking)
+
+    def _charge(self, booking: Booking) -> bool:
+        assert booking.payment_intent_id is not None and booking.payment_method is not None
+        result = self._gateway.confirm_intent(
+            booking.id, booking.payment_intent_id, booking.payment_method
+        )
+        return self._changed(self._payments.apply_result(result))
+
+    def _confirm(self, booking: Booking) -> bool:
+        return self._changed(self._payments.confirm_booking(ConfirmBooking(booking_id=booking.id)))
+
+    def _refund(self, booking: Booking) -> bool:
+        """Give back the money of a booking that did not end confirmed."""
+        assert booking.payment_intent_id is not None
+        due = booking.paid_cents - booking.refunded_cents
+        refund_id = self._gateway.refund(booking.id, booking.payment_intent_id, due)
+        return self._changed(
+            self._payments.record_refund(
+                RecordRefund(booking_id=booking.id, refund_id=refund_id, amount_cents=due)
             )
-            return self._changed(self._payments.apply_result(result))
-        if booking.status == PAID:
-            return self._changed(
-                self._payments.confirm_booking(ConfirmBooking(booking_id=booking.id))
-            )
-        if booking.refund_due:
-            assert booking.payment_intent_id is not None
-            due = booking.paid_cents - booking.refunded_cents
-            refund_id = self._gateway.refund(booking.id, booking.payment_intent_id, due)
-            return self._changed(
-                self._payments.record_refund(
-                    RecordRefund(booking_id=booking.id, refund_id=refund_id, amount_cents=due)
-                )
-            )
-        if booking.status in ENDED_UNPAID and booking.paid_cents == 0:
-            return self._reconcile(booking)
-        return False
+        )
 
     def _refund_mismatch(self, booking: Booking) -> bool:
         """Give back money that did not pay for the booking, on the intent that took it."""
@@ -229,7 +196,7 @@ class PaymentSaga:
         """A booking that ended without a recorded payment: ask Stripe whether its intent was
         paid after all (a charge whose result was lost when a worker died); such a payment is
         recorded as late, then refunded. Payments made later still arrive by webhook."""
-        if booking.payment_intent_id in (None, FREE_INTENT):
+        if booking.payment_intent_id in (None, FREE_INTENT):  # nothing was ever charged
             return False
         result = self._gateway.intent_result(booking.id, booking.payment_intent_id)
         return result.outcome == "succeeded" and self._changed(self._payments.apply_result(result))

@@ -1,16 +1,24 @@
-"""Small helpers shared by the process managers' task tables."""
+"""Helpers shared by the process managers' task tables and their executors."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import UUID
+
+import psycopg
+from psycopg import sql
 
 from commands.errors import (
     ConcurrencyError,
     PaymentGatewayUnavailableError,
     StoreUnavailableError,
 )
+from commands.ports import Connections
+from infra.log_follower import PageHandler
 
 # Failures that heal by themselves: a retry later is the whole remedy.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -38,3 +46,123 @@ def log_failure(log: logging.Logger, what: str, error: Exception, delay: float) 
         log.warning("%s: %s; retrying in %.1fs", what, error, delay)
     else:
         log.error("%s failed; retrying in %.1fs", what, delay, exc_info=error)
+
+
+def create_tables(database: Connections, tables: PageHandler) -> None:
+    """Create a task feeder's tables if missing (idempotent), before its executor runs."""
+    with database.connection() as conn:
+        tables.setup(conn)
+
+
+def run_until_stopped(stop: threading.Event, run_once: Callable[[], int], poll: float) -> None:
+    """Work while there is work; when a round found none, wait `poll` seconds (or the stop)."""
+    while not stop.is_set():
+        if not run_once():
+            stop.wait(poll)
+
+
+def keep_bookings(
+    conn: psycopg.Connection[Any],
+    table: str,
+    column: str,
+    column_type: str,
+    latest: dict[UUID, Any],
+) -> None:
+    """Bring a table of bookings (`booking_id` and one `column`) in line with a page's last word
+    per booking: a value adds its row (a row already there stays as it is), None removes it."""
+    kept = [(booking, value) for booking, value in latest.items() if value is not None]
+    dropped = [booking for booking, value in latest.items() if value is None]
+    names = {"table": sql.Identifier(table), "column": sql.Identifier(column)}
+    if kept:
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {table} (booking_id, {column}) "
+                "SELECT * FROM unnest(%s::uuid[], %s::{type}[]) ON CONFLICT DO NOTHING"
+            ).format(type=sql.SQL(column_type), **names),
+            ([booking for booking, _ in kept], [value for _, value in kept]),
+        )
+    if dropped:
+        conn.execute(
+            sql.SQL("DELETE FROM {table} WHERE booking_id = ANY(%s)").format(**names), (dropped,)
+        )
+
+
+Task = Callable[[psycopg.Connection[Any]], bool]
+"""One task's work, on the connection holding its lock; True when the task is finished."""
+
+
+class TaskTable:
+    """A process manager's outbox of tasks: one row per item (`key` column) with `due_at`,
+    `attempts` and `last_error`, and, with `generation`, a counter that every event re-arming
+    the task bumps (a task re-armed while it ran is not deleted: it runs again).
+
+    A session advisory lock per item keeps two executors (threads or processes) off the same
+    item; a killed worker's locks vanish with its connections, so a restart resumes at once.
+    A failed task is retried with backoff, its error kept in `last_error`.
+    """
+
+    def __init__(
+        self,
+        database: Connections,
+        table: str,
+        key: str,
+        lock_kind: str,
+        log: logging.Logger,
+        generation: bool = False,
+    ) -> None:
+        self._database = database
+        self._lock_kind = lock_kind
+        self._log = log
+        names = {"table": sql.Identifier(table), "key": sql.Identifier(key)}
+        same_run = sql.SQL(" AND generation = %(generation)s" if generation else "")
+        self._due = sql.SQL(
+            "SELECT {key} FROM {table} WHERE due_at <= now() ORDER BY due_at LIMIT %(limit)s"
+        ).format(**names)
+        self._claim = sql.SQL(
+            "SELECT attempts, {generation} FROM {table} WHERE {key} = %(item)s AND due_at <= now()"
+        ).format(generation=sql.SQL("generation" if generation else "NULL"), **names)
+        self._postpone = sql.SQL(
+            "UPDATE {table} SET attempts = attempts + 1, last_error = %(error)s, "
+            "due_at = now() + make_interval(secs => %(delay)s) WHERE {key} = %(item)s{same_run}"
+        ).format(same_run=same_run, **names)
+        self._finish = sql.SQL("DELETE FROM {table} WHERE {key} = %(item)s{same_run}").format(
+            same_run=same_run, **names
+        )
+
+    def due(self, limit: int) -> Sequence[UUID]:
+        """The items whose tasks are due now, the most overdue first."""
+        with self._database.connection() as conn:
+            return [row[0] for row in conn.execute(self._due, {"limit": limit}).fetchall()]
+
+    def run(self, item: UUID, task: Task, what: str) -> bool:
+        """Run the item's task if it is due and no other executor has the item; returns
+        whether it ran (finished, or failed and postponed). `what` names it in the log."""
+        key = advisory_key(self._lock_kind, item)
+        with self._database.connection() as conn:
+            locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if not locked or not locked[0]:
+                return False  # another executor has this item
+            try:
+                return self._run_locked(conn, item, task, what)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def _run_locked(self, conn: psycopg.Connection[Any], item: UUID, task: Task, what: str) -> bool:
+        row = conn.execute(self._claim, {"item": item}).fetchone()
+        if row is None:
+            return False  # done meanwhile by another executor
+        attempts, generation = row
+        try:
+            finished = task(conn)
+        except Exception as error:  # a worker survives its tasks' failures: retried later
+            delay = retry_delay(attempts)
+            log_failure(self._log, what, error, delay)
+            error_text = f"{type(error).__name__}: {error}"[:1000]
+            conn.execute(
+                self._postpone,
+                {"error": error_text, "delay": delay, "item": item, "generation": generation},
+            )
+            return True
+        if finished:
+            conn.execute(self._finish, {"item": item, "generation": generation})
+        return True

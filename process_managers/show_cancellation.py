@@ -14,17 +14,17 @@ Design: the same outbox of tasks as the payment saga, fed from the log, never fr
   (Rows of confirmed bookings stay while their show is not cancelled: one small row per sale.
   A new deployment's follower starts at the log's beginning, so shows cancelled before this
   process manager existed get their bookings cancelled and refunded too.)
-- `ShowCancellation` executes due tasks. A session advisory lock per show keeps two executors
-  (threads or processes) off the same show; a killed worker's lock vanishes with its
-  connection. A task takes its show's rows in batches of `batch` bookings and sends each batch
-  as one command (CancelShowBookings) through the show's writer: the bookings it finds held,
-  awaiting payment, paid or confirmed are cancelled with the reason `SHOW_CANCELLED` and their
-  seats released, in one transaction; others are left alone, so a batch redone after a crash
-  changes nothing. Only after the command committed does the task record its progress (the
-  last booking id done, in booking id order); it is deleted when no booking is left after
-  that. The executor never deletes rows of `show_bookings` (the follower does, as the
-  cancellations reach the log): two deleters of the same rows could deadlock. A failed
-  task is retried with backoff, its error kept in `last_error`.
+- `ShowCancellation` executes due tasks (`scheduling.TaskTable`). A session advisory lock per
+  show keeps two executors (threads or processes) off the same show; a killed worker's lock
+  vanishes with its connection. A task takes its show's rows in batches of `batch` bookings and
+  sends each batch as one command (CancelShowBookings) through the show's writer: the bookings
+  it finds held, awaiting payment, paid or confirmed are cancelled with the reason
+  `SHOW_CANCELLED` and their seats released, in one transaction; others are left alone, so a
+  batch redone after a crash changes nothing. Only after the command committed does the task
+  record its progress (the last booking id done, in booking id order); it is deleted when no
+  booking is left after that. The executor never deletes rows of `show_bookings` (the follower
+  does, as the cancellations reach the log): two deleters of the same rows could deadlock. A
+  failed task is retried with backoff, its error kept in `last_error`.
 - The money: a cancelled booking with money on it is `refund_due`, which the payment saga
   refunds once, with a Stripe idempotency key per booking. A payment that lands after the
   cancellation is recorded as late and refunded the same way.
@@ -46,9 +46,11 @@ import psycopg
 from commands.bookings import BookingCommands
 from commands.models import CancelShowBookings
 from commands.payments import SHOW_CANCELLED as SHOW_CANCELLED
-from infra.event_store import PostgresEventStore
+from commands.ports import Connections
+from domain.booking import BookingEvents, event_name
+from domain.show import Show
 from infra.log_follower import LoggedEvent
-from process_managers.scheduling import advisory_key, log_failure, retry_delay
+from process_managers.scheduling import TaskTable, create_tables, keep_bookings, run_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,8 @@ CREATE INDEX IF NOT EXISTS show_cancellation_tasks_due ON show_cancellation_task
 
 # After these a booking is over: a show's cancellation has nothing left to undo in it (money
 # that still arrives is refunded by the payment saga).
-OVER = frozenset({"Booking.Cancelled", "Booking.PaymentFailed", "Booking.Expired"})
+OVER = frozenset({BookingEvents.CANCELLED, BookingEvents.PAYMENT_FAILED, BookingEvents.EXPIRED})
+SHOW_CANCELLED_EVENT = event_name(Show, "Cancelled")
 
 
 class ShowCancellationTasks:
@@ -91,22 +94,13 @@ class ShowCancellationTasks:
         cancelled: list[UUID] = []
         for logged in page:
             name = logged.type_name
-            if name == "Booking.Placed":
+            if name == BookingEvents.PLACED:
                 live[logged.event.originator_id] = logged.event.show_id
             elif name in OVER:
                 live[logged.event.originator_id] = None
-            elif name == "Show.Cancelled":
+            elif name == SHOW_CANCELLED_EVENT:
                 cancelled.append(logged.event.originator_id)
-        added = [(b, s) for b, s in live.items() if s is not None]
-        over = [b for b, s in live.items() if s is None]
-        if added:
-            conn.execute(
-                "INSERT INTO show_bookings (booking_id, show_id) "
-                "SELECT * FROM unnest(%s::uuid[], %s::uuid[]) ON CONFLICT DO NOTHING",
-                ([b for b, _ in added], [s for _, s in added]),
-            )
-        if over:
-            conn.execute("DELETE FROM show_bookings WHERE booking_id = ANY(%s)", (over,))
+        keep_bookings(conn, "show_bookings", "show_id", "uuid", live)
         if cancelled:
             conn.execute(
                 "INSERT INTO show_cancellation_tasks (show_id) SELECT unnest(%s::uuid[]) "
@@ -120,13 +114,16 @@ class ShowCancellation:
 
     def __init__(
         self,
-        store: PostgresEventStore,
+        store: Connections,
         bookings: BookingCommands,
         poll_interval: float = 0.05,
         command_timeout: float = 10.0,
         batch: int = 100,
     ) -> None:
         self._store = store
+        self._tasks = TaskTable(
+            store, "show_cancellation_tasks", "show_id", "show-cancellation", log
+        )
         self._bookings = bookings
         self._poll = poll_interval
         # A batch loads and changes `batch` bookings in one decision: give it more time than
@@ -135,63 +132,26 @@ class ShowCancellation:
         self._batch = batch
 
     def setup(self) -> None:
-        with self._store.connection() as conn:
-            ShowCancellationTasks().setup(conn)
+        create_tables(self._store, ShowCancellationTasks())
 
     def run(self, stop: threading.Event) -> None:
         self.setup()
-        while not stop.is_set():
-            if not self.run_once(stop):
-                stop.wait(self._poll)
+        run_until_stopped(stop, lambda: self.run_once(stop), self._poll)
 
     def run_once(self, stop: threading.Event | None = None) -> int:
         """Execute the tasks due now; returns how many shows were worked on."""
-        with self._store.connection() as conn:
-            due = conn.execute(
-                "SELECT show_id FROM show_cancellation_tasks WHERE due_at <= now() "
-                "ORDER BY due_at LIMIT 16"
-            ).fetchall()
         worked = 0
-        for (show_id,) in due:
+        for show_id in self._tasks.due(16):
             if stop is not None and stop.is_set():
                 break
             worked += self._run_task(show_id, stop)
         return worked
 
     def _run_task(self, show_id: UUID, stop: threading.Event | None) -> bool:
-        key = advisory_key("show-cancellation", show_id)
-        with self._store.connection() as conn:
-            locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            if not locked or not locked[0]:
-                return False  # another executor has this show
-            try:
-                return self._run_locked(conn, show_id, stop)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        def cancel(conn: psycopg.Connection[Any]) -> bool:
+            return self.cancel_bookings(conn, show_id, stop)
 
-    def _run_locked(
-        self, conn: psycopg.Connection[Any], show_id: UUID, stop: threading.Event | None
-    ) -> bool:
-        row = conn.execute(
-            "SELECT attempts FROM show_cancellation_tasks WHERE show_id = %s AND due_at <= now()",
-            (show_id,),
-        ).fetchone()
-        if row is None:
-            return False  # done meanwhile by another executor
-        try:
-            finished = self.cancel_bookings(conn, show_id, stop)
-        except Exception as error:  # a worker survives its tasks' failures: retried later
-            delay = retry_delay(row[0])
-            log_failure(log, f"cancelling the bookings of show {show_id}", error, delay)
-            conn.execute(
-                "UPDATE show_cancellation_tasks SET attempts = attempts + 1, last_error = %s, "
-                "due_at = now() + make_interval(secs => %s) WHERE show_id = %s",
-                (f"{type(error).__name__}: {error}"[:1000], delay, show_id),
-            )
-            return True
-        if finished:
-            conn.execute("DELETE FROM show_cancellation_tasks WHERE show_id = %s", (show_id,))
-        return True
+        return self._tasks.run(show_id, cancel, f"cancelling the bookings of show {show_id}")
 
     def cancel_bookings(
         self, conn: psycopg.Connection[Any], show_id: UUID, stop: threading.Event | None = None

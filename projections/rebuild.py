@@ -42,6 +42,7 @@ from projections.generations import (
     ensure_read_side,
     start_building,
 )
+from projections.locks import try_advisory_lock
 from projections.registry import projection_kinds
 
 log = logging.getLogger(__name__)
@@ -159,20 +160,12 @@ class Rebuild:
         self.reader = EventReader(topics)
 
     def run(self) -> RebuildReport:
-        with self.store.connection() as lock_conn:
-            taken: list[int] = []
-            try:
-                for kind in self.kinds:
-                    key = advisory_key(f"rebuild:{kind.kind}")
-                    row = lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-                    if row is None or not row[0]:
-                        raise RebuildBusyError(kind.kind)
-                    taken.append(key)
-                return self._rebuild()
-            finally:
-                with contextlib.suppress(psycopg.Error):
-                    for key in taken:
-                        lock_conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        with self.store.connection() as lock_conn, contextlib.ExitStack() as locks:
+            for kind in self.kinds:
+                key = advisory_key(f"rebuild:{kind.kind}")
+                if not locks.enter_context(try_advisory_lock(lock_conn, key)):
+                    raise RebuildBusyError(kind.kind)
+            return self._rebuild()
 
     def _rebuild(self) -> RebuildReport:
         started = time.monotonic()

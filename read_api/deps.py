@@ -62,15 +62,9 @@ async def query(function: Callable[..., T], *args: Any) -> T:
         raise unavailable() from error
 
 
-async def caught_up(read: ReadSide, names: Collection[str], after: int | None) -> int:
-    """Wait (bounded by settings.read_wait_seconds) until the read models `names` have passed
-    `after`; returns their position. Never answers from read models that are behind it.
-
-    A position the event store has not reached is not one the command API returned: 422."""
-    position = lowest(await query(read.positions.current), names)
-    if after is None or position >= after:
-        return position
-    head = await query(read.store.head_position)
+def refuse_unknown_position(after: int, head: int) -> None:
+    """A position the event store has not reached (its `head`) is not one the command API
+    returned: 422 `unknown-position`."""
     if after > head:
         raise ProblemError(
             422,
@@ -78,6 +72,16 @@ async def caught_up(read: ReadSide, names: Collection[str], after: int | None) -
             f"position {after} is beyond the end of the event log ({head})",
             head=head,
         )
+
+
+async def caught_up(read: ReadSide, names: Collection[str], after: int | None) -> int:
+    """Wait (bounded by settings.read_wait_seconds) until the read models `names` have passed
+    `after`; returns their position. Never answers from read models that are behind it, nor
+    for a position beyond the end of the log (`refuse_unknown_position`)."""
+    position = lowest(await query(read.positions.current), names)
+    if after is None or position >= after:
+        return position
+    refuse_unknown_position(after, await query(read.store.head_position))
     position, reached = await _wait(read, names, after)
     if not reached:
         raise ProblemError(

@@ -16,7 +16,7 @@ from commands.errors import StoreUnavailableError
 from http_shell.deps import CustomerUser
 from http_shell.problems import ProblemError
 from infra.log_follower import wait_for_position
-from read_api.deps import After
+from read_api.deps import After, refuse_unknown_position
 from recommender.pitch import Pitch, PitchWriter
 from recommender.projection import FOLLOWER
 from recommender.queries import Recommendations, Recommender, Source, write_pitch
@@ -74,13 +74,7 @@ async def _ready(request: Request, after: int | None) -> Recommender:
         wait = request.app.state.container.settings.read_wait_seconds
         try:
             head = await asyncio.to_thread(recommender.store.head_position)
-            if after > head:
-                raise ProblemError(
-                    422,
-                    "unknown-position",
-                    f"position {after} is beyond the end of the event log ({head})",
-                    head=head,
-                )
+            refuse_unknown_position(after, head)
             reached = await asyncio.to_thread(
                 wait_for_position, recommender.store, [FOLLOWER], after, wait
             )

@@ -1,14 +1,17 @@
-"""The recommender's read model, fed by the integration events on Kafka.
+"""The recommender's read model, fed by the integration events on Kafka: its tables, and how
+a batch of records changes them.
 
 `recommender/runner.py` consumes `{prefix}.shows.v1` and `{prefix}.bookings.v1`
-(docs/INTEGRATION_EVENTS.md) and hands each batch of records to `RecommenderProjection`, which
-applies it in one PostgreSQL transaction together with the consumed offsets. The tables (schema
-`rec`; a rebuild fills `rec_rebuild`, then swaps it in):
+(docs/INTEGRATION_EVENTS.md), parses each record (records.py) and hands each batch to
+`RecommenderProjection`, which applies it in one PostgreSQL transaction together with the
+consumed offsets (offsets.py). The tables (schema `rec`; a rebuild fills `rec_rebuild`, then
+swaps it in):
 
 - `show_vectors`: one row per show (title, description, category, venue, start, whether on
   sale), its embedding (pgvector, HNSW index, cosine) and the `model` that produced it;
 - `pending_embeddings`: shows waiting for their (re-)embedding, with a backoff (survival mode:
-  if the embedder fails, they stay there, and the batch that queued them still commits);
+  if the embedder fails, they stay there, and the batch that queued them still commits;
+  embedding_queue.py);
 - `bookings`, `customer_shows`, `show_sales`: each booking's last known state, who holds a
   confirmed booking for which show, and how many confirmed bookings each show has;
 - `consumer_offsets`: the next offset of each topic-partition, and a digest of the record
@@ -22,39 +25,31 @@ its position in the global log, so a row only moves forward (an event no newer t
 `position` changes nothing). A record read twice (a redelivery, a re-fed topic, a rebuild over
 a running consumer) is harmless; a batch keeps only each show's and booking's newest event.
 
-Read-your-writes: the `recommender` row of `follower_positions` is the highest log position P
-such that every show and booking event up to P has been applied (or skipped as malformed). It is
-checked against the event store in the same database, so `?after=P` waits (recommender/api.py)
-mean what they mean for the log followers. It stalls while the relay or Kafka is behind.
+Read-your-writes: the `recommender` row of `follower_positions` (watermark.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.utils import get_topic
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from domain.booking import CONFIRMED, Booking
-from domain.show import ON_SALE, Show
-from infra.event_store import EVENTS_TABLE, PostgresEventStore
+from domain.show import ON_SALE
+from infra.event_store import PostgresEventStore
 from infra.log_follower import POSITIONS_DDL
-from process_managers.integration_events import BOOKING_TYPES, SHOW_TYPES, IntegrationEvent
-from projections.base import event_type
-from recommender.embedder import DIMENSION, Embedder, ShowText, to_pgvector
+from recommender.embedder import DIMENSION, ShowText
+from recommender.embedding_queue import shows_per_model
+from recommender.records import BookingChange, Change, Malformed, ShowChange, newest
 
 log = logging.getLogger(__name__)
 
 FOLLOWER = "recommender"  # its row in follower_positions: the read-your-writes watermark
 SCHEMA = "rec"
 LAYOUT = "kafka-1"  # change it with the tables: older tables are then dropped and rebuilt
-BATCH = 64  # shows embedded per call of the embedder at most
 
 
 def ddl(schema: str) -> str:
@@ -129,227 +124,28 @@ CREATE INDEX IF NOT EXISTS skipped_records_position
 """
 
 
-def _relayed_topics() -> list[str]:
-    """The event store's topics of the domain events that the relay publishes."""
-    kinds = ((Booking, BOOKING_TYPES), (Show, SHOW_TYPES))
+def _text_columns(shows: Sequence[ShowChange]) -> list[list[Any]]:
+    """show_id, title, description, category, venue: the columns that both `show_vectors` and
+    `pending_embeddings` start with, one array each for `unnest`."""
     return [
-        get_topic(event_type(aggregate, name.split(".", 1)[1]))
-        for aggregate, names in kinds
-        for name in names
+        [c.show_id for c in shows],
+        [c.state.title for c in shows],
+        [c.state.description for c in shows],
+        [c.state.category for c in shows],
+        [c.state.venue for c in shows],
     ]
-
-
-RELAYED_TOPICS = _relayed_topics()
-
-
-# ---- records and what they change ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Record:
-    """A Kafka record, as far as the projection cares."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-
-
-Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]  # PostgreSQL text: no NUL
-
-
-class ShowState(BaseModel):
-    """The part of a `show.*` payload the recommender reads."""
-
-    model_config = ConfigDict(frozen=True)
-
-    status: Text
-    title: Text
-    description: Text
-    category: Text
-    venue: Text
-    starts_at: AwareDatetime
-
-    @property
-    def text(self) -> ShowText:
-        return ShowText(self.title, self.description, self.category, self.venue)
-
-
-class CustomerRef(BaseModel):
-    id: UUID
-
-
-class BookingState(BaseModel):
-    """The part of a `booking.*` payload the recommender reads."""
-
-    status: Text
-    customer: CustomerRef
-
-
-@dataclass(frozen=True)
-class ShowChange:
-    record: Record
-    show_id: UUID
-    position: int
-    occurred_at: datetime
-    state: ShowState
-
-
-@dataclass(frozen=True)
-class BookingChange:
-    record: Record
-    booking_id: UUID
-    show_id: UUID
-    customer_id: UUID
-    position: int
-    confirmed: bool
-
-
-@dataclass(frozen=True)
-class Malformed:
-    record: Record
-    error: str
-    event_id: UUID | None = None
-    position: int | None = None
-
-
-Change = ShowChange | BookingChange | Malformed
-
-
-def _summary(error: ValidationError) -> str:
-    parts = [
-        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()[:3]
-    ]
-    return "; ".join(parts).replace("\x00", "")[:500]
-
-
-def parse(record: Record) -> Change:
-    """What a record changes; `Malformed` if it does not follow the contract."""
-    try:
-        event = IntegrationEvent.from_json(record.value or b"")
-    except ValidationError as error:
-        return Malformed(record, _summary(error))
-    try:
-        if event.booking_id is None:
-            show = ShowState.model_validate(event.payload)
-            return ShowChange(record, event.show_id, event.position, event.occurred_at, show)
-        booking = BookingState.model_validate(event.payload)
-    except ValidationError as error:
-        return Malformed(record, _summary(error), event.event_id, event.position)
-    return BookingChange(
-        record,
-        event.booking_id,
-        event.show_id,
-        booking.customer.id,
-        event.position,
-        booking.status == CONFIRMED,
-    )
-
-
-C = TypeVar("C", ShowChange, BookingChange)
-
-
-def _newest(changes: Iterable[C], key: str) -> list[C]:
-    """Each show's (booking's) newest change: its state after the batch."""
-    newest: dict[UUID, C] = {}
-    for change in changes:
-        found = newest.get(getattr(change, key))
-        if found is None or found.position < change.position:
-            newest[getattr(change, key)] = change
-    return list(newest.values())
-
-
-@dataclass(frozen=True)
-class Embedded:
-    """What one call of the embedder did: `count` shows embedded, or `error` (they wait)."""
-
-    count: int
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Offset:
-    """The stored position of one topic-partition: the next offset to read, and a digest of
-    the record just before it (None at offset 0)."""
-
-    next_offset: int
-    last_digest: bytes | None = None
-
-
-@dataclass(frozen=True)
-class TableStatus:
-    offsets: dict[tuple[str, int], int]
-    watermark: int
-    pending: int
-    pending_due: int
-    skipped: int
-    models: dict[str | None, int] = field(default_factory=dict)
-
-
-class OffsetsMovedError(Exception):
-    """The stored offsets are not where this consumer left them (another consumer, or a
-    rebuild, moved them): the batch was rolled back; re-read from the stored offsets."""
 
 
 class RecommenderProjection:
-    """The `rec` tables (or a rebuild's) and how records and embeddings change them."""
+    """The `rec` tables (or a rebuild's) and how records change them."""
 
-    def __init__(self, embedder: Embedder, schema: str = SCHEMA) -> None:
-        self.embedder = embedder
+    def __init__(self, schema: str = SCHEMA) -> None:
         self.schema = schema
-
-    # ---- offsets -------------------------------------------------------------------------
-
-    def load_offsets(
-        self, conn: psycopg.Connection[Any], partitions: Iterable[tuple[str, int]]
-    ) -> dict[tuple[str, int], Offset]:
-        """The stored offset of each partition (a new partition starts at 0)."""
-        wanted = list(partitions)
-        with conn.transaction():
-            conn.execute(
-                f"INSERT INTO {self.schema}.consumer_offsets (topic, partition)"
-                " SELECT * FROM unnest(%s::text[], %s::int[]) ON CONFLICT DO NOTHING",
-                ([t for t, _ in wanted], [p for _, p in wanted]),
-            )
-            rows = conn.execute(
-                f"SELECT topic, partition, next_offset, last_digest"
-                f" FROM {self.schema}.consumer_offsets"
-            ).fetchall()
-        stored = {(t, p): Offset(int(n), d) for t, p, n, d in rows}
-        return {tp: stored[tp] for tp in wanted}
-
-    def save_offsets(
-        self,
-        conn: psycopg.Connection[Any],
-        expected: Mapping[tuple[str, int], int],
-        reached: Mapping[tuple[str, int], Offset],
-    ) -> None:
-        """Move each partition from `expected` to `reached`, in the caller's transaction;
-        OffsetsMovedError if one of them is not at `expected`."""
-        keys = list(reached)
-        rows = conn.execute(
-            f"SELECT topic, partition, next_offset FROM {self.schema}.consumer_offsets"
-            " WHERE (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))"
-            " ORDER BY topic, partition FOR UPDATE",
-            ([t for t, _ in keys], [p for _, p in keys]),
-        ).fetchall()
-        found = {(t, p): int(n) for t, p, n in rows}
-        moved = {tp: found.get(tp) for tp in keys if found.get(tp) != expected[tp]}
-        if moved:
-            raise OffsetsMovedError(f"stored offsets {moved} differ from {dict(expected)}")
-        with conn.cursor() as cur:
-            cur.executemany(
-                f"UPDATE {self.schema}.consumer_offsets SET next_offset = %s, last_digest = %s,"
-                " updated_at = now() WHERE topic = %s AND partition = %s",
-                [(o.next_offset, o.last_digest, t, p) for (t, p), o in reached.items()],
-            )
-
-    # ---- applying records ----------------------------------------------------------------
 
     def apply(self, conn: psycopg.Connection[Any], changes: Sequence[Change]) -> None:
         """Apply a batch, set-based, in the caller's transaction."""
-        shows = _newest((c for c in changes if isinstance(c, ShowChange)), "show_id")
-        bookings = _newest((c for c in changes if isinstance(c, BookingChange)), "booking_id")
+        shows = newest((c for c in changes if isinstance(c, ShowChange)), "show_id")
+        bookings = newest((c for c in changes if isinstance(c, BookingChange)), "booking_id")
         self._shows(conn, shows)
         self._bookings(conn, bookings)
         self._skip(conn, [c for c in changes if isinstance(c, Malformed)])
@@ -387,13 +183,7 @@ class RecommenderProjection:
                 " description = excluded.description, category = excluded.category,"
                 " venue = excluded.venue, attempts = 0, last_error = NULL,"
                 " next_attempt_at = now()",
-                (
-                    [c.show_id for c in to_embed],
-                    [c.state.title for c in to_embed],
-                    [c.state.description for c in to_embed],
-                    [c.state.category for c in to_embed],
-                    [c.state.venue for c in to_embed],
-                ),
+                _text_columns(to_embed),
             )
         if newer:
             conn.execute(
@@ -407,11 +197,7 @@ class RecommenderProjection:
                 " on_sale = excluded.on_sale, position = excluded.position,"
                 " updated_at = excluded.updated_at WHERE v.position < excluded.position",
                 (
-                    [c.show_id for c in newer],
-                    [c.state.title for c in newer],
-                    [c.state.description for c in newer],
-                    [c.state.category for c in newer],
-                    [c.state.venue for c in newer],
+                    *_text_columns(newer),
                     [c.state.starts_at for c in newer],
                     [c.state.status == ON_SALE for c in newer],
                     [c.position for c in newer],
@@ -500,148 +286,45 @@ class RecommenderProjection:
                 ),
             )
 
-    # ---- embeddings ----------------------------------------------------------------------
 
-    def embed_pending(self, conn: psycopg.Connection[Any], limit: int = BATCH) -> Embedded:
-        """Embed due pending shows, in the caller's transaction; on failure they stay pending
-        with a backoff. Rows another transaction holds are left for later (never waits)."""
-        rows = conn.execute(
-            f"SELECT p.show_id, p.title, p.description, p.category, p.venue"
-            f" FROM {self.schema}.pending_embeddings p"
-            f" JOIN {self.schema}.show_vectors v USING (show_id)"
-            " WHERE p.next_attempt_at <= now() ORDER BY p.next_attempt_at, p.show_id"
-            " LIMIT %s FOR UPDATE OF p, v SKIP LOCKED",
-            (limit,),
-        ).fetchall()
-        if not rows:
-            return Embedded(0)
-        ids = [r[0] for r in rows]
-        try:
-            vectors = self.embedder.embed([ShowText(*r[1:]) for r in rows])
-            if len(vectors) != len(rows):
-                raise ValueError(f"{len(vectors)} vectors for {len(rows)} shows")
-        except Exception as error:  # any failure of the model: survive, retry later
-            log.warning("recommender: %s shows left pending: %s", len(rows), error)
-            conn.execute(
-                f"UPDATE {self.schema}.pending_embeddings SET attempts = attempts + 1,"
-                " last_error = %s, next_attempt_at = now()"
-                " + least(power(2, attempts), 300) * interval '1 second'"
-                " WHERE show_id = ANY(%s)",
-                (str(error)[:500], ids),
-            )
-            return Embedded(0, str(error) or type(error).__name__)
-        with conn.cursor() as cur:
-            cur.executemany(
-                f"UPDATE {self.schema}.show_vectors SET embedding = %s::vector, model = %s"
-                " WHERE show_id = %s",
-                [
-                    (to_pgvector(v), self.embedder.model_name, i)
-                    for v, i in zip(vectors, ids, strict=True)
-                ],
-            )
-        conn.execute(
-            f"DELETE FROM {self.schema}.pending_embeddings WHERE show_id = ANY(%s)", (ids,)
-        )
-        return Embedded(len(ids))
+@dataclass(frozen=True)
+class TableStatus:
+    offsets: dict[tuple[str, int], int]
+    watermark: int
+    pending: int
+    pending_due: int
+    skipped: int
+    models: dict[str | None, int] = field(default_factory=dict)
 
-    def embed_due(self, store: PostgresEventStore) -> Embedded:
-        """Embed due pending shows in a transaction of their own."""
-        with store.connection() as conn, conn.transaction():
-            return self.embed_pending(conn)
 
-    def embed_all(self, store: PostgresEventStore) -> Embedded:
-        """Embed every due pending show, a batch per transaction, until none is due or the
-        embedder fails (then `error` says why; the rest waits)."""
-        total = 0
-        while True:
-            done = self.embed_due(store)
-            total += done.count
-            if done.error is not None or done.count < BATCH:
-                return Embedded(total, done.error)
+def table_status(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> TableStatus:
+    """What `schema`'s tables hold: offsets, pending embeddings, skipped records, shows per
+    model, and the watermark."""
+    offsets = conn.execute(
+        f"SELECT topic, partition, next_offset FROM {schema}.consumer_offsets"
+        " ORDER BY topic, partition"
+    ).fetchall()
+    pending = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE next_attempt_at <= now())"
+        f" FROM {schema}.pending_embeddings"
+    ).fetchone()
+    skipped = conn.execute(f"SELECT count(*) FROM {schema}.skipped_records").fetchone()
+    assert pending is not None and skipped is not None
+    return TableStatus(
+        offsets={(t, p): int(n) for t, p, n in offsets},
+        watermark=read_watermark(conn),
+        pending=int(pending[0]),
+        pending_due=int(pending[1]),
+        skipped=int(skipped[0]),
+        models=shows_per_model(conn, schema),
+    )
 
-    def queue_other_models(self, conn: psycopg.Connection[Any]) -> int:
-        """Queue every show whose embedding is not the configured model's, due now."""
-        rows = conn.execute(
-            f"INSERT INTO {self.schema}.pending_embeddings"
-            " (show_id, title, description, category, venue)"
-            f" SELECT show_id, title, description, category, venue"
-            f" FROM {self.schema}.show_vectors WHERE model IS DISTINCT FROM %s"
-            " ON CONFLICT (show_id) DO UPDATE SET next_attempt_at = now() RETURNING show_id",
-            (self.embedder.model_name,),
-        ).fetchall()
-        return len(rows)
 
-    def models(self, conn: psycopg.Connection[Any]) -> dict[str | None, int]:
-        """How many shows each model embedded (None: not embedded yet)."""
-        rows = conn.execute(
-            f"SELECT model, count(*) FROM {self.schema}.show_vectors GROUP BY model ORDER BY 1"
-        ).fetchall()
-        return {model: int(n) for model, n in rows}
-
-    # ---- the read-your-writes watermark --------------------------------------------------
-
-    def applied_through(self, conn: psycopg.Connection[Any], after: int) -> int:
-        """The highest log position P >= `after` such that every show and booking event up to
-        P is applied to these tables (or was skipped as malformed): the position before the
-        first event after `after` that is not, else the head of the log."""
-        head_row = conn.execute(
-            f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}"
-        ).fetchone()
-        head = int(head_row[0]) if head_row else 0
-        missing = conn.execute(
-            f"""
-            SELECT e.notification_id FROM {EVENTS_TABLE} e
-            WHERE e.notification_id > %(after)s AND e.notification_id <= %(head)s
-              AND e.topic = ANY(%(topics)s)
-              AND NOT EXISTS (SELECT 1 FROM {self.schema}.show_vectors v
-                              WHERE v.show_id = e.originator_id
-                                AND v.position >= e.notification_id)
-              AND NOT EXISTS (SELECT 1 FROM {self.schema}.bookings b
-                              WHERE b.booking_id = e.originator_id
-                                AND b.position >= e.notification_id)
-              AND NOT EXISTS (SELECT 1 FROM {self.schema}.skipped_records k
-                              WHERE k.position = e.notification_id)
-            ORDER BY e.notification_id LIMIT 1
-            """,
-            {"after": after, "head": head, "topics": RELAYED_TOPICS},
-        ).fetchone()
-        return max(after, head if missing is None else int(missing[0]) - 1)
-
-    def advance_watermark(self, conn: psycopg.Connection[Any]) -> int:
-        """Move the `recommender` position as far as the tables are complete; returns it."""
-        row = conn.execute(
-            "SELECT position FROM follower_positions WHERE name = %s", (FOLLOWER,)
-        ).fetchone()
-        current = int(row[0]) if row else 0
-        reached = self.applied_through(conn, current)
-        if reached != current:
-            set_watermark(conn, reached)
-        return reached
-
-    # ---- status --------------------------------------------------------------------------
-
-    def status(self, conn: psycopg.Connection[Any]) -> TableStatus:
-        offsets = conn.execute(
-            f"SELECT topic, partition, next_offset FROM {self.schema}.consumer_offsets"
-            " ORDER BY topic, partition"
-        ).fetchall()
-        pending = conn.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE next_attempt_at <= now())"
-            f" FROM {self.schema}.pending_embeddings"
-        ).fetchone()
-        skipped = conn.execute(f"SELECT count(*) FROM {self.schema}.skipped_records").fetchone()
-        watermark = conn.execute(
-            "SELECT position FROM follower_positions WHERE name = %s", (FOLLOWER,)
-        ).fetchone()
-        assert pending is not None and skipped is not None
-        return TableStatus(
-            offsets={(t, p): int(n) for t, p, n in offsets},
-            watermark=int(watermark[0]) if watermark else 0,
-            pending=int(pending[0]),
-            pending_due=int(pending[1]),
-            skipped=int(skipped[0]),
-            models=self.models(conn),
-        )
+def read_watermark(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "SELECT position FROM follower_positions WHERE name = %s", (FOLLOWER,)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def set_watermark(conn: psycopg.Connection[Any], position: int) -> None:

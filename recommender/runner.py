@@ -6,7 +6,7 @@
   that also moves those offsets, after checking that they are still where this consumer found
   them (compare and set: a rebuild or a second consumer that moved them makes it start over from
   the stored offsets). A crash therefore never applies a batch twice nor skips one, and the
-  projection is idempotent anyway (projection.py).
+  projection is idempotent anyway (projection.py; the offsets: offsets.py).
 - **A topic whose history changed** (a broker that keeps topics in memory restarted, as the
   embedded one does; `ticketblitz up` then re-feeds it from the log): when a session starts,
   the record before each stored offset is read again and compared with the digest stored with
@@ -18,7 +18,7 @@
   PostgreSQL refuses is applied again record by record, and the refused record is skipped.
 - **After each poll**, the due pending embeddings are embedded (survival mode: when the embedder
   fails they stay pending, with a backoff, and consuming goes on); once none is due, the
-  read-your-writes watermark moves (projection.py).
+  read-your-writes watermark moves (embedding_queue.py, watermark.py).
 - **Kafka or PostgreSQL down**: the session ends and a new one starts after a backoff (0.5 s,
   doubling up to 30 s), from the stored offsets.
 - One consumer per database works at a time (a PostgreSQL advisory lock); others stand by.
@@ -48,22 +48,22 @@ from infra.event_store import PostgresEventStore
 from infra.kafka import KafkaPublisher
 from infra.settings import Settings
 from process_managers.integration_events import BOOKINGS, SHOWS, topic_names
+from projections.locks import try_advisory_lock
 from recommender.embedder import Embedder, embedder_from_env
+from recommender.embedding_queue import BATCH, Embedded, EmbeddingQueue, shows_per_model
+from recommender.offsets import Offset, OffsetsMovedError, load_offsets, save_offsets
 from recommender.projection import (
-    BATCH,
     FOLLOWER,
     SCHEMA,
-    Embedded,
-    Offset,
-    OffsetsMovedError,
     RecommenderProjection,
-    Record,
     TableStatus,
     create_tables,
     ensure_schema,
-    parse,
     set_watermark,
+    table_status,
 )
+from recommender.records import Record, parse
+from recommender.watermark import advance_watermark
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +99,8 @@ def _lock_key(name: str) -> int:
 @contextmanager
 def advisory_lock(store: PostgresEventStore, name: str) -> Iterator[bool]:
     """A session advisory lock on `name` while the block runs; yields whether it was taken."""
-    with store.connection() as conn:
-        key = _lock_key(name)
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        taken = bool(row and row[0])
-        try:
-            yield taken
-        finally:
-            if taken:  # the connection goes back to the pool: it must not keep the lock
-                with suppress(psycopg.Error):
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    with store.connection() as conn, try_advisory_lock(conn, _lock_key(name)) as taken:
+        yield taken
 
 
 def new_consumer(settings: Settings) -> Any:
@@ -157,7 +149,8 @@ class _Session:
         self.topics = sorted({tp.topic for tp in partitions})
         self.max_records = max_records
         with store.connection() as conn:
-            stored = projection.load_offsets(conn, [(tp.topic, tp.partition) for tp in partitions])
+            wanted = [(tp.topic, tp.partition) for tp in partitions]
+            stored = load_offsets(conn, projection.schema, wanted)
         self.positions: dict[Any, _Position] = {}
         for tp in partitions:
             offset = stored[(tp.topic, tp.partition)]
@@ -249,12 +242,12 @@ class _Session:
         }
         try:
             with self.store.connection() as conn, conn.transaction():
-                self.projection.save_offsets(conn, expected, reached)
+                save_offsets(conn, self.projection.schema, expected, reached)
                 self.projection.apply(conn, changes)
         except (psycopg.DataError, psycopg.IntegrityError) as error:
             log.warning("recommender: PostgreSQL refused a batch (%s): record by record", error)
             with self.store.connection() as conn, conn.transaction():
-                self.projection.save_offsets(conn, expected, reached)
+                save_offsets(conn, self.projection.schema, expected, reached)
                 self.projection.apply_one_by_one(conn, changes)
         for tp, records in batch.items():
             self.positions[tp].stored = self.positions[tp].next = records[-1].offset + 1
@@ -280,7 +273,8 @@ class RecommenderConsumer:
             raise ValueError("the recommender consumes Kafka: TICKETBLITZ_KAFKA_BOOTSTRAP is unset")
         self.store = store
         self.settings = settings
-        self.projection = RecommenderProjection(embedder, schema)
+        self.projection = RecommenderProjection(schema)
+        self.queue = EmbeddingQueue(embedder, schema)
         self.topics = topics_for(settings)
         self.poll_ms = int(settings.projection_poll_seconds * 1000)
         self.max_records = max_records
@@ -298,10 +292,10 @@ class RecommenderConsumer:
             if self._models_checked:
                 return
             with conn.transaction():
-                model = self.projection.embedder.model_name
-                models = self.projection.models(conn).items()
+                model = self.queue.embedder.model_name
+                models = shows_per_model(conn, self.schema).items()
                 others = {m: n for m, n in models if m is not None and m != model}
-                queued = self.projection.queue_other_models(conn) if others else 0
+                queued = self.queue.queue_other_models(conn) if others else 0
         self._models_checked = True
         if queued:
             log.info(
@@ -343,17 +337,17 @@ class RecommenderConsumer:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the recommender did not reach the end of {self.topics}")
                 applied += session.step(self.poll_ms)
-        self.projection.embed_all(self.store)
+        self.queue.embed_all(self.store)
         self.after_poll()
         return applied
 
     def after_poll(self) -> Embedded:
         """Embed due pending shows; once none is due (or the embedder failed), move the
         watermark (tables of `rec` only)."""
-        embedded = self.projection.embed_due(self.store)
+        embedded = self.queue.embed_due(self.store)
         if self.schema == SCHEMA and embedded.count < BATCH:
             with self.store.connection() as conn, conn.transaction():
-                self.projection.advance_watermark(conn)
+                advance_watermark(conn, self.schema)
         return embedded
 
     @contextmanager
@@ -435,7 +429,6 @@ def rebuild(
             conn.execute(f"DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE")
         builder = RecommenderConsumer(store, settings, embedder, schema=REBUILD_SCHEMA)
         records = builder.catch_up(timeout)
-        projection = RecommenderProjection(embedder)
         with store.connection() as conn:
             create_tables(conn)
             with conn.transaction():
@@ -444,8 +437,8 @@ def rebuild(
                 conn.execute(f"ALTER SCHEMA {REBUILD_SCHEMA} RENAME TO {SCHEMA}")
                 conn.execute(f"DROP SCHEMA {RETIRED_SCHEMA} CASCADE")
                 set_watermark(conn, 0)
-                watermark = projection.advance_watermark(conn)
-                status = projection.status(conn)
+                watermark = advance_watermark(conn, SCHEMA)
+                status = table_status(conn)
     return RebuildReport(
         records=records,
         shows=sum(status.models.values()),
@@ -466,14 +459,14 @@ class ReembedReport:
 def reembed(store: PostgresEventStore, embedder: Embedder) -> ReembedReport:
     """Queue every show whose row's model is not `embedder`'s and embed the queue (no Kafka
     needed). If the embedder fails, what is left stays pending for the running consumer."""
-    projection = RecommenderProjection(embedder)
+    queue = EmbeddingQueue(embedder, SCHEMA)
     with store.connection() as conn:
         create_tables(conn)
         with conn.transaction():
-            queued = projection.queue_other_models(conn)
-    done = projection.embed_all(store)
+            queued = queue.queue_other_models(conn)
+    done = queue.embed_all(store)
     with store.connection() as conn:
-        pending = projection.status(conn).pending
+        pending = table_status(conn).pending
     return ReembedReport(queued, done.count, pending, done.error)
 
 
@@ -502,10 +495,9 @@ def recommender_status(
     store: PostgresEventStore, settings: Settings, embedder: Embedder, timeout: float = 5.0
 ) -> RecommenderStatus:
     """Offsets and lag per partition, the watermark, pending embeddings, shows per model."""
-    projection = RecommenderProjection(embedder)
     with store.connection() as conn:
         create_tables(conn)
-        tables = projection.status(conn)
+        tables = table_status(conn)
     highwaters: dict[tuple[str, int], int] = {}
     error: str | None = None
     if settings.kafka_bootstrap is None:

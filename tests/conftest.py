@@ -10,11 +10,25 @@ from pathlib import Path
 
 import pytest
 
+from infra.settings import Settings
 from ticketblitz.embedded import EmbeddedStack, Mailbox, StackEndpoints
 
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ADMIN_EMAIL = "admin@tests.ticketblitz.dev"
 ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+def write_api_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `ticketblitz serve --api write` process on `settings`' database
+    and Redis: this process's, without its TICKETBLITZ_ variables, rate limits off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETBLITZ_")}
+    env.update(
+        TICKETBLITZ_DATABASE_URL=str(settings.database_url),
+        TICKETBLITZ_REDIS_URL=str(settings.redis_url),
+        TICKETBLITZ_JWT_SECRET=TEST_JWT_SECRET,
+        TICKETBLITZ_RATE_LIMIT_ENABLED="false",
+    )
+    return env
 
 
 @pytest.fixture(scope="session")

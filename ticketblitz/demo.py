@@ -6,6 +6,7 @@ Ids are derived from the titles, so loading twice (a restart) collides instead o
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 from uuid import uuid5
 
 from commands.errors import AccountExistsError, VersionConflictError
@@ -17,6 +18,7 @@ from commands.models import (
     Row,
     ScheduleShow,
     SeatedSection,
+    Section,
 )
 from domain.ids import TICKETBLITZ_NAMESPACE
 from http_shell.container import Container
@@ -32,6 +34,33 @@ _SHOWS = [
     ("Swan Lake", "ballet", "The classic ballet in four acts.", "Opera House"),
     ("Techno Warehouse", "electronic", "DJs until dawn in a converted warehouse.", "Dock 9"),
 ]
+
+
+class Venue(TypedDict):
+    price_tiers: list[PriceTier]
+    sections: list[Section]
+
+
+def stalls_and_floor(
+    rows: int, seats_per_row: int, floor: int, stalls_cents: int = 4500, floor_cents: int = 3000
+) -> Venue:
+    """The demo's hall: seated stalls "A" (tier STD, rows numbered from 1) and a standing
+    floor "GA" (tier FLOOR) of `floor` places; the workload and the tests schedule it too."""
+    return {
+        "price_tiers": [
+            PriceTier(code="STD", price_cents=stalls_cents),
+            PriceTier(code="FLOOR", price_cents=floor_cents),
+        ],
+        "sections": [
+            SeatedSection(
+                code="A",
+                kind="seated",
+                tier="STD",
+                rows=[Row(label=str(r), seats=seats_per_row) for r in range(1, rows + 1)],
+            ),
+            GeneralSection(code="GA", kind="general", tier="FLOOR", capacity=floor),
+        ],
+    }
 
 
 def load_demo(container: Container) -> list[str]:
@@ -61,19 +90,7 @@ def load_demo(container: Container) -> list[str]:
             venue=venue,
             starts_at=start + timedelta(days=days),
             currency="EUR",
-            price_tiers=[
-                PriceTier(code="STD", price_cents=4500),
-                PriceTier(code="FLOOR", price_cents=3000),
-            ],
-            sections=[
-                SeatedSection(
-                    code="A",
-                    kind="seated",
-                    tier="STD",
-                    rows=[Row(label=str(r), seats=20) for r in range(1, 11)],
-                ),
-                GeneralSection(code="GA", kind="general", tier="FLOOR", capacity=300),
-            ],
+            **stalls_and_floor(rows=10, seats_per_row=20, floor=300),
         )
         show_id = uuid5(TICKETBLITZ_NAMESPACE, f"demo-show:{title}")
         try:

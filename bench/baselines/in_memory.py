@@ -15,8 +15,8 @@ from uuid import uuid4
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from bench.baselines.seed_style import Credentials, principal
 from bench.common import PRICE_CENTS, Layout
 from commands.models import BookingRequest
 from domain.errors import (
@@ -79,17 +79,8 @@ class InMemorySeats:
         }
 
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-async def _principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None:
-        raise InvalidTokenError("no bearer token")
-    tokens: TokenService = request.app.state.tokens
-    return tokens.verify(credentials.credentials)
+async def _principal(request: Request, credentials: Credentials) -> Principal:
+    return principal(request, credentials)  # async: no thread-pool hop
 
 
 CustomerDep = Annotated[Principal, Depends(_principal)]

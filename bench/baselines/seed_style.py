@@ -232,19 +232,19 @@ class SeedStyleBookings:
 
 
 _bearer = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+def principal(request: Request, credentials: Credentials) -> Principal:
+    """The customer behind the bearer token, checked with the app's token service (the same
+    check for every baseline, as in the real app)."""
     if credentials is None:
         raise InvalidTokenError("no bearer token")
     tokens: TokenService = request.app.state.tokens
     return tokens.verify(credentials.credentials)
 
 
-CustomerDep = Annotated[Principal, Depends(_principal)]
+CustomerDep = Annotated[Principal, Depends(principal)]
 
 
 def _place_booking(body: BookingRequest, customer: CustomerDep, request: Request) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -60,6 +61,11 @@ class Api:
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url, timeout=30)
 
+    @property
+    def server_url(self) -> str:
+        """The server's own address, without the API's /api/v1."""
+        return self.base_url.removesuffix("/api/v1")
+
     def token_for(self, email: str, password: str) -> str:
         r = self.http.post("/auth/token", json={"email": email, "password": password})
         assert r.status_code == 200, r.text
@@ -109,6 +115,10 @@ class Api:
             ],
             "sections": sections,
         }
+        return self.publish_show(body, open_sale)
+
+    def publish_show(self, body: dict[str, Any], open_sale: bool = True) -> str:
+        """The admin schedules the show `body` describes (and opens its sale); its id."""
         admin = self.admin()
         r = self.http.post("/shows", json=body, headers=admin)
         assert r.status_code == 201, r.text
@@ -117,6 +127,18 @@ class Api:
             r = self.http.post(f"/shows/{show_id}/open-sale", headers=admin)
             assert r.status_code == 200, r.text
         return show_id
+
+
+@contextmanager
+def served(container: Container) -> Iterator[Api]:
+    """The app over `container`, served by uvicorn on a free port, and a client of it."""
+    server = BackgroundServer(create_app(container)).start()
+    api = Api(server.url + "/api/v1")
+    try:
+        yield api
+    finally:
+        api.http.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -24,16 +24,7 @@ Shows = dict[str, dict[str, Any]]  # show id -> the body it was scheduled with
 
 def publish_catalog(api: Api, bodies: list[dict[str, Any]] | None = None) -> Shows:
     """The shows (by default the 36 of tests/e2e/rec_catalog.py) scheduled and on sale."""
-    admin = api.admin()
-    published: Shows = {}
-    for body in show_bodies() if bodies is None else bodies:
-        r = api.http.post("/shows", json=body, headers=admin)
-        assert r.status_code == 201, r.text
-        show_id = r.json()["show_id"]
-        r = api.http.post(f"/shows/{show_id}/open-sale", headers=admin)
-        assert r.status_code == 200, r.text
-        published[show_id] = body
-    return published
+    return {api.publish_show(body): body for body in (show_bodies() if bodies is None else bodies)}
 
 
 def by_genre(shows: Shows) -> dict[str, list[str]]:

@@ -9,8 +9,8 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,11 +29,9 @@ from http_shell.container import Container
 from infra.payments import register_emulator_webhook
 from infra.settings import Settings
 from process_managers.integration_events import BOOKINGS, IntegrationEvent, topic_names
-from tests.e2e.conftest import Api, settings_for_tests
+from tests.e2e.conftest import Api, served, settings_for_tests
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer
-from ticketblitz.web import create_app
 from ticketblitz.workers import Workers, build_workers
 
 T = TypeVar("T")
@@ -151,14 +149,29 @@ def start_system(
     for each in (settings, short):
         container = bootstrap(each)
         exits.callback(container.close)
-        server = BackgroundServer(create_app(container)).start()
-        exits.callback(server.stop)
-        api = Api(server.url + "/api/v1")
-        exits.callback(api.http.close)
-        apis.append((container, server, api))
-    (container, server, api), (_, _, short_api) = apis
-    register_emulator_webhook(endpoints.stripe_api_base, server.url + WEBHOOK_PATH, WEBHOOK_SECRET)
+        apis.append((container, exits.enter_context(served(container))))
+    (container, api), (_, short_api) = apis
+    webhook_url = api.server_url + WEBHOOK_PATH
+    register_emulator_webhook(endpoints.stripe_api_base, webhook_url, WEBHOOK_SECRET)
     return SagaSystem(endpoints, settings, container, api, short_api, prefix, _exits=exits)
+
+
+@contextmanager
+def running_system(
+    endpoints: StackEndpoints, data_dir: Path, read_models: bool = False, **own: Any
+) -> Iterator[SagaSystem]:
+    """`start_system` with its workers running in this process, on the session's servers
+    except those replaced by `own` endpoint fields (e.g. ``smtp_port=...`` for an SMTP server
+    of the test's own); `read_models` also runs the read models' runners, as `up` does."""
+    system = start_system(replace(endpoints, **own), data_dir)
+    try:
+        if read_models:
+            assert system.container.read_side is not None
+            system.container.read_side.start_runners()  # stopped by close()
+        system.start_workers()
+        yield system
+    finally:
+        system.close()
 
 
 def book(api: Api, customer: dict[str, str], show_id: str, **request: Any) -> dict[str, Any]:
@@ -169,8 +182,11 @@ def book(api: Api, customer: dict[str, str], show_id: str, **request: Any) -> di
     return held
 
 
-def show_starting(api: Api, starts_at: datetime, seats: int = 10, rows: int = 1) -> str:
-    """A show on sale (section A: `rows` rows of `seats` seats), starting at `starts_at`."""
+def show_starting(
+    api: Api, starts_at: datetime, seats: int = 10, rows: int = 1, **changes: Any
+) -> str:
+    """A show on sale (section A: `rows` rows of `seats` seats), starting at `starts_at`;
+    `changes` override the request's fields."""
     body = {
         "title": f"Saga night {uuid4().hex[:6]}",
         "category": "jazz",
@@ -186,14 +202,9 @@ def show_starting(api: Api, starts_at: datetime, seats: int = 10, rows: int = 1)
                 "rows": [{"label": str(r), "seats": seats} for r in range(1, rows + 1)],
             }
         ],
+        **changes,
     }
-    admin = api.admin()
-    r = api.http.post("/shows", json=body, headers=admin)
-    assert r.status_code == 201, r.text
-    show_id: str = r.json()["show_id"]
-    r = api.http.post(f"/shows/{show_id}/open-sale", headers=admin)
-    assert r.status_code == 200, r.text
-    return show_id
+    return api.publish_show(body)
 
 
 def in_days(days: float) -> datetime:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import new_database
 from http_shell.container import Container
-from tests.e2e.conftest import Api, settings_for_tests
+from tests.e2e.conftest import Api, served, settings_for_tests
 from tests.e2e.test_query_api import assert_problem, book
-from tests.integration.projection_support import container_on, fresh_database
+from tests.integration.projection_support import container_on
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer, free_port
-from ticketblitz.web import create_app
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +26,11 @@ def without_runners(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[tupl
     """A system of its own whose projection runners are not running (yet)."""
     assert endpoints.database_url is not None
     with (
-        fresh_database(endpoints.database_url) as url,
+        new_database(endpoints.database_url) as url,
         container_on(url, stack_dir / "no-runners", read_wait_seconds=0.3) as container,
+        served(container) as api,
     ):
-        server = BackgroundServer(create_app(container)).start()
-        api = Api(server.url + "/api/v1")
         yield api, container
-        api.http.close()
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +41,8 @@ def without_redis(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[Api]:
     container = bootstrap(
         settings_for_tests(endpoints, stack_dir / "no-redis-read", redis_url=dead)
     )
-    server = BackgroundServer(create_app(container)).start()
-    api = Api(server.url + "/api/v1")
-    yield api
-    api.http.close()
-    server.stop()
+    with served(container) as api:
+        yield api
     container.close()
 
 

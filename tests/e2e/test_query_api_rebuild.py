@@ -12,15 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.common import new_database
 from bench.workload import Workload
 from http_shell.container import Container
 from projections.rebuild import Rebuild
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, served
 from tests.e2e.test_query_api import book
-from tests.integration.projection_support import container_on, fresh_database
+from tests.integration.projection_support import container_on
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer
-from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +31,7 @@ def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[tuple[Api, Co
     """A system of its own, with runners, whose log already holds a few thousand events."""
     assert endpoints.database_url is not None
     with (
-        fresh_database(endpoints.database_url) as url,
+        new_database(endpoints.database_url) as url,
         container_on(url, stack_dir / "rebuild-reads") as container,
     ):
         assert container.read_side is not None
@@ -44,11 +43,8 @@ def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[tuple[Api, Co
                 workload.run_wave(400)
         finally:
             workload.close()
-        server = BackgroundServer(create_app(container)).start()
-        api = Api(server.url + "/api/v1")
-        yield api, container
-        api.http.close()
-        server.stop()
+        with served(container) as api:
+            yield api, container
 
 
 def test_a_rebuild_during_reads_and_writes_never_fails_a_read_or_goes_backwards(system):

@@ -13,14 +13,12 @@ import pytest
 
 from http_shell.container import Container
 from recommender.embedder import OfflineEmbedder
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, served
 from tests.e2e.rec_catalog import confirm_booking, show_bodies
 from tests.e2e.saga_support import saga_settings
 from tests.integration.audit_support import new_database
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer
-from ticketblitz.web import create_app
 from ticketblitz.workers import build_workers
 
 pytestmark = pytest.mark.integration
@@ -52,11 +50,8 @@ def container(
 
 @pytest.fixture(scope="module")
 def api(container: Container) -> Iterator[Api]:
-    server = BackgroundServer(create_app(container)).start()
-    client = Api(server.url + "/api/v1")
-    yield client
-    client.http.close()
-    server.stop()
+    with served(container) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +60,9 @@ def catalog(api: Api, container: Container) -> dict[str, list[str]]:
     embedder (no GOOGLE_API_KEY in tests) once the relay published them."""
     assert container.recommender is not None
     assert container.recommender.model == OfflineEmbedder.model_name
-    admin = api.admin()
     by_genre: dict[str, list[str]] = {}
     for body in show_bodies():
-        r = api.http.post("/shows", json=body, headers=admin)
-        assert r.status_code == 201, r.text
-        show_id = r.json()["show_id"]
-        r = api.http.post(f"/shows/{show_id}/open-sale", headers=admin)
-        assert r.status_code == 200, r.text
-        by_genre.setdefault(body["category"], []).append(show_id)
+        by_genre.setdefault(body["category"], []).append(api.publish_show(body))
     return by_genre
 
 

@@ -23,15 +23,14 @@ from infra.read_cache import ReadCache
 from infra.redis_guard import connect_redis
 from recommender.projection import SCHEMA
 from recommender.queries import CACHE_PREFIX, Recommender
-from tests.e2e.conftest import Api, settings_for_tests
+from tests.e2e.conftest import Api, served, settings_for_tests
 from tests.e2e.rec_catalog import show_bodies
 from tests.e2e.rec_support import by_genre, index_shows, publish_catalog, wait_until_in_catalog
 from tests.e2e.saga_support import wait_until
 from tests.integration.audit_support import new_database
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer, free_port
-from ticketblitz.web import create_app
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +56,8 @@ def container(
 
 @pytest.fixture(scope="module")
 def api(container: Container) -> Iterator[Api]:
-    server = BackgroundServer(create_app(container)).start()
-    client = Api(server.url + "/api/v1")
-    yield client
-    client.http.close()
-    server.stop()
+    with served(container) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

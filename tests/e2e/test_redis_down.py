@@ -11,11 +11,10 @@ import pytest
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
 from http_shell.container import Container
-from tests.e2e.conftest import Api, settings_for_tests
+from tests.e2e.conftest import Api, served, settings_for_tests
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer, free_port
-from ticketblitz.web import create_app
+from ticketblitz.http_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +26,8 @@ def no_redis(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[tuple[Api, 
         endpoints, stack_dir / "no-redis", redis_url=dead, rate_limit_booking_per_minute=5
     )
     container = bootstrap(settings)
-    server = BackgroundServer(create_app(container)).start()
-    api = Api(server.url + "/api/v1")
-    yield api, container
-    api.http.close()
-    server.stop()
+    with served(container) as api:
+        yield api, container
     container.close()
 
 

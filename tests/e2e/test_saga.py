@@ -22,9 +22,9 @@ from tests.e2e.saga_support import (
     intents_of,
     pay_with_stripe,
     refunds_of,
+    running_system,
     show_starting,
     signed,
-    start_system,
     stripe_client,
     stripe_event_for,
     topic_events,
@@ -37,10 +37,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[SagaSystem]:
-    started = start_system(endpoints, stack_dir / "saga")
-    started.start_workers()
-    yield started
-    started.close()
+    with running_system(endpoints, stack_dir / "saga") as started:
+        yield started
 
 
 def mails_to(mailbox: Mailbox, address: str) -> list:
@@ -61,7 +59,7 @@ def test_a_paid_booking_is_confirmed_with_one_charge_one_email_and_its_events_on
 
     assert booking.paid_cents == held["amount_cents"] == 9000
     claim = system.inventory(show_id).claim_of(booking.id)
-    assert claim is not None and claim["sold"] is True
+    assert claim is not None and claim.sold is True
     intents = intents_of(stripe_client(system.endpoints), [held["booking_id"]])[held["booking_id"]]
     assert [(i.id, i.status, i.amount) for i in intents] == [
         (booking.payment_intent_id, "succeeded", 9000)
@@ -153,7 +151,7 @@ def test_someone_else_cannot_pay_for_a_booking(system: SagaSystem):
     booking = system.booking(held["booking_id"])
     assert booking.status in {HELD, PAYMENT_REQUESTED} and booking.paid_cents == 0
     claim = system.inventory(show_id).claim_of(booking.id)
-    assert claim is not None and claim["sold"] is False
+    assert claim is not None and claim.sold is False
     intents = intents_of(stripe_client(system.endpoints), [held["booking_id"]])[held["booking_id"]]
     assert [i.status for i in intents if i.status == "succeeded"] == []
     assert sum(i.to_dict().get("amount_received") or 0 for i in intents) == 0

@@ -5,11 +5,7 @@ and every event on Kafka."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +16,6 @@ import pytest
 
 from domain.booking import CONFIRMED, FINAL, REFUNDED, Booking
 from infra.log_follower import positions_of
-from infra.settings import Settings
 from process_managers.integration_events import BOOKING_TYPES, event_id_for
 from process_managers.notifier import SENDING, SUBJECTS
 from tests.e2e.saga_support import (
@@ -40,6 +35,7 @@ from tests.e2e.saga_support import (
     topic_events,
     wait_until,
 )
+from tests.faults.support import CliProcess
 from ticketblitz.embedded import Mailbox, StackEndpoints
 
 pytestmark = pytest.mark.integration
@@ -48,59 +44,6 @@ BOOKINGS = 200
 CUSTOMERS = 20
 SEATS_PER_ROW = 25
 WORKER_FOLLOWERS = ("payment-saga", "hold-expiry", "kafka-relay")
-ENV_FIELDS = (
-    "database_url",
-    "kafka_bootstrap",
-    "stripe_api_base",
-    "smtp_host",
-    "smtp_port",
-    "kafka_topic_prefix",
-    "kafka_notifier_group",
-    "worker_poll_seconds",
-    "data_dir",
-)
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETBLITZ_")}
-    for name in ENV_FIELDS:
-        env[f"TICKETBLITZ_{name.upper()}"] = str(getattr(settings, name))
-    assert settings.jwt_secret is not None and settings.stripe_webhook_secret is not None
-    env["TICKETBLITZ_JWT_SECRET"] = settings.jwt_secret.get_secret_value()
-    env["TICKETBLITZ_STRIPE_WEBHOOK_SECRET"] = settings.stripe_webhook_secret.get_secret_value()
-    return env
-
-
-class WorkerProcess:
-    """`ticketblitz workers` in a subprocess, its output appended to a log file."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self._argv = [str(Path(sys.executable).parent / "ticketblitz"), "workers"]
-        self._env = worker_env(settings)
-        self._log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self._log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self._argv, env=self._env, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +71,7 @@ def test_workers_killed_mid_run_resume_with_no_double_charge_and_one_email_per_e
 ):
     seed = random.randrange(1_000_000)
     print(f"seed {seed}")
-    worker = WorkerProcess(system.settings, stack_dir / "crash-workers.log")
+    worker = CliProcess(["workers"], system.settings, stack_dir / "crash-workers.log")
     worker.start()  # it boots while the show and the customers are created
     api = system.api
     show_id = show_starting(api, in_days(30), seats=SEATS_PER_ROW, rows=BOOKINGS // SEATS_PER_ROW)
@@ -178,7 +121,7 @@ def _planned(system: SagaSystem, i: int, show_id: str, auth: str) -> Planned:
 
 async def _placing_and_killing(
     plan: list[Planned],
-    worker: WorkerProcess,
+    worker: CliProcess,
     system: SagaSystem,
     rng: random.Random,
 ) -> tuple[list[str], float]:

@@ -23,8 +23,8 @@ from tests.e2e.saga_support import (
     intents_of,
     pay_with_stripe,
     refunds_of,
+    running_system,
     show_starting,
-    start_system,
     stripe_client,
     topic_events,
     wait_until,
@@ -37,12 +37,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[SagaSystem]:
-    started = start_system(endpoints, stack_dir / "show-cancellation")
-    assert started.container.read_side is not None
-    started.container.read_side.start_runners()  # the seat map; stopped by close()
-    started.start_workers()
-    yield started
-    started.close()
+    # The read models' runners too: the seat map.
+    with running_system(endpoints, stack_dir / "show-cancellation", read_models=True) as started:
+        yield started
 
 
 def notifier_done(system: SagaSystem) -> None:

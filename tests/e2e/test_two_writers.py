@@ -6,7 +6,6 @@ twice; the event store, the read model and the answers must all agree that none 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from domain.booking import Booking
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
 from http_shell.container import Container
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import write_api_env
 from tests.e2e.conftest import Api
 from tests.e2e.saga_support import wait_until
 from tests.faults.support import seeded_random
@@ -52,14 +51,7 @@ class WriteApi:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, container: Container) -> None:
-        settings = container.settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETBLITZ_")}
-        env.update(
-            TICKETBLITZ_DATABASE_URL=str(settings.database_url),
-            TICKETBLITZ_REDIS_URL=str(settings.redis_url),
-            TICKETBLITZ_JWT_SECRET=TEST_JWT_SECRET,
-            TICKETBLITZ_RATE_LIMIT_ENABLED="false",
-        )
+        env = write_api_env(container.settings)
         argv = [CLI, "serve", "--api", "write", "--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -190,7 +182,7 @@ def test_two_write_processes_never_sell_a_seat_twice(
     for a in won:
         booking = container.store.get(UUID(a.body["booking_id"]), Booking)
         assert booking.seats == a.body["seats"]
-        assert inventory.claims[booking.id.hex]["seats"] == a.body["seats"]
+        assert inventory.claims[booking.id.hex].seats == a.body["seats"]
 
     # ...event by event, too: each seat is in exactly one SeatsHeld of the log (nothing was
     # released here), so no write overwrote another's hold in the aggregate's state

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
@@ -30,8 +29,8 @@ from infra.event_store import PostgresEventStore
 from infra.settings import Settings
 from process_managers.integration_events import BOOKING_TYPES, IntegrationEvent, event_id_for
 from process_managers.notifier import SUBJECTS
-from tests.e2e.saga_support import SagaSystem, book, start_system, wait_until
-from ticketblitz.embedded import SERVERS, EmbeddedStack, Mailbox, StackEndpoints
+from tests.e2e.saga_support import SagaSystem, book, wait_until
+from ticketblitz.embedded import SERVERS, EmbeddedStack, Mailbox
 
 CLI = str(Path(sys.executable).parent / "ticketblitz")
 PROBLEM_JSON = "application/problem+json"
@@ -222,20 +221,7 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int | None:
         consumer.close()
 
 
-# --- the booking saga on servers of the test's choosing ----------------------------------------
-
-
-@contextmanager
-def saga_on(endpoints: StackEndpoints, data_dir: Path, **own: Any) -> Iterator[SagaSystem]:
-    """A system of its own (fresh database, topics, consumer group, app servers, in-process
-    workers) on the session's servers, except those replaced by `own` endpoint fields
-    (e.g. ``smtp_port=...`` for an SMTP server of the test's own)."""
-    system = start_system(replace(endpoints, **own), data_dir)
-    try:
-        system.start_workers()
-        yield system
-    finally:
-        system.close()
+# --- the booking saga ---------------------------------------------------------------------
 
 
 def book_paid(system: SagaSystem, show_id: str, methods: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ from tests.e2e.saga_support import (
     VISA,
     SagaSystem,
     in_days,
+    running_system,
     show_starting,
     wait_until,
 )
@@ -35,7 +36,6 @@ from tests.faults.support import (
     group_lag,
     own_stack,
     published_events,
-    saga_on,
     wait_final,
     wait_for_emails,
     wait_until_consumed,
@@ -59,7 +59,7 @@ def system(
     endpoints: StackEndpoints, stack_dir: Path, kafka: EmbeddedStack
 ) -> Iterator[SagaSystem]:
     bootstrap = kafka.endpoints.kafka_bootstrap
-    with saga_on(endpoints, stack_dir / "kafka-down", kafka_bootstrap=bootstrap) as system:
+    with running_system(endpoints, stack_dir / "kafka-down", kafka_bootstrap=bootstrap) as system:
         yield system
 
 

@@ -29,13 +29,11 @@ from domain.booking import Booking
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
 from http_shell.container import Container
-from tests.e2e.conftest import Api, settings_for_tests
+from tests.e2e.conftest import Api, served, settings_for_tests
 from tests.e2e.saga_support import wait_until
 from tests.faults.support import assert_unavailable, own_stack
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import EmbeddedStack, StackEndpoints
-from ticketblitz.http_server import BackgroundServer
-from ticketblitz.web import create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -68,13 +66,10 @@ def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[System]:
         container = bootstrap(settings)
         assert container.read_side is not None
         container.read_side.start_runners()
-        server = BackgroundServer(create_app(container)).start()
-        api = Api(server.url + "/api/v1")
         try:
-            yield System(stack, container, api)
+            with served(container) as api:
+                yield System(stack, container, api)
         finally:
-            api.http.close()
-            server.stop()
             container.close()
 
 
@@ -217,7 +212,7 @@ def test_postgres_down_answers_503_and_recovers_without_losing_a_booking(
     assert {UUID(b) for b in inventory.claims} == set(answered)
     for booking_id, seats in answered.items():
         assert store.get(booking_id, Booking).seats == seats
-        assert inventory.claims[booking_id.hex]["seats"] == seats
+        assert inventory.claims[booking_id.hex].seats == seats
     assert len(inventory.holder) == len(answered)
 
 

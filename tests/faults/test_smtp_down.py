@@ -14,13 +14,20 @@ from pathlib import Path
 import pytest
 
 from process_managers.notifier import SENT
-from tests.e2e.saga_support import DECLINED, VISA, SagaSystem, in_days, show_starting, wait_until
+from tests.e2e.saga_support import (
+    DECLINED,
+    VISA,
+    SagaSystem,
+    in_days,
+    running_system,
+    show_starting,
+    wait_until,
+)
 from tests.faults.support import (
     book_paid,
     emails_by_event,
     emails_due,
     own_stack,
-    saga_on,
     saw_log,
     wait_final,
     wait_for_emails,
@@ -39,7 +46,9 @@ def smtp() -> Iterator[EmbeddedStack]:
 
 @pytest.fixture
 def system(endpoints: StackEndpoints, stack_dir: Path, smtp: EmbeddedStack) -> Iterator[SagaSystem]:
-    with saga_on(endpoints, stack_dir / "smtp-down", smtp_port=smtp.endpoints.smtp_port) as s:
+    with running_system(
+        endpoints, stack_dir / "smtp-down", smtp_port=smtp.endpoints.smtp_port
+    ) as s:
         yield s
 
 

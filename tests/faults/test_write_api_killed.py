@@ -8,7 +8,6 @@ event store holds no half-written booking (no hold without its booking, nor the 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from domain.booking import Booking
 from domain.ids import booking_id_for_request, inventory_id_for
 from domain.inventory import SeatInventory
 from http_shell.container import Container
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import write_api_env
 from tests.faults.support import seeded_random
 from ticketblitz.http_server import free_port
 
@@ -36,17 +35,9 @@ CLI = str(Path(sys.executable).parent / "ticketblitz")
 
 
 def start_write_api(container: Container, port: int) -> subprocess.Popen[bytes]:
-    settings = container.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETBLITZ_")}
-    env.update(
-        TICKETBLITZ_DATABASE_URL=str(settings.database_url),
-        TICKETBLITZ_REDIS_URL=str(settings.redis_url),
-        TICKETBLITZ_JWT_SECRET=TEST_JWT_SECRET,
-        TICKETBLITZ_RATE_LIMIT_ENABLED="false",
-    )
     process = subprocess.Popen(
         [CLI, "serve", "--api", "write", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
+        env=write_api_env(container.settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -136,5 +127,5 @@ def test_killed_mid_storm_every_fan_ends_with_exactly_one_booking(container: Con
     assert {UUID(hex_id) for hex_id in inventory.claims} == expected  # no extra holds
     for booking_id in expected:  # every hold has its booking and agrees with it
         booking = container.store.get(booking_id, Booking)
-        assert inventory.claims[booking_id.hex]["seats"] == booking.seats
+        assert inventory.claims[booking_id.hex].seats == booking.seats
     assert len(inventory.holder) == 2 * FANS

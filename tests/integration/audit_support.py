@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,68 +14,33 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
 from audit.hash_chain import Root, seal
+from bench.common import new_database as new_database
 from commands.errors import VersionConflictError
 from commands.models import (
     BookingRequest,
     CancelBooking,
     ExpireHold,
-    GeneralSection,
     OpenSale,
     PlaceHold,
-    PriceTier,
     RecordPayment,
     RecordPaymentFailure,
     RecordRefund,
     RequestPayment,
-    Row,
     ScheduleShow,
-    SeatedSection,
 )
 from domain.booking import Booking
 from domain.ids import inventory_id_for
 from http_shell.container import Container
-from tests.e2e.conftest import settings_for_tests
-from ticketblitz.bootstrap import bootstrap
+from tests.integration.projection_support import container_on as container_on
 from ticketblitz.cli import app as cli_app
-from ticketblitz.embedded import StackEndpoints
+from ticketblitz.demo import stalls_and_floor
 
 CLI = str(Path(sys.executable).parent / "ticketblitz")
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 GA_CAPACITY = 5
-
-
-@contextmanager
-def new_database(server_url: str, template: str | None = None) -> Iterator[str]:
-    """A database of its own (a copy of `template`'s database when given), dropped after."""
-    name = f"audit_{uuid4().hex[:10]}"
-    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template is not None:
-        source = psycopg.conninfo.conninfo_to_dict(template)["dbname"]
-        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(str(source)))
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(create)
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@contextmanager
-def container_on(database_url: str, data_dir: Path) -> Iterator[Container]:
-    endpoints = StackEndpoints(database_url, None, None, None, None, None)
-    container = bootstrap(settings_for_tests(endpoints, data_dir))
-    try:
-        yield container
-    finally:
-        container.close()
 
 
 @dataclass
@@ -100,19 +63,7 @@ def schedule_show(container: Container) -> UUID:
             venue="Blue Hall",
             starts_at=datetime(2099, 3, 1, 20, tzinfo=UTC),
             currency="EUR",
-            price_tiers=[
-                PriceTier(code="STD", price_cents=4500),
-                PriceTier(code="FLOOR", price_cents=3000),
-            ],
-            sections=[
-                SeatedSection(
-                    code="A",
-                    kind="seated",
-                    tier="STD",
-                    rows=[Row(label=str(r), seats=4) for r in range(1, 6)],
-                ),
-                GeneralSection(code="GA", kind="general", tier="FLOOR", capacity=GA_CAPACITY),
-            ],
+            **stalls_and_floor(rows=5, seats_per_row=4, floor=GA_CAPACITY),
         )
     )
     container.shows.open_sale(OpenSale(show_id=scheduled.show_id)).result(timeout=10)

@@ -7,11 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from http_shell.container import Container
 from projections.base import READ_SCHEMA
@@ -19,20 +17,6 @@ from projections.registry import PROJECTIONS
 from tests.e2e.conftest import settings_for_tests
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import StackEndpoints
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"tb_read_{uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @contextmanager

@@ -34,9 +34,9 @@ from tests.e2e.saga_support import (
     SagaSystem,
     book,
     in_days,
+    running_system,
     show_starting,
     signed,
-    start_system,
     stripe_client,
     wait_until,
 )
@@ -191,10 +191,8 @@ def test_the_cli_reports_the_old_log_and_exits_1(old_log: tuple[str, list[dict[s
 @pytest.fixture
 def system(endpoints: StackEndpoints, tmp_path: Path) -> Iterator[SagaSystem]:
     """App servers and workers on a database of their own: a log with nothing else in it."""
-    started = start_system(endpoints, tmp_path)
-    started.start_workers()
-    yield started
-    started.close()
+    with running_system(endpoints, tmp_path) as started:
+        yield started
 
 
 def auth(customer: dict[str, str]) -> dict[str, str]:
@@ -211,13 +209,7 @@ def free_show(api: Api) -> str:
         "price_tiers": [{"code": "GUEST", "price_cents": 0}],
         "sections": [{"code": "GA", "kind": "general", "tier": "GUEST", "capacity": 50}],
     }
-    admin = api.admin()
-    r = api.http.post("/shows", json=body, headers=admin)
-    assert r.status_code == 201, r.text
-    show_id: str = r.json()["show_id"]
-    r = api.http.post(f"/shows/{show_id}/open-sale", headers=admin)
-    assert r.status_code == 200, r.text
-    return show_id
+    return api.publish_show(body)
 
 
 def settled_report(system: SagaSystem, timeout: float = 60) -> VerifyReport:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import shutil
+import signal
 import smtplib
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,7 +24,11 @@ import stripe
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
+from tests.e2e.saga_support import wait_until
 from ticketblitz.embedded import EmbeddedStack, Mailbox, StackEndpoints
+from ticketblitz.stack.guardian import Guardian
+from ticketblitz.stack.processes import free_port, pid_alive
+from ticketblitz.stack.smtp import SmtpServer
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +234,121 @@ def test_a_server_that_fails_to_start_is_named_with_its_log(
     with pytest.raises(RuntimeError, match=r"embedded kafka exited .*kafka\.log"):
         stack.start()
     stack.stop()
+
+
+# ---- the helper programs, run as the modules they are ------------------------------------
+
+
+def _send_mail(host: str, port: int, subject: str) -> None:
+    message = EmailMessage()
+    message["From"] = "tickets@ticketblitz.dev"
+    message["To"] = "fan@example.com"
+    message["Subject"] = subject
+    message.set_content("Row 3, seat 9.")
+    with smtplib.SMTP(host, port, local_hostname="localhost", timeout=10) as smtp:
+        smtp.send_message(message)
+
+
+def test_the_smtp_server_alone_stores_each_mail_as_a_file(stack_root: Path):
+    mailbox = Mailbox(stack_root / "smtp-alone")
+    server = SmtpServer(mailbox, timeout=10)
+    server.launch()
+    try:
+        assert server.running and server.port is not None
+        _send_mail("127.0.0.1", server.port, "Your seat")
+    finally:
+        server.stop()
+    assert not server.running
+    files = [p for p in mailbox.directory.iterdir() if p.name.endswith(".eml")]
+    assert len(files) == 1
+    raw = files[0].read_bytes()
+    assert raw.startswith(b"X-MailFrom: tickets@ticketblitz.dev\r\nX-RcptTo: fan@example.com")
+    assert b"Subject: Your seat" in raw
+    assert not [p for p in mailbox.directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def _start_stripe_emulator(port: int, state: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The program as the stack runs it, from another folder: only the install finds it."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ticketblitz.stack.stripe_emulator", str(port), str(state)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+        )
+
+    def answers() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    wait_until(answers, 30, f"the Stripe emulator on port {port}")
+    return process
+
+
+def _stripe(port: int) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_x", base_addresses={"api": f"http://127.0.0.1:{port}"})
+
+
+def test_the_stripe_emulator_program_keeps_its_objects_across_a_restart(stack_root: Path):
+    folder = stack_root / "stripe-alone"
+    folder.mkdir()
+    state, log, port = folder / "state.pickle", folder / "stripe.log", free_port()
+    first = _start_stripe_emulator(port, state, log)
+    try:
+        customer = _stripe(port).v1.customers.create(params={"email": "fan@example.com"})
+    finally:
+        first.send_signal(signal.SIGTERM)  # the last changes are written when it stops
+        first.wait(15)
+    with open(state, "rb") as stored:
+        assert f"customer:{customer.id}" in pickle.load(stored)
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+    again = _start_stripe_emulator(port, state, log)
+    try:
+        found = _stripe(port).v1.customers.retrieve(customer.id)
+    finally:
+        again.terminate()
+        again.wait(15)
+    assert found.email == "fan@example.com"
+    assert "/tmp/localstripe.pickle" not in log.read_text()
+
+
+def test_the_guardian_program_stops_what_it_watches_when_its_pipe_closes(stack_root: Path):
+    watched = subprocess.Popen(["sleep", "300"])
+    spared = subprocess.Popen(["sleep", "300"])
+    try:
+        guardian = Guardian(stack_root / "guardian.log")
+        guardian.watch(watched.pid, signal.SIGTERM)
+        guardian.watch(spared.pid)
+        guardian.unwatch(spared.pid)
+        guardian.close()  # what the end of our process would do
+        assert watched.wait(10) == -signal.SIGTERM
+        assert spared.poll() is None
+    finally:
+        for process in (watched, spared):
+            process.kill()
+            process.wait()
+
+
+def test_the_guardian_program_outlives_a_killed_stack(stack_root: Path):
+    """SIGKILL the process of a stack: its guardian still stops the stack's servers."""
+    data_dir = stack_root / "killed"
+    owner = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.embedded_owner", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[2],  # the repository: where `tests` is found
+    )
+    try:
+        assert owner.stdout is not None
+        pids = [int(pid) for pid in owner.stdout.readline().split()]
+        assert pids and all(pid_alive(pid) for pid in pids)
+    finally:
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 30, f"servers {pids} to stop")

@@ -12,6 +12,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 
+from bench.common import new_database
 from bench.workload import Workload
 from commands.models import GeneralSection, PriceTier, ScheduleShow
 from http_shell.container import Container
@@ -20,7 +21,6 @@ from projections.rebuild import Rebuild, RebuildBusyError, RebuildProgress
 from projections.runner import ProjectionRunners
 from tests.integration.projection_support import (
     container_on,
-    fresh_database,
     generations,
     positions,
     snapshot,
@@ -35,7 +35,7 @@ def busy_log(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[tuple[str, 
     """A fresh database where a few thousand random commands ran while the runners followed."""
     assert endpoints.database_url is not None
     with (
-        fresh_database(endpoints.database_url) as url,
+        new_database(endpoints.database_url) as url,
         container_on(url, stack_dir / "busy-log") as container,
     ):
         runners = container.read_side.start_runners() if container.read_side else None

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bench.common import new_database
 from bench.workload import Workload
-from tests.integration.projection_support import container_on, fresh_database, generations
+from tests.integration.projection_support import container_on, generations
 from ticketblitz.cli import app
 from ticketblitz.embedded import StackEndpoints
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 def database(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[str]:
     assert endpoints.database_url is not None
     with (
-        fresh_database(endpoints.database_url) as url,
+        new_database(endpoints.database_url) as url,
         container_on(url, stack_dir / "cli") as container,
     ):
         workload = Workload(container, seed=2, rows=5, seats_per_row=10, general=50)

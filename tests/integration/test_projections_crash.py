@@ -13,9 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bench.common import new_database
 from bench.workload import Workload
 from projections.rebuild import Rebuild
-from tests.integration.projection_support import container_on, fresh_database, positions, snapshot
+from tests.integration.projection_support import container_on, positions, snapshot
 from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def test_a_runner_killed_mid_page_resumes_to_the_same_read_models(
 ):
     assert endpoints.database_url is not None
     with (
-        fresh_database(endpoints.database_url) as url,
+        new_database(endpoints.database_url) as url,
         container_on(url, stack_dir / "crash") as container,
     ):
         # Given a log of some thousands of events that no runner has followed yet

@@ -26,7 +26,8 @@ from infra.settings import Settings
 from process_managers.integration_events import SHOWS, IntegrationEvent, topic_names
 from process_managers.kafka_relay import rewind
 from recommender.embedder import Embedder, OfflineEmbedder
-from recommender.projection import FOLLOWER, SCHEMA, OffsetsMovedError
+from recommender.offsets import OffsetsMovedError
+from recommender.projection import FOLLOWER, SCHEMA
 from recommender.runner import RecommenderConsumer, RecommenderRunner, recommender_status
 from tests.e2e.conftest import settings_for_tests
 from tests.e2e.rec_catalog import BrokenEmbedder, confirm_booking, confirmed_booking, show_bodies

@@ -19,7 +19,7 @@ import pytest
 
 from domain.booking import Booking
 from infra.payments import register_emulator_webhook, webhook_secret_for
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import served
 from tests.e2e.saga_support import (
     WEBHOOK_PATH,
     SagaSystem,
@@ -28,8 +28,6 @@ from tests.e2e.saga_support import (
 )
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer
-from ticketblitz.web import create_app
 
 WEBHOOK = WEBHOOK_PATH.removeprefix("/api/v1")
 
@@ -47,13 +45,10 @@ def start_payments_system(endpoints: StackEndpoints, data_dir: Path) -> SagaSyst
     exits.callback(container.close)
     if container.read_side is not None:
         container.read_side.start_runners()  # stopped by close()
-    server = BackgroundServer(create_app(container)).start()
-    exits.callback(server.stop)
-    api = Api(server.url + "/api/v1")
-    exits.callback(api.http.close)
+    api = exits.enter_context(served(container))
     secret = webhook_secret_for(settings)
     assert (data_dir / "stripe-webhook-secret").read_text().strip() == secret
-    register_emulator_webhook(endpoints.stripe_api_base, server.url + WEBHOOK_PATH, secret)
+    register_emulator_webhook(endpoints.stripe_api_base, api.server_url + WEBHOOK_PATH, secret)
     system = SagaSystem(endpoints, settings, container, api, api, prefix, _exits=exits)
     system.start_workers()
     return system

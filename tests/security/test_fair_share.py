@@ -21,7 +21,7 @@ from domain.inventory import SeatInventory
 from http_shell.container import Container
 from http_shell.problems import PROBLEM_JSON, TYPE_BASE
 from tests.e2e.conftest import Api
-from tests.e2e.saga_support import SagaSystem, book, in_days, start_system
+from tests.e2e.saga_support import SagaSystem, book, in_days, running_system, show_starting
 from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
@@ -34,32 +34,8 @@ def inventory_of(container: Container, show_id: str) -> SeatInventory:
 
 
 def show_of(api: Api, seats: int, **body: Any) -> str:
-    """A show on sale: section A, rows of 50 seats; `body` overrides the request."""
-    rows = seats // 50
-    request: dict[str, Any] = {
-        "title": "Fair share night",
-        "category": "rock",
-        "venue": "Arena",
-        "starts_at": in_days(30).isoformat(),
-        "currency": "EUR",
-        "price_tiers": [{"code": "STD", "price_cents": 4500}],
-        "sections": [
-            {
-                "code": "A",
-                "kind": "seated",
-                "tier": "STD",
-                "rows": [{"label": str(r), "seats": 50} for r in range(1, rows + 1)],
-            }
-        ],
-        **body,
-    }
-    admin = api.admin()
-    r = api.http.post("/shows", json=request, headers=admin)
-    assert r.status_code == 201, r.text
-    show_id: str = r.json()["show_id"]
-    r = api.http.post(f"/shows/{show_id}/open-sale", headers=admin)
-    assert r.status_code == 200, r.text
-    return show_id
+    """A show on sale in 30 days: section A, rows of 50 seats; `body` overrides the request."""
+    return show_starting(api, in_days(30), seats=50, rows=seats // 50, **body)
 
 
 def hold(api: Api, customer: dict[str, str], show_id: str, quantity: int) -> httpx.Response:
@@ -187,10 +163,8 @@ async def hold_concurrently(
 def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[SagaSystem]:
     """Two app servers (each its own show writers) on one database, with the workers: the
     normal one and one whose holds last 3 s."""
-    started = start_system(endpoints, stack_dir / "fair-share")
-    started.start_workers()
-    yield started
-    started.close()
+    with running_system(endpoints, stack_dir / "fair-share") as started:
+        yield started
 
 
 def test_concurrent_holds_through_two_apps_never_pass_the_cap(system: SagaSystem):

@@ -36,13 +36,11 @@ from domain.show import Show
 from http_shell.container import Container
 from infra.log_follower import NEVER_SKIP, LogFollower, LoggedEvent
 from projections.rebuild import Rebuild
-from tests.e2e.conftest import Api, settings_for_tests
+from tests.e2e.conftest import Api, served, settings_for_tests
 from tests.e2e.saga_support import new_database, wait_until
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.cli import app as cli
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer
-from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -83,13 +81,10 @@ def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[System]:
     container = bootstrap(settings_for_tests(endpoints, data_dir, database_url=url))
     assert container.read_side is not None
     container.read_side.start_runners()
-    server = BackgroundServer(create_app(container)).start()
-    api = Api(server.url + "/api/v1")
     try:
-        yield System(container, api, url, api.admin())
+        with served(container) as api:
+            yield System(container, api, url, api.admin())
     finally:
-        api.http.close()
-        server.stop()
         container.close()
 
 

@@ -23,22 +23,20 @@ from domain.booking import CONFIRMED, REFUNDED
 from http_shell.container import Container
 from http_shell.problems import PROBLEM_JSON, TYPE_BASE
 from infra.clock import utc_now
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import Api, served
 from tests.e2e.saga_support import (
     VISA,
     SagaSystem,
     book,
     in_days,
     refunds_of,
+    running_system,
     show_starting,
-    start_system,
     stripe_client,
     wait_until,
 )
 from ticketblitz.bootstrap import bootstrap
 from ticketblitz.embedded import StackEndpoints
-from ticketblitz.http_server import BackgroundServer
-from ticketblitz.web import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +79,8 @@ def test_a_show_starting_in_the_past_cannot_be_scheduled(
 
 @pytest.fixture(scope="module")
 def system(endpoints: StackEndpoints, stack_dir: Path) -> Iterator[SagaSystem]:
-    started = start_system(endpoints, stack_dir / "started-shows")
-    started.start_workers()
-    yield started
-    started.close()
+    with running_system(endpoints, stack_dir / "started-shows") as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +89,7 @@ def later(system: SagaSystem) -> Iterator[Api]:
     with ExitStack() as exits:
         ahead = bootstrap(system.settings, clock=lambda: utc_now() + AHEAD)
         exits.callback(ahead.close)
-        server = BackgroundServer(create_app(ahead)).start()
-        exits.callback(server.stop)
-        api = Api(server.url + "/api/v1")
-        exits.callback(api.http.close)
-        yield api
+        yield exits.enter_context(served(ahead))
 
 
 def auth(customer: dict[str, str]) -> dict[str, str]:

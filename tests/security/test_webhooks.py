@@ -97,7 +97,20 @@ def assert_untouched(system: SagaSystem, booking: Booking) -> None:
     """Still awaiting its payment: no event since the intent was recorded, seats still held."""
     assert kinds_of(system, booking.id) == ["Placed", "PaymentRequested"]
     claim = system.inventory(str(booking.show_id)).claim_of(booking.id)
-    assert claim is not None and claim["sold"] is False
+    assert claim is not None and claim.sold is False
+
+
+def assert_refunded_never_confirmed(
+    system: SagaSystem, client: stripe.StripeClient, booking: Booking
+) -> None:
+    """A late payment for `booking`: recorded, refunded once in full, no seat kept."""
+    refunded = system.wait_for_status(str(booking.id), {REFUNDED}, timeout=20)
+    assert refunded.paid_cents == refunded.refunded_cents == PRICE
+    kinds = kinds_of(system, booking.id)
+    assert "LatePaymentReceived" in kinds and "Confirmed" not in kinds
+    refunds = refunds_of(client, booking.payment_intent_id)
+    assert [(r.id, r.amount) for r in refunds] == [(refunded.refund_id, PRICE)]
+    assert system.inventory(str(booking.show_id)).claim_of(booking.id) is None
 
 
 def assert_invalid_webhook(response: httpx.Response) -> None:
@@ -373,13 +386,7 @@ def test_a_payment_after_the_shows_cancellation_is_refunded_never_confirmed(
     # The customer's browser pays with Stripe after the cancellation; Stripe's webhook tells us.
     client = pay_with_stripe(system.endpoints, booking.payment_intent_id)
 
-    refunded = system.wait_for_status(str(booking.id), {REFUNDED}, timeout=20)
-    assert refunded.paid_cents == refunded.refunded_cents == PRICE
-    kinds = kinds_of(system, booking.id)
-    assert "LatePaymentReceived" in kinds and "Confirmed" not in kinds
-    refunds = refunds_of(client, booking.payment_intent_id)
-    assert [(r.id, r.amount) for r in refunds] == [(refunded.refund_id, PRICE)]
-    assert system.inventory(str(booking.show_id)).claim_of(booking.id) is None
+    assert_refunded_never_confirmed(system, client, booking)
 
 
 def test_a_payment_after_the_show_started_is_refunded_never_confirmed(
@@ -398,13 +405,7 @@ def test_a_payment_after_the_show_started_is_refunded_never_confirmed(
     # Paid with Stripe directly all the same: the money is given back.
     pay_with_stripe(system.endpoints, booking.payment_intent_id)
 
-    refunded = system.wait_for_status(str(booking.id), {REFUNDED}, timeout=20)
-    assert refunded.paid_cents == refunded.refunded_cents == PRICE
-    kinds = kinds_of(system, booking.id)
-    assert "LatePaymentReceived" in kinds and "Confirmed" not in kinds
-    refunds = refunds_of(client, booking.payment_intent_id)
-    assert [(r.id, r.amount) for r in refunds] == [(refunded.refund_id, PRICE)]
-    assert system.inventory(str(booking.show_id)).claim_of(booking.id) is None
+    assert_refunded_never_confirmed(system, client, booking)
 
 
 # --- the rule itself, in the pure domain (no servers) ---

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from uuid import uuid4
 
 import pytest
 
@@ -17,6 +18,9 @@ from domain.booking import (
     PAYMENT_REQUESTED,
     REFUNDED,
     Booking,
+    BookingEvents,
+    NextStep,
+    event_name,
 )
 from domain.errors import IllegalTransitionError
 from tests.unit.factories import HOLD_UNTIL, a_booking, event_names, new_events, replay, state_of
@@ -311,3 +315,104 @@ def test_a_legal_transition_is_accepted(status, action):
     ACTIONS[action](booking)
 
     assert len(new_events(booking)) == 1
+
+
+# --- the next step: what moves a booking on without its customer ---
+
+
+def _requested_without_payment_method() -> Booking:
+    """The customer pays on the provider's page: the provider's webhook moves it on."""
+    held = _held()
+    booking = Booking(
+        booking_id=uuid4(),
+        show_id=held.show_id,
+        customer_id=held.customer_id,
+        seats=held.seats,
+        general=held.general,
+        amount_cents=held.amount_cents,
+        currency=held.currency,
+        hold_expires_at=held.hold_expires_at,
+        payment_method=None,
+    )
+    booking.request_payment("pi_1")
+    return booking
+
+
+def _cancelled_unpaid() -> Booking:
+    booking = _payment_requested()
+    booking.cancel("changed my mind")
+    return booking
+
+
+def _cancelled_before_an_intent() -> Booking:
+    booking = _held()
+    booking.cancel("changed my mind")
+    return booking
+
+
+def _expired_unpaid() -> Booking:
+    booking = _payment_requested()
+    booking.expire(at=HOLD_UNTIL)
+    return booking
+
+
+def _confirmed_with_mismatched_money() -> Booking:
+    booking = _confirmed()
+    booking.record_mismatched_payment("pi_other", 500, "EUR", "other-intent")
+    return booking
+
+
+def _mismatched_money_refunded() -> Booking:
+    booking = _confirmed_with_mismatched_money()
+    booking.refund_mismatched_payment("pi_other", "re_other", 500)
+    return booking
+
+
+NEXT_STEPS: list[tuple[Callable[[], Booking], NextStep]] = [
+    (_held, NextStep.REQUEST_PAYMENT),
+    (_payment_requested, NextStep.CHARGE),
+    (_requested_without_payment_method, NextStep.NOTHING),
+    (_paid, NextStep.CONFIRM),
+    (_confirmed, NextStep.NOTHING),
+    (_cancelled_after_payment, NextStep.REFUND),
+    (_expired_then_paid, NextStep.REFUND),
+    (_refunded, NextStep.NOTHING),
+    (_cancelled_unpaid, NextStep.RECONCILE),
+    (_expired_unpaid, NextStep.RECONCILE),
+    (_cancelled_before_an_intent, NextStep.NOTHING),
+    (_confirmed_with_mismatched_money, NextStep.REFUND_MISMATCHED),
+    (_mismatched_money_refunded, NextStep.NOTHING),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "step"), [pytest.param(m, s, id=m.__name__.strip("_")) for m, s in NEXT_STEPS]
+)
+def test_the_next_step_follows_the_lifecycle(make, step):
+    assert make().next_step() is step
+
+
+def test_money_that_did_not_pay_is_given_back_before_anything_else():
+    booking = _held()
+    booking.record_mismatched_payment("pi_other", 500, "EUR", "wrong-amount")
+
+    assert booking.next_step() is NextStep.REFUND_MISMATCHED
+
+
+def test_event_names_are_those_of_the_event_classes_in_the_log():
+    booking = _refunded()
+    logged = {type(e).__qualname__ for e in new_events(booking)}
+
+    assert {
+        BookingEvents.PLACED,
+        BookingEvents.PAYMENT_REQUESTED,
+        BookingEvents.PAYMENT_SUCCEEDED,
+        BookingEvents.CANCELLED,
+        BookingEvents.REFUNDED,
+    } == logged
+    assert BookingEvents.PLACED == "Booking.Placed"
+
+
+def test_a_name_that_is_no_event_of_the_aggregate_is_refused():
+    with pytest.raises(TypeError, match=r"Booking\.Shipped is not an event class"):
+        event_name(Booking, "Shipped")

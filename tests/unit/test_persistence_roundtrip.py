@@ -1,7 +1,9 @@
 """Events survive the application's JSON transcoding; snapshots of an inventory rebuild it.
 
 Uses the library's in-memory (POPO) persistence: no servers, but the same mapper and JSON
-transcoder as the PostgreSQL store, so UUIDs, datetimes and dict/list payloads are exercised.
+transcoder as the PostgreSQL store (the application's, with its transcodings), so UUIDs,
+datetimes, dict/list payloads and the inventory's records (Row, Claim, GeneralSection) are
+exercised.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from datetime import datetime
 from typing import ClassVar
 from uuid import UUID
 
-from eventsourcing.application import Application
-from eventsourcing.domain import MutableOrImmutableAggregate
+from eventsourcing.domain import MutableOrImmutableAggregate, Snapshot
 
 from domain.booking import Booking
-from domain.inventory import SeatInventory
+from domain.inventory import Claim, GeneralSection, Row, SeatInventory
 from domain.show import Show
+from infra.event_store import TicketBlitz
 from tests.unit.factories import (
     HOLD_UNTIL,
     T0,
@@ -30,16 +32,16 @@ from tests.unit.factories import (
 IN_MEMORY = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
-class BoxOffice(Application[UUID]):
+class BoxOffice(TicketBlitz):
     name = "BoxOffice"
 
 
-class SnapshottingBoxOffice(Application[UUID]):
+class SnapshottingBoxOffice(TicketBlitz):
     name = "SnapshottingBoxOffice"
     is_snapshotting_enabled = True
 
 
-class AutoSnapshottingBoxOffice(Application[UUID]):
+class AutoSnapshottingBoxOffice(TicketBlitz):
     name = "AutoSnapshottingBoxOffice"
     snapshotting_intervals: ClassVar[dict[type[MutableOrImmutableAggregate[UUID]], int]] = {
         SeatInventory: 3
@@ -94,8 +96,9 @@ def test_an_inventory_and_its_bookings_reload_with_the_same_state():
         assert state_of(reloaded_booking) == state_of(booking)
     claim = reloaded.claim_of(held_id)
     assert claim is not None
-    assert isinstance(claim["until"], datetime)
-    assert claim["until"].tzinfo is not None
+    assert isinstance(claim, Claim)
+    assert isinstance(claim.until, datetime)
+    assert claim.until.tzinfo is not None
     assert reloaded.expired_holds(T0) == [held_id]
     assert reloaded.claim_of(sold_id) == inventory.claim_of(sold_id)
 
@@ -125,9 +128,14 @@ def test_a_snapshot_of_an_inventory_rebuilds_the_same_state():
 
     assert app.snapshots is not None
     [snapshot] = app.snapshots.get(inventory.id)
+    assert isinstance(snapshot, Snapshot)
     assert snapshot.originator_version == inventory.version - 1
+    assert snapshot.state["class_version"] == SeatInventory.class_version
     reloaded: SeatInventory = app.repository.get(inventory.id)
     assert state_of(reloaded) == state_of(inventory)
+    assert all(type(row) is Row for row in reloaded.rows)
+    assert all(type(claim) is Claim for claim in reloaded.claims.values())
+    assert type(reloaded.general["GA"]) is GeneralSection
 
 
 def test_inventories_are_snapshotted_at_their_interval():
