@@ -65,3 +65,18 @@ class PaymentDeclinedError(CommandError):
         super().__init__(f"payment for booking {booking_id} was declined: {reason}")
         self.booking_id = booking_id
         self.reason = reason
+
+
+class PaymentRefundedError(CommandError):
+    """The charge went through, but the booking could no longer be confirmed (its show was
+    cancelled or started, or it was cancelled meanwhile): the money is refunded."""
+
+    def __init__(self, booking_id: UUID, status: str, reason: str | None) -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"booking {booking_id} is {status}{why}: it was not confirmed and the payment is "
+            "being refunded in full"
+        )
+        self.booking_id = booking_id
+        self.status = status
+        self.reason = reason

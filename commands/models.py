@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    model_validator,
+)
 
 from commands.text import SafeLine, SafeText, StripePaymentMethodId
 
@@ -49,12 +57,23 @@ class GeneralSection(Command):
 Section = Annotated[SeatedSection | GeneralSection, Field(discriminator="kind")]
 
 
+def _iso_datetime(value: object) -> object:
+    """A time is an ISO 8601 string with its zone (or a datetime, from Python): a bare number
+    would be read as seconds since 1970, which no organiser means."""
+    if isinstance(value, int | float):
+        raise ValueError("give the time as an ISO 8601 string with a time zone")
+    return value
+
+
+ShowTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime)]
+
+
 class ScheduleShow(Command):
     title: Annotated[SafeLine, Field(min_length=1, max_length=200)]
     description: Annotated[SafeText, Field(max_length=5000)] = ""
     category: Annotated[SafeLine, Field(min_length=1, max_length=50)]
     venue: Annotated[SafeLine, Field(min_length=1, max_length=200)]
-    starts_at: AwareDatetime
+    starts_at: ShowTime
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
     price_tiers: list[PriceTier] = Field(min_length=1, max_length=50)
     sections: list[Section] = Field(min_length=1, max_length=200)

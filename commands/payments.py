@@ -34,6 +34,7 @@ from commands.errors import (
     NotFoundError,
     PaymentDeclinedError,
     PaymentNotReadyError,
+    PaymentRefundedError,
 )
 from commands.futures import then
 from commands.models import (
@@ -341,6 +342,11 @@ class PaymentCommands:
         step = future.result(timeout=self._timeout)
         if result.outcome == "failed":
             raise PaymentDeclinedError(booking.id, result.reason or "payment failed")
+        if result.outcome == "succeeded" and step.status != CONFIRMED:
+            # Charged, but overtaken (the show was cancelled or started meanwhile): the saga
+            # refunds it; the customer must not read a 200 as a confirmation.
+            ended = self._store.get(booking.id, Booking)
+            raise PaymentRefundedError(booking.id, ended.status, ended.reason)
         return step
 
     def _payable(self, command: PayBooking) -> Booking:

@@ -24,10 +24,17 @@ from pydantic import AfterValidator, Field
 BIDI_CONTROLS: Final = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
+# Invisible characters that let two names or titles look the same (zero-width space, word
+# joiner, byte order mark, Mongolian vowel separator, tag characters). The zero-width joiner
+# and non-joiner stay allowed: emoji sequences and several scripts need them.
+INVISIBLE: Final = frozenset("\u180e\u200b\u2060\u2061\u2062\u2063\u2064\ufeff")
+TAGS: Final = range(0xE0000, 0xE0080)
 LINE_BREAKS_AND_TABS: Final = frozenset("\t\n\r")
-# The JSON schema's description of a one-line text (the validator below is what decides).
+# The JSON schema's description of a one-line text (the validator below is what decides; tag
+# characters, beyond the Basic Multilingual Plane, are left out of this ECMA-262 pattern).
 SAFE_LINE_PATTERN: Final = (
-    r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$"
+    r"^[^\x00-\x1f\x7f-\x9f\u061c\u180e\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u2069\ufeff]*$"
 )
 SAFE_TEXT_PATTERN: Final = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 
@@ -46,6 +53,8 @@ def _refused(character: str, multiline: bool) -> str | None:
     if not multiline:
         if character in BIDI_CONTROLS:
             return "bidirectional control characters are not allowed"
+        if character in INVISIBLE or ord(character) in TAGS:
+            return "invisible characters are not allowed"
         if category in ("Zl", "Zp"):
             return "line or paragraph separators are not allowed (this text is one line)"
     return None

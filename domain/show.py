@@ -5,7 +5,7 @@ buy (`max_tickets_per_customer`); its SeatInventory, which decides holds, carrie
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +15,7 @@ from domain.errors import InvalidShowError, ShowStatusError
 from domain.inventory import DEFAULT_TICKETS_PER_CUSTOMER
 from domain.seatmap import validate_seat_map
 
+MAX_ADVANCE = timedelta(days=3653)  # ten years
 SCHEDULED = "scheduled"
 ON_SALE = "on_sale"
 SALE_CLOSED = "sale_closed"
@@ -105,6 +106,13 @@ class Show(Aggregate):
             raise InvalidShowError(
                 f"a show must start in the future: {starts_at.isoformat()} is not after "
                 f"{now.isoformat()}"
+            )
+        if now is not None and starts_at - now > MAX_ADVANCE:
+            # Nobody sells a show a decade ahead; a far date is a typo or an attack (a time
+            # beyond the year 9999 in UTC cannot even be read back).
+            raise InvalidShowError(
+                f"a show must start within {MAX_ADVANCE.days} days: {starts_at.isoformat()} "
+                "is too far ahead"
             )
         if max_tickets_per_customer < 1:
             raise InvalidShowError("max_tickets_per_customer must be at least 1")

@@ -22,6 +22,7 @@ from commands.errors import (
     PaymentDeclinedError,
     PaymentGatewayUnavailableError,
     PaymentNotReadyError,
+    PaymentRefundedError,
     PaymentRejectedError,
     StoreUnavailableError,
 )
@@ -140,6 +141,14 @@ def _to_problem(error: Exception) -> ProblemError:
             return ProblemError(401, "invalid-credentials", "unknown e-mail or wrong password")
         case PaymentDeclinedError():
             return ProblemError(402, "payment-declined", str(error), reason=error.reason)
+        case PaymentRefundedError():
+            return ProblemError(
+                409,
+                "payment-refunded",
+                str(error),
+                booking_status=error.status,
+                reason=error.reason,
+            )
         case InvalidWebhookError():
             return ProblemError(400, "invalid-webhook", str(error))
         case PaymentNotReadyError():

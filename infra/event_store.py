@@ -4,11 +4,13 @@ the transcodings that let snapshots carry the records of an aggregate's state.""
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import fields
+from datetime import datetime
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import psycopg
@@ -156,7 +158,11 @@ class PostgresEventStore:
         return self.version_of(aggregate_id) is not None
 
     def save(self, *aggregates: Aggregate) -> int:
-        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        # In the order they were decided, across aggregates (each aggregate's own order kept):
+        # a batch of the show's writer may confirm a booking, then cancel the show, and the log
+        # must not tell it the other way round.
+        per_aggregate = [aggregate.collect_events() for aggregate in aggregates]
+        events = list(heapq.merge(*per_aggregate, key=_decided_at))
         if not events:
             return self.head_position()
         try:
@@ -207,3 +213,8 @@ class PostgresEventStore:
                 return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
         except psycopg.OperationalError as error:
             raise self._unavailable(error) from error
+
+
+def _decided_at(event: DomainEventProtocol[Any]) -> datetime:
+    decided: datetime = cast(Aggregate.Event, event).timestamp
+    return decided

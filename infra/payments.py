@@ -26,7 +26,14 @@ from uuid import UUID
 
 import httpx
 import stripe
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from commands.errors import (
     InvalidWebhookError,
@@ -67,7 +74,18 @@ StripeId = Annotated[
 ]
 IntentId = Annotated[str, StringConstraints(max_length=255, pattern=r"^pi_[A-Za-z0-9_]+$")]
 EventType = Annotated[str, StringConstraints(max_length=255, pattern=r"^[a-z0-9_.]+$")]
-Cents = Annotated[int, Field(ge=0, le=MAX_AMOUNT_CENTS)]
+
+
+def _digits_as_int(value: object) -> object:
+    """Stripe sends amounts as JSON integers; the embedded emulator (localstripe) answers an
+    updated amount as a string of digits. Only those become a number: "abc", true, 2.5 stay
+    refused by the strict model."""
+    if isinstance(value, str) and 0 < len(value) <= 12 and value.isascii() and value.isdigit():
+        return int(value)
+    return value
+
+
+Cents = Annotated[int, BeforeValidator(_digits_as_int), Field(ge=0, le=MAX_AMOUNT_CENTS)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 MetadataKey = Annotated[str, StringConstraints(max_length=40)]
 MetadataValue = Annotated[str, StringConstraints(max_length=500)]

@@ -42,7 +42,11 @@ class WebhookReceived(BaseModel):
     response_model=PaymentPublic,
     responses={
         402: {"description": "card declined: the booking was cancelled and its seats released"},
-        409: {"description": "the booking cannot be paid for (any more)"},
+        409: {
+            "description": "the booking cannot be paid for (any more): `illegal-transition`, "
+            "nothing charged; or `payment-refunded`: charged while the booking was cancelled "
+            "(e.g. its show was cancelled meanwhile), so not confirmed and refunded in full"
+        },
         503: {"description": "payment provider unreachable, or payment not ready yet"},
     },
 )

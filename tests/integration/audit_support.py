@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -61,7 +61,7 @@ def schedule_show(container: Container) -> UUID:
             title="Audit Night",
             category="jazz",
             venue="Blue Hall",
-            starts_at=datetime(2099, 3, 1, 20, tzinfo=UTC),
+            starts_at=datetime.now(UTC).replace(microsecond=0) + timedelta(days=365),
             currency="EUR",
             **stalls_and_floor(rows=5, seats_per_row=4, floor=GA_CAPACITY),
         )
