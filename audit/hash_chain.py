@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 
+from commands.ports import EventLog
 from infra.decoding import FOLLOWER_CACHED_UUIDS, Decoder, Row, read_rows
 from infra.event_store import PostgresEventStore
 from infra.log_follower import LogFollower, LoggedEvent, PositionMovedError, _lock_key
@@ -101,7 +102,7 @@ class RawReader:
     def __init__(self, store: PostgresEventStore) -> None:
         self._decoder = Decoder(store.app.mapper, FOLLOWER_CACHED_UUIDS)
 
-    def __call__(self, store: PostgresEventStore, after: int, limit: int) -> list[LoggedEvent]:
+    def __call__(self, store: EventLog, after: int, limit: int) -> list[LoggedEvent]:
         with store.connection() as conn:
             rows = read_rows(conn, after, limit)
         return [LoggedEvent(row[0], RawRecord(row, self._decoder)) for row in rows]

@@ -12,6 +12,8 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.domain import Aggregate, DomainEventProtocol
+from eventsourcing.persistence import Mapper
+from psycopg_pool import ConnectionPool
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -52,6 +54,43 @@ class Connections(Protocol):
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """A pooled autocommit connection (use `conn.transaction()` for atomic work)."""
         ...
+
+
+class EventLog(Connections, Protocol):
+    """The global log of events, as log followers and read models read it."""
+
+    def head_position(self) -> int: ...
+
+    def events_after(
+        self, position: int, limit: int
+    ) -> list[tuple[int, DomainEventProtocol[UUID]]]:
+        """Up to `limit` events after `position`, in log order, with their positions, decoded
+        by the application (an event this code cannot decode raises)."""
+        ...
+
+    def mapper(self) -> Mapper[UUID]:
+        """The application's mapper, for readers that decode raw rows (infra/decoding.py)."""
+        ...
+
+    def append_channel(self) -> str:
+        """The channel every append transaction NOTIFYs: LISTEN on it to wake up early."""
+        ...
+
+
+class PoolRevival(Protocol):
+    """Brings connection pools back together after the database was unreachable."""
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        """A pool's `check` of a connection before handing it out."""
+        ...
+
+    def add(self, pool: ConnectionPool[Any]) -> None: ...
+
+
+class RevivingEventLog(EventLog, Protocol):
+    """An event log whose pool revival other pools of the same database may join."""
+
+    def pool_revival(self) -> PoolRevival: ...
 
 
 class Aggregates(Protocol):

@@ -19,6 +19,7 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol, Snapshot
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
+    Mapper,
     PersistenceError,
     Transcoding,
 )
@@ -102,7 +103,8 @@ def advisory_key(show_id: UUID) -> int:
 
 
 class PostgresEventStore:
-    """Implements commands.ports.EventStore over the library's PostgreSQL recorder."""
+    """Implements commands.ports.EventStore (and EventLog, for the log's followers) over the
+    library's PostgreSQL recorder."""
 
     def __init__(self, database_url: str, pool_size: int = 8) -> None:
         self.app = TicketBlitz(env=application_env(database_url, pool_size))
@@ -188,6 +190,25 @@ class PostgresEventStore:
             return self.app.recorder.max_notification_id() or 0
         except PersistenceError as error:
             raise self._unavailable(error) from error
+
+    def events_after(
+        self, position: int, limit: int
+    ) -> list[tuple[int, DomainEventProtocol[UUID]]]:
+        notifications = self.app.recorder.select_notifications(
+            start=position, limit=limit, inclusive_of_start=False
+        )
+        to_event = self.app.mapper.to_domain_event
+        return [(n.id, to_event(n)) for n in notifications]
+
+    def mapper(self) -> Mapper[UUID]:
+        return self.app.mapper
+
+    def append_channel(self) -> str:
+        channel: str = getattr(self.app.recorder, "channel_name", EVENTS_TABLE)
+        return channel
+
+    def pool_revival(self) -> PoolReviver:
+        return self.reviver
 
     @contextmanager
     def show_lock(self, show_id: UUID) -> Iterator[None]:

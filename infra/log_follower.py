@@ -41,7 +41,8 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 from psycopg_pool import PoolTimeout
 
-from infra.event_store import EVENTS_TABLE, PostgresEventStore
+from commands.ports import Connections, EventLog
+from infra.event_store import EVENTS_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -239,15 +240,11 @@ class PositionMovedError(Exception):
     """Another runner advanced this follower meanwhile; the page was rolled back."""
 
 
-def read_page(store: PostgresEventStore, after: int, limit: int) -> list[LoggedEvent]:
-    notifications = store.app.recorder.select_notifications(
-        start=after, limit=limit, inclusive_of_start=False
-    )
-    to_event = store.app.mapper.to_domain_event
-    return [LoggedEvent(n.id, to_event(n)) for n in notifications]
+def read_page(store: EventLog, after: int, limit: int) -> list[LoggedEvent]:
+    return [LoggedEvent(position, event) for position, event in store.events_after(after, limit)]
 
 
-PageReader = Callable[[PostgresEventStore, int, int], list[LoggedEvent]]
+PageReader = Callable[[EventLog, int, int], list[LoggedEvent]]
 """Reads up to `limit` events after a position (a follower may filter or decode lazily)."""
 
 
@@ -264,7 +261,7 @@ def _lock_key(name: str) -> int:
 class LogFollower:
     def __init__(
         self,
-        store: PostgresEventStore,
+        store: EventLog,
         handler: PageHandler,
         page_size: int = 1000,
         poll_interval: float = 0.05,
@@ -514,7 +511,7 @@ class LogFollower:
 
 
 def wait_for_position(
-    store: PostgresEventStore, names: Sequence[str], position: int, timeout: float
+    store: Connections, names: Sequence[str], position: int, timeout: float
 ) -> bool:
     """Read-your-writes: wait (bounded) until every named follower has passed `position`."""
     deadline = time.monotonic() + timeout

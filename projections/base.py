@@ -19,8 +19,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import TopicError, get_topic
 from psycopg import sql
 
+from commands.ports import EventLog
 from infra.decoding import FOLLOWER_CACHED_UUIDS, Decoder, read_rows
-from infra.event_store import PostgresEventStore
 from infra.log_follower import LoggedEvent
 from projections.tables import PageRows, Table
 
@@ -151,7 +151,7 @@ class EventReader:
         self._decoder: Decoder | None = None
         self._mapper: object = None
 
-    def __call__(self, store: PostgresEventStore, after: int, limit: int) -> list[LoggedEvent]:
+    def __call__(self, store: EventLog, after: int, limit: int) -> list[LoggedEvent]:
         with store.connection() as conn:
             rows = read_rows(conn, after, limit)
         if not rows:
@@ -171,8 +171,9 @@ class EventReader:
             page.append(LoggedEvent(last[0], Skipped(stamp)))
         return page
 
-    def _decoder_for(self, store: PostgresEventStore) -> Decoder:
-        if self._decoder is None or self._mapper is not store.app.mapper:
-            self._decoder = Decoder(store.app.mapper, max_cached_uuids=FOLLOWER_CACHED_UUIDS)
-            self._mapper = store.app.mapper
+    def _decoder_for(self, store: EventLog) -> Decoder:
+        mapper = store.mapper()
+        if self._decoder is None or self._mapper is not mapper:
+            self._decoder = Decoder(mapper, max_cached_uuids=FOLLOWER_CACHED_UUIDS)
+            self._mapper = mapper
         return self._decoder

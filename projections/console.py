@@ -15,7 +15,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from infra.event_store import PostgresEventStore
+from commands.ports import EventLog
 from infra.log_follower import DeadLetter, FollowerFailure
 from projections.positions import ProjectionStatus
 from projections.rebuild import Rebuild, RebuildProgress, RebuildReport
@@ -75,7 +75,7 @@ def failures_tables(
 
 
 def rebuild_with_progress(
-    console: Console, store: PostgresEventStore, names: list[str] | None, page_size: int
+    console: Console, store: EventLog, names: list[str] | None, page_size: int
 ) -> RebuildReport:
     """Run a rebuild, drawing a progress bar with events/s and an ETA."""
     columns = (

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from eventsourcing.utils import TopicError
 
-from infra.event_store import PostgresEventStore
+from commands.ports import EventLog
 from infra.log_follower import dead_letter_counts, follower_failures
 from projections.base import ACTIVE, BUILDING, follower_name
 from projections.registry import PROJECTIONS
@@ -69,7 +69,7 @@ class ProjectionStatus:
 
 
 def projection_statuses(
-    store: PostgresEventStore, conn: psycopg.Connection[Any], now: datetime | None = None
+    store: EventLog, conn: psycopg.Connection[Any], now: datetime | None = None
 ) -> tuple[int, list[ProjectionStatus]]:
     """The store's head and, per projection, its position and lag: in events, and in seconds
     as the age of the oldest event it has not applied yet (0 when it is caught up)."""
@@ -116,16 +116,14 @@ def projection_statuses(
     return head, statuses
 
 
-def _time_of_next_event(store: PostgresEventStore, position: int) -> datetime | None:
-    found = store.app.recorder.select_notifications(
-        start=position, limit=1, inclusive_of_start=False
-    )
-    if not found:
-        return None
+def _time_of_next_event(store: EventLog, position: int) -> datetime | None:
     try:
-        stamp: datetime = store.app.mapper.to_domain_event(found[0]).timestamp  # type: ignore[attr-defined]
+        found = store.events_after(position, 1)
     except (TopicError, ValueError):
         return None
+    if not found:
+        return None
+    stamp: datetime = found[0][1].timestamp  # type: ignore[attr-defined]
     return stamp
 
 

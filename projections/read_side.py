@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from commands.ports import RevivingEventLog
 from infra.event_store import PostgresEventStore
 from infra.log_follower import FollowerFailure, follower_failures
 from infra.read_cache import ReadCache
@@ -35,7 +36,7 @@ class ReadSide:
     def __init__(
         self,
         settings: Settings,
-        store: PostgresEventStore,
+        store: RevivingEventLog,
         cache: ReadCache,
         companion: CompanionStarter | None = None,
     ) -> None:
@@ -50,10 +51,10 @@ class ReadSide:
             max_size=settings.read_pool_size,
             kwargs={"autocommit": True},
             open=True,
-            check=store.reviver.check,
+            check=store.pool_revival().check,
             timeout=5.0,  # a request waits this long for a connection, then gets a 503
         )
-        store.reviver.add(self._pool)
+        store.pool_revival().add(self._pool)
         self.models = ReadModels(self._pool)
         self.positions = PositionWatch(self.models.positions)
         self.runners: ProjectionRunners | None = None

@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from infra.event_store import PostgresEventStore
+from commands.ports import EventLog
 from infra.log_follower import (
     LoggedEvent,
     PositionMovedError,
@@ -145,7 +145,7 @@ def _apply_events(
 class Rebuild:
     def __init__(
         self,
-        store: PostgresEventStore,
+        store: EventLog,
         names: Iterable[str] | None = None,
         page_size: int = 5000,
         on_progress: Callable[[RebuildProgress], None] | None = None,

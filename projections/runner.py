@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 import psycopg
 from psycopg import sql
 
-from infra.event_store import EVENTS_TABLE, PostgresEventStore
+from commands.ports import EventLog
 from infra.log_follower import DEAD_LETTER, LogFollower, PositionMovedError
 from projections.base import EventReader, GenerationRetiredError, Projection
 from projections.generations import active_generations, ensure_read_side, stale
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class ProjectionRunners:
     def __init__(
         self,
-        store: PostgresEventStore,
+        store: EventLog,
         names: Iterable[str] | None = None,
         page_size: int = 1000,
         poll_interval: float = 0.25,
@@ -197,7 +197,7 @@ class ProjectionRunners:
 
     def _listen(self) -> None:
         """Wake the followers whenever the event store announces an append."""
-        channel = getattr(self.store.app.recorder, "channel_name", EVENTS_TABLE)
+        channel = self.store.append_channel()
         while not self._stop.is_set():
             try:
                 with self.store.connection() as conn:
