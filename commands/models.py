@@ -79,6 +79,10 @@ class ScheduleShow(Command):
     sections: list[Section] = Field(min_length=1, max_length=200)
     # Fair share: tickets one customer may hold and buy for this show, across bookings.
     max_tickets_per_customer: int = Field(default=10, ge=1, le=1000, strict=True)
+    # The sale window (checked by the domain: opens < closes <= starts_at). No opening time:
+    # the sale is opened by hand; no closing time: it closes at the show's start.
+    sale_opens_at: ShowTime | None = None
+    sale_closes_at: ShowTime | None = None
 
 
 class OpenSale(Command):

@@ -51,6 +51,8 @@ class ShowCommands:
             sections=sections,
             max_tickets_per_customer=command.max_tickets_per_customer,
             now=self._clock(),
+            sale_opens_at=command.sale_opens_at,
+            sale_closes_at=command.sale_closes_at,
         )
         inventory = SeatInventory(
             inventory_id=inventory_id_for(show_id),

@@ -1,7 +1,10 @@
 """Show: what is on sale, and whether it is on sale.
 
 A show is scheduled to start in the future, with a cap on the tickets one customer may hold and
-buy (`max_tickets_per_customer`); its SeatInventory, which decides holds, carries both."""
+buy (`max_tickets_per_customer`); its SeatInventory, which decides holds, carries both. Its sale
+window (`sale_opens_at`, `sale_closes_at`, opens < closes <= start) is when
+process_managers/sale_windows.py opens and closes the sale by itself; no `sale_opens_at` means
+the sale is opened by hand."""
 
 from __future__ import annotations
 
@@ -39,6 +42,9 @@ class Show(Aggregate):
         price_tiers: dict[str, int]
         sections: list[dict[str, Any]]
         max_tickets_per_customer: int
+        # Events stored before sale windows lack these: they load as None (no window).
+        sale_opens_at: datetime | None
+        sale_closes_at: datetime | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -60,6 +66,8 @@ class Show(Aggregate):
         price_tiers: dict[str, int],
         sections: list[dict[str, Any]],
         max_tickets_per_customer: int = DEFAULT_TICKETS_PER_CUSTOMER,
+        sale_opens_at: datetime | None = None,
+        sale_closes_at: datetime | None = None,
     ) -> None:
         self.title = title
         self.description = description
@@ -70,6 +78,8 @@ class Show(Aggregate):
         self.price_tiers = price_tiers
         self.sections = sections
         self.max_tickets_per_customer = max_tickets_per_customer
+        self.sale_opens_at = sale_opens_at
+        self.sale_closes_at = sale_closes_at
         self.status = SCHEDULED
 
     @staticmethod
@@ -95,9 +105,12 @@ class Show(Aggregate):
         sections: list[dict[str, Any]],
         max_tickets_per_customer: int = DEFAULT_TICKETS_PER_CUSTOMER,
         now: datetime | None = None,
+        sale_opens_at: datetime | None = None,
+        sale_closes_at: datetime | None = None,
     ) -> Show:
         """Schedule a new show; `now` is the deciding clock's time, which the show must start
-        after (a show in the past would sell tickets nobody can use)."""
+        after (a show in the past would sell tickets nobody can use). The sale closes by
+        itself at `sale_closes_at`, by default the show's start."""
         if not title.strip():
             raise InvalidShowError("a show needs a title")
         if starts_at.tzinfo is None:
@@ -116,6 +129,8 @@ class Show(Aggregate):
             )
         if max_tickets_per_customer < 1:
             raise InvalidShowError("max_tickets_per_customer must be at least 1")
+        sale_closes_at = starts_at if sale_closes_at is None else sale_closes_at
+        _validate_sale_window(sale_opens_at, sale_closes_at, starts_at)
         validate_seat_map(price_tiers, sections)
         return cls(
             show_id=show_id,
@@ -128,6 +143,8 @@ class Show(Aggregate):
             price_tiers=price_tiers,
             sections=sections,
             max_tickets_per_customer=max_tickets_per_customer,
+            sale_opens_at=sale_opens_at,
+            sale_closes_at=sale_closes_at,
         )
 
     def open_sale(self) -> None:
@@ -157,3 +174,22 @@ class Show(Aggregate):
     def _cancelled(self, reason: str) -> None:
         self.status = CANCELLED
         self.cancellation_reason = reason
+
+
+def _validate_sale_window(
+    opens_at: datetime | None, closes_at: datetime, starts_at: datetime
+) -> None:
+    """A sale window opens before it closes, and closes at the show's start at the latest."""
+    for name, time in (("sale_opens_at", opens_at), ("sale_closes_at", closes_at)):
+        if time is not None and time.tzinfo is None:
+            raise InvalidShowError(f"{name} must carry a time zone")
+    if closes_at > starts_at:
+        raise InvalidShowError(
+            f"the sale must close by the show's start: sale_closes_at {closes_at.isoformat()} "
+            f"is after starts_at {starts_at.isoformat()}"
+        )
+    if opens_at is not None and opens_at >= closes_at:
+        raise InvalidShowError(
+            f"the sale must open before it closes: sale_opens_at {opens_at.isoformat()} is not "
+            f"before sale_closes_at {closes_at.isoformat()}"
+        )

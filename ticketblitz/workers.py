@@ -1,5 +1,5 @@
-"""The workers of `ticketblitz workers` (and `up`): payment saga, hold expiry, show
-cancellation, Kafka relay and notifier, each on its own thread. Everything they have done is in
+"""The workers of `ticketblitz workers` (and `up`): payment saga, hold expiry, sale windows,
+show cancellation, Kafka relay and notifier, each on its own thread. Everything they have done is in
 PostgreSQL (follower positions, task tables) or acknowledged by Kafka (committed offsets), so a
 worker process killed at any moment resumes where it stopped when it is started again."""
 
@@ -23,6 +23,7 @@ from process_managers.integration_events import BOOKINGS, IntegrationEvents, top
 from process_managers.kafka_relay import KafkaRelay
 from process_managers.notifier import Notifier
 from process_managers.payment_saga import PaymentSaga, PaymentSagaTasks
+from process_managers.sale_windows import SaleWindows, SaleWindowTasks
 from process_managers.show_cancellation import ShowCancellation, ShowCancellationTasks
 
 log = logging.getLogger(__name__)
@@ -117,12 +118,15 @@ def build_workers(container: Container) -> Workers:
         store, container.payments, container.gateway, settings.saga_threads, poll, timeout
     )
     expiry = HoldExpiry(store, container.payments, utc_now, poll, timeout)
+    windows = SaleWindows(store, container.shows, poll, timeout)
     cancellation = ShowCancellation(store, container.bookings, poll, timeout)
     workers = [
         follower("payment-saga-log", PaymentSagaTasks()),
         Worker("payment-saga", saga.run, saga.setup),
         follower("hold-expiry-log", HoldDeadlines()),
         Worker("hold-expiry", expiry.run, expiry.setup),
+        follower("sale-windows-log", SaleWindowTasks()),
+        Worker("sale-windows", windows.run, windows.setup),
         follower("show-cancellation-log", ShowCancellationTasks()),
         Worker("show-cancellation", cancellation.run, cancellation.setup),
     ]

@@ -257,3 +257,74 @@ def test_a_scheduled_event_stored_before_caps_existed_is_read_with_the_default_c
     assert scheduled.max_tickets_per_customer == DEFAULT_TICKETS_PER_CUSTOMER
     assert rebuilt.max_tickets_per_customer == DEFAULT_TICKETS_PER_CUSTOMER
     assert rebuilt.title == show.title
+
+
+def test_a_show_is_scheduled_with_its_sale_window():
+    opens_at = T0 + timedelta(days=1)
+    closes_at = T0 + timedelta(days=2)
+
+    show = a_show(sale_opens_at=opens_at, sale_closes_at=closes_at, now=T0)
+
+    [scheduled] = new_events(show)
+    assert (scheduled.sale_opens_at, scheduled.sale_closes_at) == (opens_at, closes_at)
+    assert (show.sale_opens_at, show.sale_closes_at) == (opens_at, closes_at)
+    assert show.status == SCHEDULED  # the window opens it, later
+
+
+def test_without_a_window_the_sale_is_opened_by_hand_and_closes_at_the_start():
+    show = a_show()
+
+    [scheduled] = new_events(show)
+    assert scheduled.sale_opens_at is None
+    assert scheduled.sale_closes_at == show.starts_at == show.sale_closes_at
+
+
+def test_a_sale_may_close_exactly_at_the_start():
+    args = show_args()
+
+    show = Show.schedule(**args, sale_opens_at=T0, sale_closes_at=args["starts_at"])
+
+    assert show.sale_closes_at == args["starts_at"]
+
+
+def _window(opens_days: float | None, closes_days: float | None) -> dict[str, Any]:
+    """A window in days from T0 (the show starts at T0 + 30 days)."""
+    return {
+        "sale_opens_at": None if opens_days is None else T0 + timedelta(days=opens_days),
+        "sale_closes_at": None if closes_days is None else T0 + timedelta(days=closes_days),
+    }
+
+
+INVALID_WINDOWS: dict[str, dict[str, Any]] = {
+    "opens after it closes": _window(5, 4),
+    "opens when it closes": _window(4, 4),
+    "closes after the start": _window(1, 31),
+    "opens after the start, default close": _window(31, None),
+    "opens at the start, default close": _window(30, None),
+    "naive opening time": {"sale_opens_at": T0.replace(tzinfo=None)},
+    "naive closing time": {"sale_closes_at": T0.replace(tzinfo=None)},
+}
+
+
+@pytest.mark.parametrize("window", INVALID_WINDOWS.values(), ids=INVALID_WINDOWS.keys())
+def test_a_show_with_an_impossible_sale_window_cannot_be_scheduled(window):
+    with pytest.raises(InvalidShowError):
+        Show.schedule(**show_args(**window))
+
+
+def test_a_scheduled_event_stored_before_sale_windows_loads_without_a_window():
+    """Given a Scheduled event stored before sale windows existed (no window fields);
+    when it is read back; then the show it rebuilds has no window (opened by hand)."""
+    show = a_show()
+    mapper = BoxOffice(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
+    stored = mapper.to_stored_event(new_events(show)[0])
+    state = json.loads(stored.state)
+    del state["sale_opens_at"], state["sale_closes_at"]
+    old = StoredEvent(
+        stored.originator_id, stored.originator_version, stored.topic, json.dumps(state).encode()
+    )
+
+    rebuilt = replay([mapper.to_domain_event(old)])
+
+    assert (rebuilt.sale_opens_at, rebuilt.sale_closes_at) == (None, None)
+    assert rebuilt.title == show.title

@@ -1,0 +1,155 @@
+"""Sale windows: a show's sale opens at its `sale_opens_at` and closes at its `sale_closes_at`
+(by default the show's start) by itself, no manual call needed.
+
+- `SaleWindowTasks` follows the log. In each page's transaction, a `Show.Scheduled` arms an
+  "open" task (if the show has an opening time) and a "close" task in `sale_window_tasks`, due
+  at those times; a `Show.Cancelled` disarms its show's tasks. Shows scheduled before sale
+  windows existed carry no window (their events load with None): no task, as before.
+- `SaleWindows` executes the due tasks (`scheduling.TaskTable`: an advisory lock per task keeps
+  two executors off it, a failure is retried with backoff) through the ordinary ShowCommands
+  `open_sale`/`close_sale`, so the show's writer decides them like the organiser's calls. A
+  task is deleted only after its command committed; a crash in between runs it again, and the
+  second run finds the sale already open (or closed): a ShowStatusError, which here means
+  "nothing to do", so a sale opens exactly once.
+
+The manual `open-sale` and `close-sale` stay as overrides, and each window task runs once, at
+its time, whatever the organiser did before: at `sale_opens_at` the sale opens unless it is
+already on sale or the show is cancelled (so a sale opened early stays open; one closed by hand
+before that time opens then); at `sale_closes_at` it closes if it is on sale (a sale reopened
+by hand after that time stays open, but no hold is accepted once the show has started).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+import psycopg
+
+from commands.models import CloseSale, OpenSale
+from commands.ports import Connections
+from commands.shows import ShowCommands
+from domain.booking import event_name
+from domain.errors import ShowStatusError
+from domain.show import Show
+from infra.log_follower import LoggedEvent
+from process_managers.scheduling import TaskTable, create_tables, run_until_stopped
+
+log = logging.getLogger(__name__)
+
+TASKS_DDL = """
+CREATE TABLE IF NOT EXISTS sale_window_tasks (
+    task_id uuid PRIMARY KEY,
+    show_id uuid NOT NULL,
+    action text NOT NULL CHECK (action IN ('open', 'close')),
+    due_at timestamptz NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text
+);
+CREATE INDEX IF NOT EXISTS sale_window_tasks_due ON sale_window_tasks (due_at);
+CREATE INDEX IF NOT EXISTS sale_window_tasks_show ON sale_window_tasks (show_id)
+"""
+
+OPEN = "open"
+CLOSE = "close"
+SCHEDULED_EVENT = event_name(Show, "Scheduled")
+CANCELLED_EVENT = event_name(Show, "Cancelled")
+# Task ids are derived from (show, action): arming the same task twice is one row.
+TASK_NAMESPACE = UUID("6f1c1f4e-2b1d-4c57-9a55-5a1e0a7d0b14")
+
+
+def task_id_for(show_id: UUID, action: str) -> UUID:
+    return uuid5(TASK_NAMESPACE, f"{show_id}:{action}")
+
+
+class SaleWindowTasks:
+    """PageHandler: the open and close tasks of each show's sale window, fed from the log."""
+
+    name = "sale-windows"
+
+    def setup(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(TASKS_DDL)
+
+    def handle(self, conn: psycopg.Connection[Any], page: Sequence[LoggedEvent]) -> None:
+        armed: list[tuple[UUID, UUID, str, datetime]] = []
+        cancelled: list[UUID] = []
+        for logged in page:
+            show_id = logged.event.originator_id
+            if logged.type_name == SCHEDULED_EVENT:
+                for action, attribute in ((OPEN, "sale_opens_at"), (CLOSE, "sale_closes_at")):
+                    due_at = getattr(logged.event, attribute, None)  # None: an older event
+                    if due_at is not None:
+                        armed.append((task_id_for(show_id, action), show_id, action, due_at))
+            elif logged.type_name == CANCELLED_EVENT:
+                cancelled.append(show_id)
+        if armed:
+            conn.execute(
+                "INSERT INTO sale_window_tasks (task_id, show_id, action, due_at) "
+                "SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[]) "
+                "ON CONFLICT DO NOTHING",
+                tuple(map(list, zip(*armed, strict=True))),
+            )
+        if cancelled:  # after the arming: a show scheduled and cancelled in one page
+            conn.execute("DELETE FROM sale_window_tasks WHERE show_id = ANY(%s)", (cancelled,))
+
+
+class SaleWindows:
+    """Executes due sale-window tasks: opens or closes the show's sale (idempotent)."""
+
+    def __init__(
+        self,
+        store: Connections,
+        shows: ShowCommands,
+        poll_interval: float = 0.05,
+        command_timeout: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._tasks = TaskTable(store, "sale_window_tasks", "task_id", "sale-window", log)
+        self._shows = shows
+        self._poll = poll_interval
+        self._timeout = command_timeout
+
+    def setup(self) -> None:
+        create_tables(self._store, SaleWindowTasks())
+
+    def run(self, stop: threading.Event) -> None:
+        self.setup()
+        run_until_stopped(stop, self.run_once, self._poll)
+
+    def run_once(self) -> int:
+        """Execute the tasks due now; returns how many were worked on."""
+        worked = 0
+        for task_id in self._tasks.due(64):
+
+            def execute(conn: psycopg.Connection[Any], task_id: UUID = task_id) -> bool:
+                return self.execute(conn, task_id)
+
+            worked += self._tasks.run(task_id, execute, f"sale window task {task_id}")
+        return worked
+
+    def execute(self, conn: psycopg.Connection[Any], task_id: UUID) -> bool:
+        """Open or close the task's show's sale; True (the task is done) also when there was
+        nothing to do: the sale already open or closed, or the show cancelled."""
+        row = conn.execute(
+            "SELECT show_id, action FROM sale_window_tasks WHERE task_id = %s", (task_id,)
+        ).fetchone()
+        if row is None:
+            return True  # disarmed meanwhile
+        show_id, action = row
+        future: Future[int]
+        if action == OPEN:
+            future = self._shows.open_sale(OpenSale(show_id=show_id))
+        else:
+            future = self._shows.close_sale(CloseSale(show_id=show_id))
+        try:
+            future.result(timeout=self._timeout)
+        except ShowStatusError as refused:
+            log.info("sale window of show %s: nothing to %s (%s)", show_id, action, refused)
+        else:
+            log.info("sale window of show %s: %s done", show_id, action)
+        return True
