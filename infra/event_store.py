@@ -122,6 +122,12 @@ class PostgresEventStore:
         assert isinstance(recorder, TicketBlitzRecorder)  # APPLICATION_RECORDER_TOPIC
         self.reviver.add(recorder.datastore.pool)  # snapshots share this datastore
 
+    def reserve_connections(self, extra: int) -> None:
+        """Let `connection()` open `extra` more connections: a process whose long-running
+        followers and task executors each hold one (the workers) must leave the show's writer
+        enough for its lock, or the writer waits for one and every command times out."""
+        self._pool.resize(self._pool.min_size, self._pool.max_size + extra)
+
     def close(self) -> None:
         self.reviver.close()
         self._pool.close()

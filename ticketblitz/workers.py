@@ -118,7 +118,9 @@ def build_workers(container: Container) -> Workers:
         store, container.payments, container.gateway, settings.saga_threads, poll, timeout
     )
     expiry = HoldExpiry(store, container.payments, utc_now, poll, timeout)
-    windows = SaleWindows(store, container.shows, poll, timeout)
+    # A sale opens within half a second of its time: no need to ask the database 20 times a
+    # second, as the payment saga does.
+    windows = SaleWindows(store, container.shows, max(poll, 0.5), timeout)
     cancellation = ShowCancellation(store, container.bookings, poll, timeout)
     workers = [
         follower("payment-saga-log", PaymentSagaTasks()),
@@ -130,6 +132,9 @@ def build_workers(container: Container) -> Workers:
         follower("show-cancellation-log", ShowCancellationTasks()),
         Worker("show-cancellation", cancellation.run, cancellation.setup),
     ]
+    # Each follower and executor may hold a connection (two while it follows and listens), the
+    # saga one per thread; the relay, notifier, hash chain and recommender come on top.
+    store.reserve_connections(2 * len(workers) + settings.saga_threads + 8)
     if settings.kafka_bootstrap is None:
         log.warning("no Kafka configured: integration events and e-mails are off")
         return Workers(workers)

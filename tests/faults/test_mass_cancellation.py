@@ -46,7 +46,7 @@ from tests.e2e.saga_support import (
 from tests.faults.support import CliProcess, group_lag, seeded_random
 from ticketblitz.embedded import Mailbox, StackEndpoints
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 BOOKINGS = 500
 SEATS_PER_ROW = 25
@@ -81,7 +81,7 @@ def test_a_cancelled_show_refunds_each_of_500_paid_bookings_once_while_workers_a
         booking_ids = place_paid_bookings(system, show_id)
         wait_until(
             lambda: count_events(system, "Booking.Confirmed") == BOOKINGS,
-            150,
+            240,  # a deadline, not a claim: 500 charges through the emulator on a busy machine
             f"{BOOKINGS} bookings to be confirmed",
         )
         print(f"{BOOKINGS} bookings confirmed in {time.monotonic() - started:.1f} s")
@@ -92,7 +92,7 @@ def test_a_cancelled_show_refunds_each_of_500_paid_bookings_once_while_workers_a
         r = system.api.http.post(f"/shows/{show_id}/cancel", headers=system.api.admin())
         assert r.status_code == 200, r.text
         cancelling_and_killing(system, workers, rng)
-        wait_until(lambda: quiet(system), 150, "every refund, e-mail and task to be done")
+        wait_until(lambda: quiet(system), 240, "every refund, e-mail and task to be done")
         print(f"cancelled and refunded in {time.monotonic() - started:.1f} s")
         workers.stop()  # the end state, frozen
 
