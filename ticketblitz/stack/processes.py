@@ -14,10 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ticketblitz.stack.guardian import Guardian
+from typing import Protocol
 
 LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
@@ -126,10 +123,19 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
                 process.wait(grace)
 
 
+class Watcher(Protocol):
+    """What stops our servers if this process dies (`guardian.Guardian`, which builds on this
+    module: so it is named here by what it does, not imported)."""
+
+    def watch(self, pid: int, sig: signal.Signals = signal.SIGTERM) -> None: ...
+
+    def unwatch(self, pid: int) -> None: ...
+
+
 class ServerHost:
     """What the servers of one stack share: the data dir, the start timeout, the guardian."""
 
-    def __init__(self, data_dir: Path, timeout: float, guardian: Guardian | None) -> None:
+    def __init__(self, data_dir: Path, timeout: float, guardian: Watcher | None) -> None:
         self.data_dir = data_dir
         self.timeout = timeout
         self.guardian = guardian
