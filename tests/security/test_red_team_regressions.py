@@ -296,6 +296,30 @@ def test_a_title_with_a_zero_width_joiner_in_an_emoji_sequence_is_accepted(
 # --- 4. the emulator's amount as a string -------------------------------------------------------
 
 
+def booking_whose_intent_is_cut_to_50_cents(
+    system: SagaSystem,
+) -> tuple[dict[str, str], Booking, str]:
+    """A fan's booking awaiting payment, whose own intent the emulator was told to make 50
+    cents (it then answers the amount as the string "50")."""
+    fan = system.api.new_customer()
+    held = book(system.api, fan, show_starting(system.api, in_days(30)), quantity=1)
+    booking = system.wait_for_status(held["booking_id"], {PAYMENT_REQUESTED}, timeout=15)
+    intent_id = booking.payment_intent_id
+    assert intent_id is not None
+    stripe_client(system.endpoints).v1.payment_intents.update(intent_id, params={"amount": 50})
+    return fan, booking, intent_id
+
+
+def refunded_mismatch(system: SagaSystem, booking: Booking, intent_id: str) -> Booking:
+    """The booking once the mismatched money on `intent_id` was given back."""
+
+    def given_back() -> Booking | None:
+        found = system.booking(booking.id)
+        return found if intent_id in found.mismatch_refund_ids else None
+
+    return wait_until(given_back, 30, f"the refund of {intent_id}")
+
+
 def test_the_bookings_own_intent_updated_to_50_cents_is_a_refunded_mismatch(
     payments_system: SagaSystem,
 ):
@@ -305,14 +329,8 @@ def test_the_bookings_own_intent_updated_to_50_cents_is_a_refunded_mismatch(
     then the payment is read (no 503), recorded as a wrong amount, the customer told 409
     `payment-refunded`, the booking never confirms, and its 50 cents are refunded once."""
     system = payments_system
-    api = system.api
-    fan = api.new_customer()
-    held = book(api, fan, show_starting(api, in_days(30)), quantity=1)
-    booking = system.wait_for_status(held["booking_id"], {PAYMENT_REQUESTED}, timeout=15)
-    intent_id = booking.payment_intent_id
-    assert intent_id is not None
-    client = stripe_client(system.endpoints)
-    client.v1.payment_intents.update(intent_id, params={"amount": 50})
+    fan, booking, intent_id = booking_whose_intent_is_cut_to_50_cents(system)
+    api, client = system.api, stripe_client(system.endpoints)
 
     paid = api.http.post(
         f"/bookings/{booking.id}/pay",
@@ -324,11 +342,7 @@ def test_the_bookings_own_intent_updated_to_50_cents_is_a_refunded_mismatch(
     assert problem_type(paid).endswith("/payment-refunded")
     assert paid.json()["booking_status"] == CANCELLED
 
-    def given_back() -> Booking | None:
-        found = system.booking(booking.id)
-        return found if intent_id in found.mismatch_refund_ids else None
-
-    after = wait_until(given_back, 30, f"the refund of {intent_id}")
+    after = refunded_mismatch(system, booking, intent_id)
     assert after.status == CANCELLED and after.paid_cents == 0
     assert "Confirmed" not in kinds_of(system, booking.id)
     mismatches = [
@@ -350,21 +364,11 @@ def test_the_bookings_own_intent_updated_to_50_cents_and_paid_at_stripe_is_refun
     then the webhook is read, the payment recorded as a wrong amount, never confirmed, and its
     50 cents refunded once."""
     system = payments_system
-    api = system.api
-    fan = api.new_customer()
-    held = book(api, fan, show_starting(api, in_days(30)), quantity=1)
-    booking = system.wait_for_status(held["booking_id"], {PAYMENT_REQUESTED}, timeout=15)
-    intent_id = booking.payment_intent_id
-    assert intent_id is not None
-    stripe_client(system.endpoints).v1.payment_intents.update(intent_id, params={"amount": 50})
+    _, booking, intent_id = booking_whose_intent_is_cut_to_50_cents(system)
 
     client = pay_with_stripe(system.endpoints, intent_id)
 
-    def given_back() -> Booking | None:
-        found = system.booking(booking.id)
-        return found if intent_id in found.mismatch_refund_ids else None
-
-    after = wait_until(given_back, 30, f"the refund of {intent_id}")
+    after = refunded_mismatch(system, booking, intent_id)
     assert after.status == CANCELLED and after.paid_cents == 0
     assert "Confirmed" not in kinds_of(system, booking.id)
     refunds = refunds_of(client, intent_id)
