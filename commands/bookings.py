@@ -83,9 +83,7 @@ class BookingCommands:
                 return _replay(batch.booking(command.booking_id), command)
             inventory = batch.inventory
             now = self._clock()
-            # Inventories created before they recorded the show's start ask the Show (loaded
-            # once per batch); newer ones decide alone.
-            starts_at = batch.show().starts_at if inventory.starts_at is None else None
+            starts_at = batch.show_starts_at()
             general: dict[str, int] = {}
             if request.seats is not None:
                 seats = list(request.seats)
@@ -135,12 +133,8 @@ class BookingCommands:
         def decide(batch: ShowBatch) -> None:
             current = batch.booking(command.booking_id)
             now = self._clock()
-            inventory = batch.inventory
-            starts_at = (
-                batch.show().starts_at if inventory.starts_at is None else inventory.starts_at
-            )
             current.cancel_before_show(
-                command.reason, now, starts_at, by_admin=command.actor_is_admin
+                command.reason, now, batch.show_starts_at(), by_admin=command.actor_is_admin
             )
             if batch.inventory.claim_of(command.booking_id) is not None:
                 batch.inventory.release(command.booking_id, command.reason, now)

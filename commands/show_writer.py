@@ -18,6 +18,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -58,6 +59,12 @@ class ShowBatch:
         if self._show is None:
             self._show = self._store.get(self.inventory.show_id, Show)
         return self._show
+
+    def show_starts_at(self) -> datetime:
+        """When the show starts: the inventory knows (inventories created before they recorded
+        it ask the Show, loaded once per batch)."""
+        known = self.inventory.starts_at
+        return self.show().starts_at if known is None else known
 
     def booking(self, booking_id: UUID) -> Booking:
         found = self._bookings.get(booking_id)

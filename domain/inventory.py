@@ -218,9 +218,10 @@ class SeatInventory(Aggregate):
         """Refuse holds unless the sale is open and, at `now`, the show has not started."""
         if not self.on_sale:
             raise SaleNotOpenError(self.show_id, "not on sale")
-        starts_at = self._start(show_starts_at)
-        if now is not None and starts_at is not None and now >= starts_at:
-            raise SaleNotOpenError(self.show_id, f"started at {starts_at.isoformat()}")
+        if now is not None and self.has_started(now, show_starts_at):
+            started = self._start(show_starts_at)
+            assert started is not None
+            raise SaleNotOpenError(self.show_id, f"started at {started.isoformat()}")
 
     def _start(self, show_starts_at: datetime | None) -> datetime | None:
         return self.starts_at if self.starts_at is not None else show_starts_at
