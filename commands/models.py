@@ -138,7 +138,7 @@ class RegisterAccount(Command):
     email: EmailStr
     password: Annotated[str, Field(min_length=8, max_length=128)]
     name: Annotated[SafeLine, Field(min_length=1, max_length=100)]
-    role: Literal["customer", "admin"] = "customer"
+    role: Literal["customer", "organizer", "door", "admin"] = "customer"
 
 
 # --- payments (the booking saga's commands, and the customer's payment) ---

@@ -33,9 +33,15 @@ class ShowCommands:
         self._writers = writers
         self._clock = clock
 
-    def schedule_show(self, command: ScheduleShow, show_id: UUID | None = None) -> ShowScheduled:
+    def schedule_show(
+        self,
+        command: ScheduleShow,
+        show_id: UUID | None = None,
+        organizer_id: UUID | None = None,
+    ) -> ShowScheduled:
         """The show and its inventory are created in one transaction; the inventory carries
-        the show's start and cap per customer, so that the show's writer decides both alone."""
+        the show's start and cap per customer, so that the show's writer decides both alone.
+        `organizer_id` is the organiser who runs it (None: a show only admins manage)."""
         show_id = show_id or uuid4()
         sections = [s.model_dump() for s in command.sections]
         tiers = {t.code: t.price_cents for t in command.price_tiers}
@@ -53,6 +59,7 @@ class ShowCommands:
             now=self._clock(),
             sale_opens_at=command.sale_opens_at,
             sale_closes_at=command.sale_closes_at,
+            organizer_id=organizer_id,
         )
         inventory = SeatInventory(
             inventory_id=inventory_id_for(show_id),

@@ -1,4 +1,7 @@
-"""Account: a registered customer or admin; its id is derived from the e-mail address."""
+"""Account: a registered person with one role; its id is derived from the e-mail address.
+
+Roles: `customer` (buys tickets), `organizer` (runs their own shows), `door` (scans tickets at
+the door), `admin` (manages everything)."""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ from eventsourcing.domain import Aggregate, event
 from domain.ids import account_id_for
 
 CUSTOMER = "customer"
+ORGANIZER = "organizer"
+DOOR = "door"
 ADMIN = "admin"
-ROLES = frozenset({CUSTOMER, ADMIN})
+ROLES = frozenset({CUSTOMER, ORGANIZER, DOOR, ADMIN})
 
 
 class Account(Aggregate):

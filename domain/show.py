@@ -28,9 +28,11 @@ CANCELLED = "cancelled"
 class Show(Aggregate):
     class Scheduled(Aggregate.Created):
         """Version 2 also records the cap per customer; version 1 events (stored before it
-        existed) are upcast to the default cap, which those shows' inventories apply."""
+        existed) are upcast to the default cap, which those shows' inventories apply.
+        Version 3 also records the organiser who runs the show (`organizer_id`); older events
+        are upcast to None: a show only admins manage."""
 
-        class_version = 2
+        class_version = 3
 
         show_id: UUID
         title: str
@@ -46,12 +48,19 @@ class Show(Aggregate):
         sale_opens_at: datetime | None
         sale_closes_at: datetime | None
 
+        organizer_id: UUID | None
+
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["max_tickets_per_customer"] = DEFAULT_TICKETS_PER_CUSTOMER
 
-    # Version 2 snapshots carry `max_tickets_per_customer` (upcast_v1_v2).
-    class_version = 2
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["organizer_id"] = None
+
+    # Version 2 snapshots carry `max_tickets_per_customer` (upcast_v1_v2), version 3 ones
+    # `organizer_id` (upcast_v2_v3).
+    class_version = 3
 
     @event(Scheduled)
     def __init__(
@@ -68,7 +77,9 @@ class Show(Aggregate):
         max_tickets_per_customer: int = DEFAULT_TICKETS_PER_CUSTOMER,
         sale_opens_at: datetime | None = None,
         sale_closes_at: datetime | None = None,
+        organizer_id: UUID | None = None,
     ) -> None:
+        self.organizer_id = organizer_id
         self.title = title
         self.description = description
         self.category = category
@@ -91,6 +102,11 @@ class Show(Aggregate):
         """A snapshot taken before version 2 has the default cap per customer."""
         state["max_tickets_per_customer"] = DEFAULT_TICKETS_PER_CUSTOMER
 
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 3 is of a show only admins manage."""
+        state["organizer_id"] = None
+
     @classmethod
     def schedule(
         cls,
@@ -107,10 +123,12 @@ class Show(Aggregate):
         now: datetime | None = None,
         sale_opens_at: datetime | None = None,
         sale_closes_at: datetime | None = None,
+        organizer_id: UUID | None = None,
     ) -> Show:
         """Schedule a new show; `now` is the deciding clock's time, which the show must start
         after (a show in the past would sell tickets nobody can use). The sale closes by
-        itself at `sale_closes_at`, by default the show's start."""
+        itself at `sale_closes_at`, by default the show's start. `organizer_id` is who runs
+        the show (None: admins only)."""
         if not title.strip():
             raise InvalidShowError("a show needs a title")
         if starts_at.tzinfo is None:
@@ -145,7 +163,12 @@ class Show(Aggregate):
             max_tickets_per_customer=max_tickets_per_customer,
             sale_opens_at=sale_opens_at,
             sale_closes_at=sale_closes_at,
+            organizer_id=organizer_id,
         )
+
+    def is_managed_by(self, account_id: UUID, is_admin: bool) -> bool:
+        """Admins manage every show, an organiser only the shows they scheduled."""
+        return is_admin or (self.organizer_id is not None and self.organizer_id == account_id)
 
     def open_sale(self) -> None:
         if self.status not in (SCHEDULED, SALE_CLOSED):

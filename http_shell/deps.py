@@ -46,6 +46,13 @@ async def require_admin(user: CurrentUser) -> Principal:
     return user
 
 
+async def require_organizer(user: CurrentUser) -> Principal:
+    """Organisers and admins; which shows an organiser may manage is the command's check."""
+    if not user.is_organizer:
+        raise ProblemError(403, "forbidden", "this operation needs the organizer or admin role")
+    return user
+
+
 async def require_customer(user: CurrentUser) -> Principal:
     if user.role != "customer":
         raise ProblemError(403, "forbidden", "only customers can book")
@@ -53,6 +60,7 @@ async def require_customer(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(require_admin)]
+OrganizerUser = Annotated[Principal, Depends(require_organizer)]
 CustomerUser = Annotated[Principal, Depends(require_customer)]
 
 

@@ -26,6 +26,11 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def is_organizer(self) -> bool:
+        """Organisers create shows and manage their own; admins manage every show."""
+        return self.role in ("organizer", "admin")
+
 
 class TokenService:
     def __init__(self, secret: str, ttl_seconds: int) -> None:

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from commands.models import CancelShow, CloseSale, OpenSale, Reason, ScheduleShow
-from http_shell.deps import AdminUser, ContainerDep
+from http_shell.deps import AdminUser, ContainerDep, OrganizerUser
 from write_api.waiting import outcome_of
 
 router = APIRouter(prefix="/shows", tags=["shows"])
@@ -32,8 +32,11 @@ class CancellationReason(BaseModel):
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ShowCreated)
-async def schedule_show(body: ScheduleShow, _: AdminUser, container: ContainerDep) -> ShowCreated:
-    scheduled = await run_in_threadpool(container.shows.schedule_show, body)
+async def schedule_show(
+    body: ScheduleShow, user: OrganizerUser, container: ContainerDep
+) -> ShowCreated:
+    """The caller (an organiser or an admin) becomes the show's organiser."""
+    scheduled = await run_in_threadpool(container.shows.schedule_show, body, None, user.account_id)
     return ShowCreated(show_id=scheduled.show_id, position=scheduled.position)
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.application import Application
@@ -245,8 +245,8 @@ def test_a_scheduled_event_stored_before_caps_existed_is_read_with_the_default_c
     mapper = BoxOffice(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
     stored = mapper.to_stored_event(new_events(show)[0])
     state = json.loads(stored.state)
-    assert state["class_version"] == 2
-    del state["class_version"], state["max_tickets_per_customer"]
+    assert state["class_version"] == 3
+    del state["class_version"], state["max_tickets_per_customer"], state["organizer_id"]
     old = StoredEvent(
         stored.originator_id, stored.originator_version, stored.topic, json.dumps(state).encode()
     )
@@ -257,6 +257,18 @@ def test_a_scheduled_event_stored_before_caps_existed_is_read_with_the_default_c
     assert scheduled.max_tickets_per_customer == DEFAULT_TICKETS_PER_CUSTOMER
     assert rebuilt.max_tickets_per_customer == DEFAULT_TICKETS_PER_CUSTOMER
     assert rebuilt.title == show.title
+    assert rebuilt.organizer_id is None  # a show only admins manage
+
+
+def test_a_show_scheduled_by_an_organiser_is_managed_by_them_and_admins_only():
+    organiser, other = uuid4(), uuid4()
+
+    show = a_show(organizer_id=organiser)
+
+    assert show.is_managed_by(organiser, is_admin=False)
+    assert not show.is_managed_by(other, is_admin=False)
+    assert show.is_managed_by(other, is_admin=True)
+    assert not a_show().is_managed_by(organiser, is_admin=False)  # no organiser: admins only
 
 
 def test_a_show_is_scheduled_with_its_sale_window():
