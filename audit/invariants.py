@@ -4,6 +4,8 @@ Every aggregate is rebuilt in memory by applying its events in log order (`event
 before an event is applied, the rules it could break are checked against the state it meets:
 
 - a seat is never held or sold by two bookings at once; a GA section never exceeds its capacity;
+- a blocked seat is never held or sold (nor a held or sold seat blocked); a GA section's
+  capacity never goes below its tickets held and sold;
 - a confirmed booking has exactly one successful payment (when confirmed, and ever after), and
   it is the booking's own: its recorded intent, exactly its amount, in its currency;
 - nothing is confirmed once its show is cancelled or has started;
@@ -52,6 +54,8 @@ CONFIRMED_AFTER_START = "confirmed-after-show-started"
 OVER_CUSTOMER_CAP = "customer-over-ticket-cap"
 CANCELLED_SHOW_NOT_REFUNDED = "cancelled-show-booking-not-refunded"
 MISMATCH_NOT_REFUNDED = "mismatched-payment-not-refunded"
+BLOCKED_SEAT_TAKEN = "blocked-seat-held-or-sold"
+GA_BELOW_TAKEN = "ga-capacity-below-taken"
 
 DEFAULT_TICKET_CAP = 10  # per customer and show, for shows that do not say (older logs)
 DEFAULT_REFUND_GRACE = timedelta(minutes=15)
@@ -271,6 +275,14 @@ class Invariants:
                 )
             elif seat not in inventory.seat_tier:
                 self.report(position, e.originator_id, UNKNOWN_SEAT, f"no seat {seat} in the map")
+            if seat in inventory.blocked:
+                self.report(
+                    position,
+                    e.originator_id,
+                    BLOCKED_SEAT_TAKEN,
+                    f"seat {seat} held for booking {e.booking_id} while blocked "
+                    f"({inventory.blocked[seat]})",
+                )
         for code, n in e.general.items():
             ga = inventory.general.get(code)
             if ga is None:
@@ -314,6 +326,33 @@ class Invariants:
             if isinstance(cap, int) and cap > 0:
                 return cap
         return DEFAULT_TICKET_CAP
+
+    def _seats_blocked(self, position: int, e: Any, inventory: SeatInventory) -> None:
+        for seat in e.seats:
+            other = inventory.holder.get(seat)
+            if other is not None:
+                claim = inventory.claims.get(other)
+                sold = claim is not None and claim.sold
+                self.report(
+                    position,
+                    e.originator_id,
+                    BLOCKED_SEAT_TAKEN,
+                    f"seat {seat} blocked while {'sold to' if sold else 'held by'} booking "
+                    f"{UUID(other)}",
+                )
+
+    def _capacity_changed(self, position: int, e: Any, inventory: SeatInventory) -> None:
+        ga = inventory.general.get(e.section)
+        if ga is None:
+            self.report(position, e.originator_id, UNKNOWN_SEAT, f"no GA section {e.section}")
+        elif e.capacity < ga.taken:
+            self.report(
+                position,
+                e.originator_id,
+                GA_BELOW_TAKEN,
+                f"GA section {e.section}: capacity set to {e.capacity} with {ga.taken} tickets "
+                "held or sold",
+            )
 
     def _seats_released(self, position: int, e: Any, inventory: SeatInventory) -> None:
         claim = self._claims.pop(e.booking_id, None)
@@ -440,6 +479,8 @@ class Invariants:
 CHECKS: dict[type, Check] = {
     SeatInventory.SeatsHeld: Invariants._seats_held,
     SeatInventory.SeatsReleased: Invariants._seats_released,
+    SeatInventory.SeatsBlocked: Invariants._seats_blocked,  # type: ignore[attr-defined]
+    SeatInventory.GeneralCapacityChanged: Invariants._capacity_changed,  # type: ignore[attr-defined]
     Show.Cancelled: Invariants._show_cancelled,  # type: ignore[attr-defined]
     Booking.PaymentSucceeded: Invariants._paid,  # type: ignore[attr-defined]
     Booking.LatePaymentReceived: Invariants._paid,  # type: ignore[attr-defined]

@@ -17,6 +17,10 @@ from infra.event_store import EVENTS_TABLE
 
 # Attributes every stored event has; the rest of an event is its payload.
 ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+# Recorded, but never shown: replays and exports are read by people (an argon2 hash is still
+# something to crack offline).
+SECRETS = frozenset({"password_hash"})
+REDACTED = "[redacted]"
 
 
 def stream_rows(
@@ -50,7 +54,11 @@ def type_name(event: object) -> str:
 
 def payload_of(event: object) -> dict[str, Any]:
     """What the event says, JSON-friendly, without the envelope (id, version, time)."""
-    return {k: jsonable(v) for k, v in vars(event).items() if k not in ENVELOPE}
+    return {
+        k: REDACTED if k in SECRETS else jsonable(v)
+        for k, v in vars(event).items()
+        if k not in ENVELOPE
+    }
 
 
 def state_of(aggregate: object) -> dict[str, Any]:
@@ -59,7 +67,8 @@ def state_of(aggregate: object) -> dict[str, Any]:
     for key, value in vars(aggregate).items():
         if key == "_pending_events":
             continue
-        state[key.lstrip("_")] = jsonable(value)
+        name = key.lstrip("_")
+        state[name] = REDACTED if name in SECRETS else jsonable(value)
     return state
 
 

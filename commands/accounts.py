@@ -1,19 +1,54 @@
-"""Handlers for accounts: register customers and admins, check credentials."""
+"""Handlers for accounts: register, check credentials, the owner's changes (name, password)
+and the admin's (role, deactivation); and the account's standing that every request checks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 from uuid import UUID
 
-from commands.errors import AccountExistsError, NotFoundError, VersionConflictError
-from commands.models import RegisterAccount
+from eventsourcing.domain import CanMutateAggregate, DomainEventProtocol
+from eventsourcing.persistence import PersistenceError
+
+from commands.errors import (
+    AccountExistsError,
+    ConcurrencyError,
+    NotFoundError,
+    StoreUnavailableError,
+    VersionConflictError,
+)
+from commands.models import (
+    ChangeAccountRole,
+    ChangePassword,
+    RegisterAccount,
+    RenameAccount,
+    SetAccountActive,
+)
 from commands.ports import EventStore, PasswordHasher
 from domain.account import Account
 from domain.ids import account_id_for
 
+ATTEMPTS = 5  # optimistic retries when two changes of one account race
+
 
 class InvalidCredentialsError(Exception):
     """Unknown e-mail or wrong password (deliberately not saying which)."""
+
+
+class AccountDeactivatedError(Exception):
+    """Right e-mail and password, but an admin deactivated the account (said only to whoever
+    knows the password)."""
+
+
+class WrongPasswordError(Exception):
+    """The current password given to change it is wrong."""
+
+
+class AccountStore(EventStore, Protocol):
+    def history(self, aggregate_id: UUID) -> Iterator[DomainEventProtocol[UUID]]:
+        """The aggregate's events, oldest first (one query, no snapshot lookup)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -22,8 +57,14 @@ class AccountRegistered:
     position: int
 
 
+@dataclass(frozen=True)
+class AccountChanged:
+    account: Account
+    position: int
+
+
 class AccountCommands:
-    def __init__(self, store: EventStore, hasher: PasswordHasher) -> None:
+    def __init__(self, store: AccountStore, hasher: PasswordHasher) -> None:
         self._store = store
         self._hasher = hasher
 
@@ -57,7 +98,69 @@ class AccountCommands:
             raise InvalidCredentialsError from None
         if not self._hasher.verify(account.password_hash, password):
             raise InvalidCredentialsError
+        if not account.active:
+            raise AccountDeactivatedError
         if self._hasher.needs_rehash(account.password_hash):
             account.change_password_hash(self._hasher.hash(password))
             self._store.save(account)
         return account
+
+    def standing(self, account_id: UUID) -> Account | None:
+        """The account as it is now, for checking a request's token (None: no such account).
+        One indexed read of its few events, no snapshot lookup and no cache: a role change or
+        a deactivation counts from the very next request, in every process."""
+        account: Account | None = None
+        try:
+            for stored in self._store.history(account_id):
+                assert isinstance(stored, CanMutateAggregate)
+                mutated = stored.mutate(account)
+                if not isinstance(mutated, Account):
+                    return None  # a stream of another kind: no account has this id
+                account = mutated
+        except PersistenceError as error:
+            raise StoreUnavailableError(str(error)) from error
+        return account
+
+    def get(self, account_id: UUID) -> Account:
+        return self._store.get(account_id, Account)
+
+    def rename(self, command: RenameAccount) -> AccountChanged:
+        return self._change(command.account_id, lambda account: account.rename(command.name))
+
+    def change_password(self, command: ChangePassword) -> AccountChanged:
+        """Only with the current password; every token issued before stops working."""
+        new_hash = self._hasher.hash(command.new)
+
+        def decide(account: Account) -> None:
+            if not self._hasher.verify(account.password_hash, command.current):
+                raise WrongPasswordError
+            account.change_password(new_hash)
+
+        return self._change(command.account_id, decide)
+
+    def change_role(self, command: ChangeAccountRole) -> AccountChanged:
+        return self._change(
+            command.account_id,
+            lambda account: account.change_role(command.role, by=command.actor_id),
+        )
+
+    def set_active(self, command: SetAccountActive) -> AccountChanged:
+        def decide(account: Account) -> None:
+            if command.active:
+                account.reactivate()
+            else:
+                account.deactivate(by=command.actor_id)
+
+        return self._change(command.account_id, decide)
+
+    def _change(self, account_id: UUID, decide: Callable[[Account], None]) -> AccountChanged:
+        """Load, decide, save; a concurrent change of the same account makes it start over."""
+        for _ in range(ATTEMPTS):
+            account = self._store.get(account_id, Account)
+            decide(account)
+            try:
+                position = self._store.save(account)
+            except VersionConflictError:
+                continue
+            return AccountChanged(account, position)
+        raise ConcurrencyError(f"account {account_id} kept changing; retry")

@@ -10,7 +10,13 @@ from uuid import UUID
 
 from commands.errors import ForbiddenError, IdempotencyMismatchError
 from commands.futures import then
-from commands.models import CancelBooking, CancelShowBookings, PlaceHold
+from commands.models import (
+    AnnounceReschedule,
+    CancelBooking,
+    CancelShowBookings,
+    CancelUnpaidBookings,
+    PlaceHold,
+)
 from commands.ports import Clock, EventStore
 from commands.show_writer import ShowBatch, ShowWriters
 from domain.booking import LEGAL, Booking
@@ -159,6 +165,54 @@ class BookingCommands:
                 if booking.show_id != command.show_id or booking.status not in LEGAL["cancel"]:
                     continue  # another show's, or over already: nothing to undo (idempotent)
                 booking.cancel(command.reason)
+                if batch.inventory.claim_of(booking_id) is not None:
+                    batch.inventory.release(booking_id, command.reason, now)
+                cancelled += 1
+            return cancelled
+
+        future = self._writers.for_show(command.show_id).submit(decide)
+        return then(future, lambda done: done[0])
+
+    def announce_reschedule(self, command: AnnounceReschedule) -> Future[int]:
+        """The show was rescheduled: each of these bookings whose customer holds tickets and was
+        not told of this reschedule yet records it (the notifier e-mails the customer), all in
+        one transaction; answers how many. A batch redone after a crash records nothing more."""
+
+        def decide(batch: ShowBatch) -> int:
+            now = self._clock()
+            announced = 0
+            for booking_id in command.booking_ids:
+                booking = batch.booking(booking_id)
+                if booking.show_id != command.show_id or not booking.reschedule_notice_due(
+                    command.show_version, command.starts_at, now
+                ):
+                    continue  # another show's, no ticket holder, or told already (idempotent)
+                booking.announce_reschedule(
+                    command.show_version, command.starts_at, command.previous_starts_at, now
+                )
+                announced += 1
+            return announced
+
+        future = self._writers.for_show(command.show_id).submit(decide)
+        return then(future, lambda done: done[0])
+
+    def cancel_unpaid(self, command: CancelUnpaidBookings) -> Future[int]:
+        """The customer's account was deactivated: cancel each of these bookings of theirs that
+        is not paid yet and free its seats, in one transaction; answers how many. Paid ones
+        stay the customer's; a batch redone after a crash cancels nothing more."""
+
+        def decide(batch: ShowBatch) -> int:
+            now = self._clock()
+            cancelled = 0
+            for booking_id in command.booking_ids:
+                booking = batch.booking(booking_id)
+                if (
+                    booking.show_id != command.show_id
+                    or booking.customer_id != command.customer_id
+                    or booking.status not in LEGAL["cancel unpaid"]
+                ):
+                    continue  # not theirs, paid, or over already: left alone (idempotent)
+                booking.cancel_unpaid(command.reason)
                 if batch.inventory.claim_of(booking_id) is not None:
                     batch.inventory.release(booking_id, command.reason, now)
                 cancelled += 1

@@ -80,3 +80,12 @@ class PaymentRefundedError(CommandError):
         self.booking_id = booking_id
         self.status = status
         self.reason = reason
+
+
+class InvalidImageError(CommandError):
+    """An upload is not a JPEG, PNG or WebP image this system decodes (or is too big once
+    decoded): nothing was stored."""
+
+
+class BlobStoreUnavailableError(CommandError):
+    """The blob store (images) cannot be reached right now; retrying may succeed."""

@@ -85,6 +85,46 @@ class ScheduleShow(Command):
     sale_closes_at: ShowTime | None = None
 
 
+class ShowChanges(Command):
+    """`PATCH /shows/{id}`: what the organiser changes, any subset (at least one field).
+    Only `sale_opens_at` may be null (no automatic opening: the sale is opened by hand);
+    `price_tiers` reprices existing tiers (for new holds)."""
+
+    title: Annotated[SafeLine, Field(min_length=1, max_length=200)] | None = None
+    description: Annotated[SafeText, Field(max_length=5000)] | None = None
+    category: Annotated[SafeLine, Field(min_length=1, max_length=50)] | None = None
+    venue: Annotated[SafeLine, Field(min_length=1, max_length=200)] | None = None
+    starts_at: ShowTime | None = None
+    sale_opens_at: ShowTime | None = None
+    sale_closes_at: ShowTime | None = None
+    price_tiers: list[PriceTier] | None = Field(default=None, min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ShowChanges:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        null = sorted(
+            name
+            for name in self.model_fields_set
+            if name != "sale_opens_at" and getattr(self, name) is None
+        )
+        if null:
+            raise ValueError(f"only sale_opens_at may be null: {', '.join(null)}")
+        codes = [tier.code for tier in self.price_tiers or []]
+        if len(set(codes)) != len(codes):
+            raise ValueError("price_tiers must not repeat a tier")
+        return self
+
+
+class EditShow(Command):
+    show_id: UUID
+    changes: ShowChanges
+
+
+class DeleteShow(Command):
+    show_id: UUID
+
+
 class OpenSale(Command):
     show_id: UUID
 
@@ -139,6 +179,36 @@ class RegisterAccount(Command):
     password: Annotated[str, Field(min_length=8, max_length=128)]
     name: Annotated[SafeLine, Field(min_length=1, max_length=100)]
     role: Literal["customer", "organizer", "door", "admin"] = "customer"
+
+
+AccountName = Annotated[SafeLine, Field(min_length=1, max_length=100)]
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+RoleName = Literal["customer", "organizer", "door", "admin"]
+
+
+class RenameAccount(Command):
+    account_id: UUID
+    name: AccountName
+
+
+class ChangePassword(Command):
+    account_id: UUID
+    current: Annotated[str, Field(min_length=1, max_length=128)]
+    new: Password
+
+
+class ChangeAccountRole(Command):
+    account_id: UUID
+    role: RoleName
+    actor_id: UUID  # the admin: nobody changes their own role
+
+
+class SetAccountActive(Command):
+    """Deactivate (`active` false) or reactivate an account."""
+
+    account_id: UUID
+    active: bool = Field(strict=True)
+    actor_id: UUID  # the admin: nobody deactivates themself
 
 
 # --- payments (the booking saga's commands, and the customer's payment) ---
@@ -207,5 +277,26 @@ class CancelShowBookings(Command):
     """The show's cancellation reaching its bookings: cancel those not over yet (a batch)."""
 
     show_id: UUID
+    booking_ids: list[UUID] = Field(min_length=1, max_length=500)
+    reason: Reason
+
+
+class AnnounceReschedule(Command):
+    """A show's reschedule reaching its ticket holders (a batch of its bookings): each one not
+    told of it yet records `Booking.RescheduleAnnounced`, which its customer is e-mailed."""
+
+    show_id: UUID
+    show_version: int = Field(ge=1)  # the show's version after its `Rescheduled`
+    starts_at: AwareDatetime
+    previous_starts_at: AwareDatetime
+    booking_ids: list[UUID] = Field(min_length=1, max_length=500)
+
+
+class CancelUnpaidBookings(Command):
+    """A customer's account was deactivated: cancel these bookings of theirs for one show that
+    are not paid yet (held or awaiting payment), and free their seats (a batch)."""
+
+    show_id: UUID
+    customer_id: UUID
     booking_ids: list[UUID] = Field(min_length=1, max_length=500)
     reason: Reason

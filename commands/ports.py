@@ -123,6 +123,22 @@ class PasswordHasher(Protocol):
     def needs_rehash(self, password_hash: str) -> bool: ...
 
 
+class BlobStore(Protocol):
+    """Bytes under keys (poster images). Unreachable store: BlobStoreUnavailableError."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Store (or overwrite) the bytes under `key`."""
+        ...
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        """The bytes and their content type; None when nothing is stored under `key`."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Forget `key` (nothing stored under it is no error)."""
+        ...
+
+
 PaymentOutcome = Literal["succeeded", "failed", "pending"]
 
 

@@ -1,4 +1,6 @@
-"""Handlers for the organiser's commands: schedule a show, open, close or cancel its sale."""
+"""Handlers for the organiser's commands: schedule a show, edit it, open, close or cancel its
+sale, delete it. Only the show's organiser or an admin (`Manager`) may change a show; the sale
+window's process manager acts without one (`by=None`: the system)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from commands.errors import ForbiddenError
 from commands.futures import then
-from commands.models import CancelShow, CloseSale, OpenSale, ScheduleShow
+from commands.models import (
+    CancelShow,
+    CloseSale,
+    DeleteShow,
+    EditShow,
+    OpenSale,
+    ScheduleShow,
+    ShowChanges,
+)
 from commands.ports import Clock, EventStore
 from commands.show_writer import ShowBatch, ShowWriters
+from domain.errors import ShowDeletedError
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
-from domain.show import Show
+from domain.show import DELETED, KEEP, Show, ShowEdit
 
 
 @dataclass(frozen=True)
@@ -23,8 +35,36 @@ class ShowScheduled:
     position: int
 
 
+@dataclass(frozen=True)
+class Manager:
+    """Who asks for a change to a show: its organiser, or an admin."""
+
+    account_id: UUID
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class ShowEdited:
+    status: str
+    position: int
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _edit_of(changes: ShowChanges) -> ShowEdit:
+    given = changes.model_fields_set
+    return ShowEdit(
+        title=changes.title,
+        description=changes.description,
+        category=changes.category,
+        venue=changes.venue,
+        starts_at=changes.starts_at,
+        sale_opens_at=changes.sale_opens_at if "sale_opens_at" in given else KEEP,
+        sale_closes_at=changes.sale_closes_at,
+        prices={tier.code: tier.price_cents for tier in changes.price_tiers or []},
+    )
 
 
 class ShowCommands:
@@ -72,24 +112,72 @@ class ShowCommands:
         )
         return ShowScheduled(show_id, self._store.save(show, inventory))
 
-    def open_sale(self, command: OpenSale) -> Future[int]:
+    def authorize(self, show_id: UUID, by: Manager | None) -> None:
+        """Refuse (ForbiddenError) a caller who manages not this show; None is the system.
+        Blocking (it loads the show): call it off the event loop. The organiser never changes,
+        so this check cannot race with the command; a deletion meanwhile is the domain's."""
+        if by is None:
+            return
+        show = self._store.get(show_id, Show)
+        if show.status == DELETED:
+            raise ShowDeletedError(show_id)
+        if not show.is_managed_by(by.account_id, by.is_admin):
+            raise ForbiddenError("only the show's organiser or an admin may change it")
+
+    def edit_show(self, command: EditShow, by: Manager | None = None) -> Future[ShowEdited]:
+        """Each change is a Show event; a reschedule and a repricing are the inventory's too
+        (when no hold is accepted, what new holds pay), committed in the same transaction."""
+        self.authorize(command.show_id, by)
+        changes = _edit_of(command.changes)
+
+        def decide(batch: ShowBatch) -> str:
+            show = batch.show()
+            starts_at, prices = show.starts_at, dict(show.price_tiers)
+            show.edit(changes, now=self._clock())
+            if show.starts_at != starts_at:
+                batch.inventory.reschedule(show.starts_at)
+            for tier, cents in show.price_tiers.items():
+                if prices[tier] != cents:
+                    batch.inventory.reprice(tier, cents)
+            return str(show.status)
+
+        future = self._writers.for_show(command.show_id).submit(decide)
+        return then(future, lambda done: ShowEdited(done[0], done[1]))
+
+    def delete_show(self, command: DeleteShow, by: Manager | None = None) -> Future[int]:
+        """Only a show that never had a booking (its inventory never held a seat) is deleted;
+        its sale stops with it, in the same transaction, so no hold can follow."""
+        self.authorize(command.show_id, by)
+
+        def decide(batch: ShowBatch) -> None:
+            batch.show().delete(ever_booked=batch.inventory.ever_held)
+            batch.inventory.close_sale()
+
+        return self._positions(command.show_id, decide)
+
+    def open_sale(self, command: OpenSale, by: Manager | None = None) -> Future[int]:
+        self.authorize(command.show_id, by)
+
         def decide(batch: ShowBatch) -> None:
             batch.show().open_sale()
             batch.inventory.open_sale()
 
         return self._positions(command.show_id, decide)
 
-    def close_sale(self, command: CloseSale) -> Future[int]:
+    def close_sale(self, command: CloseSale, by: Manager | None = None) -> Future[int]:
+        self.authorize(command.show_id, by)
+
         def decide(batch: ShowBatch) -> None:
             batch.show().close_sale()
             batch.inventory.close_sale()
 
         return self._positions(command.show_id, decide)
 
-    def cancel_show(self, command: CancelShow) -> Future[int]:
+    def cancel_show(self, command: CancelShow, by: Manager | None = None) -> Future[int]:
         """Cancelling a show stops its sale (no hold after it: every booking of the show is
         before it in the log). Its bookings are cancelled, and the paid ones refunded, by
         process_managers/show_cancellation.py and the payment saga."""
+        self.authorize(command.show_id, by)
 
         def decide(batch: ShowBatch) -> None:
             batch.show().cancel(command.reason)

@@ -37,6 +37,10 @@ LEGAL: dict[str, frozenset[str]] = {
     "cancel": frozenset({HELD, PAYMENT_REQUESTED, PAID, CONFIRMED}),
     "expire": frozenset({HELD, PAYMENT_REQUESTED}),
     "refund": frozenset({CANCELLED, EXPIRED}),
+    # Its customer holds tickets: told of the show's new date.
+    "announce reschedule": frozenset({PAID, CONFIRMED}),
+    # Nothing paid yet: released when its customer's account is deactivated.
+    "cancel unpaid": frozenset({HELD, PAYMENT_REQUESTED}),
 }
 
 # Why money reported for a booking does not pay for it (PaymentMismatched.reason): only the
@@ -92,6 +96,9 @@ class Booking(Aggregate):
         # the refund of each once given back.
         self.mismatched_payments: dict[str, int] = {}
         self.mismatch_refund_ids: dict[str, str] = {}
+        # The show's reschedule its customer was last told of (the show's version after its
+        # `Rescheduled`; 0: none), so that each reschedule is announced once.
+        self.reschedule_announced = 0
 
     @staticmethod
     def create_id(booking_id: UUID, **_: Any) -> UUID:
@@ -252,6 +259,43 @@ class Booking(Aggregate):
             raise IllegalTransitionError(self.id, self.status, "cancel after the show started")
         self.cancel(reason)
 
+    def cancel_unpaid(self, reason: str) -> None:
+        """Cancel a booking nothing was paid for yet (held or awaiting payment), e.g. when its
+        customer's account is deactivated; a paid one is the customer's, and stays."""
+        self._check("cancel unpaid")
+        self._cancelled(reason=reason)
+
+    def reschedule_notice_due(self, show_version: int, starts_at: datetime, at: datetime) -> bool:
+        """Whether its customer is still to hear of the show's reschedule recorded at
+        `show_version` (the show's version after its `Rescheduled`) to `starts_at`: a ticket
+        holder (paid or confirmed) not told of it, nor of a later one, before that start."""
+        return (
+            self.status in LEGAL["announce reschedule"]
+            and show_version > self.reschedule_announced
+            and at < starts_at
+        )
+
+    def announce_reschedule(
+        self, show_version: int, starts_at: datetime, previous_starts_at: datetime, at: datetime
+    ) -> None:
+        """Tell the ticket holder the show moved to `starts_at` (the customer is e-mailed: they
+        may keep the tickets, or cancel with a full refund before the new start). Once per
+        reschedule: refused when not `reschedule_notice_due`."""
+        self._check("announce reschedule")
+        if show_version <= self.reschedule_announced:
+            raise IllegalTransitionError(self.id, self.status, "announce a reschedule again")
+        if at >= starts_at:
+            raise IllegalTransitionError(self.id, self.status, "announce a start that is past")
+        self._reschedule_announced(
+            show_version=show_version, starts_at=starts_at, previous_starts_at=previous_starts_at
+        )
+
+    @event("RescheduleAnnounced")
+    def _reschedule_announced(
+        self, show_version: int, starts_at: datetime, previous_starts_at: datetime
+    ) -> None:
+        self.reschedule_announced = show_version
+
     @event("Cancelled")
     def _cancelled(self, reason: str) -> None:
         self.status = CANCELLED
@@ -304,6 +348,7 @@ class BookingEvents:
     CANCELLED: Final = event_name(Booking, "Cancelled")
     EXPIRED: Final = event_name(Booking, "Expired")
     REFUNDED: Final = event_name(Booking, "Refunded")
+    RESCHEDULE_ANNOUNCED: Final = event_name(Booking, "RescheduleAnnounced")
 
 
 # The events that put money on a booking.

@@ -27,6 +27,23 @@ class ShowStatusError(DomainError):
     """A show-level transition is not allowed from the show's current status."""
 
 
+class ShowDeletedError(ShowStatusError):
+    """The show was deleted: it takes no more commands (answered like a show never known)."""
+
+    def __init__(self, show_id: UUID) -> None:
+        super().__init__(f"show {show_id} was deleted")
+        self.show_id = show_id
+
+
+class ShowEverBookedError(DomainError):
+    """A show that ever had a booking cannot be deleted (its bookings and money stay
+    accountable); cancel it instead."""
+
+    def __init__(self, show_id: UUID) -> None:
+        super().__init__(f"show {show_id} has had bookings: cancel it instead of deleting it")
+        self.show_id = show_id
+
+
 class UnknownSeatsError(DomainError):
     def __init__(self, seats: Sequence[str]) -> None:
         super().__init__(f"unknown seats: {', '.join(seats)}")
@@ -45,6 +62,43 @@ class SeatsUnavailableError(DomainError):
     def __init__(self, seats: Sequence[str]) -> None:
         super().__init__(f"seats no longer available: {', '.join(seats)}")
         self.seats = list(seats)
+
+
+class SeatsTakenError(SeatsUnavailableError):
+    """Seats held or sold by a booking cannot be blocked (they are its customer's)."""
+
+    def __init__(self, held: Sequence[str], sold: Sequence[str]) -> None:
+        named = [f"{s} (held)" for s in held] + [f"{s} (sold)" for s in sold]
+        super().__init__([*held, *sold])
+        self.args = (f"held or sold seats cannot be blocked: {', '.join(named)}",)
+        self.held = list(held)
+        self.sold = list(sold)
+
+
+class NotGeneralAdmissionError(DomainError):
+    """Only a general-admission section has a capacity to change (a seated one has seats)."""
+
+    def __init__(self, section: str) -> None:
+        super().__init__(
+            f"section {section} is seated: only a general-admission section has a "
+            "capacity to change (block or unblock its seats instead)"
+        )
+        self.section = section
+
+
+class CapacityBelowTakenError(DomainError):
+    """A GA section's capacity cannot go below the tickets already held or sold in it."""
+
+    def __init__(self, section: str, capacity: int, held: int, sold: int) -> None:
+        super().__init__(
+            f"section {section} has {held + sold} tickets taken ({held} held, {sold} sold): "
+            f"its capacity cannot go below {held + sold}, {capacity} asked"
+        )
+        self.section = section
+        self.capacity = capacity
+        self.held = held
+        self.sold = sold
+        self.taken = held + sold
 
 
 class CapacityExceededError(DomainError):
@@ -109,4 +163,14 @@ class IllegalTransitionError(DomainError):
         super().__init__(f"booking {booking_id} is {status}: cannot {action}")
         self.booking_id = booking_id
         self.status = status
+        self.action = action
+
+
+class OwnAccountError(DomainError):
+    """An admin may not demote or deactivate their own account: the system keeps an admin
+    (another admin may do it)."""
+
+    def __init__(self, account_id: UUID, action: str) -> None:
+        super().__init__(f"an admin cannot {action}; ask another admin")
+        self.account_id = account_id
         self.action = action

@@ -4,14 +4,15 @@ Invariants: a seat is never held or sold by two bookings; a general-admission se
 exceeds its capacity; a booking holds 1 to MAX_TICKETS_PER_BOOKING tickets; a customer holds
 and buys at most the show's cap per customer (fair share, DEFAULT_TICKETS_PER_CUSTOMER unless
 the show set its own); no holds unless the sale is open and the show has not started; a customer
-cannot keep seats forever by letting holds lapse and holding again (LapsedHoldLimit). State is
+cannot keep seats forever by letting holds lapse and holding again (LapsedHoldLimit); a seat the
+organiser blocked is neither held nor sold, and a GA section's capacity never goes below its
+tickets held and sold (domain/seat_blocks.py). Best-available is domain/best_available.py. State is
 dicts and lists of strings, numbers and small records (Row, Claim, GeneralSection), which the
 event store's transcodings snapshot as JSON; snapshots of older class versions are upcast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,10 +20,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.best_available import MAX_TICKETS_PER_BOOKING as MAX_TICKETS_PER_BOOKING
+from domain.best_available import BestAvailable, check_quantity, row_key
 from domain.errors import (
-    CapacityExceededError,
     CustomerTicketLimitError,
     HoldNotFoundError,
+    InvalidShowError,
     LapsedHoldLimitError,
     SaleNotOpenError,
     SeatsUnavailableError,
@@ -30,9 +33,15 @@ from domain.errors import (
     UnknownSeatsError,
     UnknownSectionError,
 )
-from domain.seatmap import GENERAL, SEATED, iter_seats
+from domain.seat_blocks import (
+    apply_block,
+    apply_unblock,
+    capacity_changes,
+    seats_to_block,
+    seats_to_unblock,
+)
+from domain.seatmap import GENERAL, iter_seats
 
-MAX_TICKETS_PER_BOOKING = 10
 # Tickets one customer may hold and buy for one show, unless the show was scheduled with its
 # own cap; also the cap of shows scheduled before shows had one.
 DEFAULT_TICKETS_PER_CUSTOMER = 10
@@ -88,10 +97,11 @@ class LapsedHoldLimit:
     window: timedelta
 
 
-class SeatInventory(Aggregate):
+class SeatInventory(BestAvailable, Aggregate):
     # Version 2 snapshots carry `starts_at` and `customer_limit` (upcast_v1_v2); version 3 ones
-    # keep rows, claims and GA sections as records, not lists and dicts (upcast_v2_v3).
-    class_version = 3
+    # keep rows, claims and GA sections as records, not lists and dicts (upcast_v2_v3); version
+    # 4 ones whether a hold was ever placed and the blocked seats (upcast_v3_v4).
+    class_version = 4
 
     class Created(Aggregate.Created):
         """Version 2 also records when the show starts (no hold from then on) and its cap per
@@ -143,7 +153,7 @@ class SeatInventory(Aggregate):
                 )
         for seat, section_code, tier in iter_seats(sections):
             self.seat_tier[seat] = tier
-            key = _row_key(seat)
+            key = row_key(seat)
             if not self.rows or self.rows[-1].key != key:
                 self.rows.append(Row(section_code, key, []))
                 self.row_free[key] = 0
@@ -159,6 +169,8 @@ class SeatInventory(Aggregate):
         self.claims: dict[str, Claim] = {}  # booking id (hex) -> what it holds or bought
         self.customer_tickets: dict[str, int] = {}  # customer id (hex) -> tickets held or sold
         self.lapses: dict[str, list[datetime]] = {}  # customer id (hex) -> when holds lapsed
+        self.blocked: dict[str, str] = {}  # seat -> why the organiser took it off sale
+        self.ever_held = False  # a show that never had a hold may be deleted
 
     @staticmethod
     def create_id(inventory_id: UUID, **_: Any) -> UUID:
@@ -187,10 +199,18 @@ class SeatInventory(Aggregate):
             for booking, c in state["claims"].items()
         }
 
+    @staticmethod
+    def upcast_v3_v4(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 4: no seat was blocked then; whether a hold was ever
+        placed is not known, so it is taken that one was (conservative: such a show cannot be
+        deleted, only cancelled)."""
+        state["blocked"] = {}
+        state["ever_held"] = True
+
     # --- queries (pure) ---
 
     def is_free(self, seat: str) -> bool:
-        return seat in self.seat_tier and seat not in self.holder
+        return seat in self.seat_tier and seat not in self.holder and seat not in self.blocked
 
     def claim_of(self, booking_id: UUID) -> Claim | None:
         return self.claims.get(booking_id.hex)
@@ -198,11 +218,6 @@ class SeatInventory(Aggregate):
     def price_of(self, seats: list[str], general: dict[str, int]) -> int:
         seated = sum(self.price_tiers[self.seat_tier[s]] for s in seats)
         return seated + sum(self.price_tiers[self.general[g].tier] * n for g, n in general.items())
-
-    def free_count(self) -> int:
-        seated = sum(self.row_free.values())
-        general = sum(g.left for g in self.general.values())
-        return seated + general
 
     def tickets_of(self, customer_id: UUID) -> int:
         """Tickets the customer holds or bought for this show."""
@@ -236,74 +251,6 @@ class SeatInventory(Aggregate):
 
     def expired_holds(self, now: datetime) -> list[UUID]:
         return [UUID(b) for b, c in self.claims.items() if not c.sold and c.until <= now]
-
-    def choose_best_available(
-        self, quantity: int, section: str | None = None
-    ) -> tuple[list[str], dict[str, int]]:
-        """Pick seats for a best-available request: adjacent seats nearest the front and centre
-        of the best section, else any free seats in map order, else general admission."""
-        _check_quantity(quantity)
-        if section is not None:
-            kind = self.section_kind.get(section)
-            if kind is None:
-                raise UnknownSectionError(section)
-            if kind == GENERAL:
-                return [], self._general_for(section, quantity)
-            return self._seated_for(quantity, [section]), {}
-        seated_sections = [s for s, k in self.section_kind.items() if k == SEATED]
-        if sum(self.row_free.values()) >= quantity:
-            return self._seated_for(quantity, seated_sections), {}
-        for code, ga in self.general.items():
-            if ga.left >= quantity:
-                return [], {code: quantity}
-        raise CapacityExceededError(None, quantity, self.free_count())
-
-    def _general_for(self, section: str, quantity: int) -> dict[str, int]:
-        left = self.general[section].left
-        if left < quantity:
-            raise CapacityExceededError(section, quantity, left)
-        return {section: quantity}
-
-    def _seated_for(self, quantity: int, sections: list[str]) -> list[str]:
-        for row in self._open_rows(sections):
-            key = row.key
-            if self.row_free[key] >= quantity and self.row_run_bound[key] >= quantity:
-                block = self._centre_block(key, row.seats, quantity)
-                if block:
-                    return block
-        scattered: list[str] = []
-        for row in self._open_rows(sections):
-            scattered.extend(s for s in row.seats if s not in self.holder)
-            if len(scattered) >= quantity:
-                return scattered[:quantity]
-        raise CapacityExceededError(
-            sections[0] if len(sections) == 1 else None, quantity, len(scattered)
-        )
-
-    def _open_rows(self, sections: list[str]) -> Iterator[Row]:
-        """Rows with a free seat, best first; lazily: the first row that fits ends a search."""
-        rows, free = self.rows, self.row_free
-        first = self.first_open_row
-        while first < len(rows) and free[rows[first].key] == 0:
-            first += 1
-        self.first_open_row = first
-        return (r for r in rows[first:] if free[r.key] > 0 and r.section in sections)
-
-    def _centre_block(self, key: str, seats: list[str], quantity: int) -> list[str] | None:
-        centre = (len(seats) - quantity) / 2
-        best: int | None = None
-        run = longest = 0
-        for i, seat in enumerate(seats):
-            run = 0 if seat in self.holder else run + 1
-            longest = max(longest, run)
-            if run >= quantity:
-                start = i - quantity + 1
-                if best is None or abs(start - centre) < abs(best - centre):
-                    best = start
-        if best is None:
-            self.row_run_bound[key] = longest  # exact now; a memo, not a decision
-            return None
-        return seats[best : best + quantity]
 
     # --- commands ---
 
@@ -343,7 +290,7 @@ class SeatInventory(Aggregate):
         if lapsed_limit is not None and now is not None:
             self._check_lapses(customer_id, lapsed_limit, now)
         quantity = len(seats) + sum(general.values())
-        _check_quantity(quantity)
+        check_quantity(quantity)
         self.check_allowance(customer_id, quantity, customer_limit)
         if len(set(seats)) != len(seats):
             raise UnknownSeatsError(sorted({s for s in seats if seats.count(s) > 1}))
@@ -356,7 +303,7 @@ class SeatInventory(Aggregate):
             if n < 1:
                 raise TicketLimitError(n, MAX_TICKETS_PER_BOOKING)
             self._general_for(code, n)
-        taken = [s for s in seats if s in self.holder]
+        taken = [s for s in seats if s in self.holder or s in self.blocked]
         if taken:
             raise SeatsUnavailableError(taken)
         if booking_id.hex in self.claims:
@@ -392,10 +339,11 @@ class SeatInventory(Aggregate):
             key = self.booking_id.hex
             for seat in self.seats:
                 aggregate.holder[seat] = key
-                aggregate.row_free[_row_key(seat)] -= 1
+                aggregate.row_free[row_key(seat)] -= 1
             for code, n in self.general.items():
                 aggregate.general[code].taken += n
             claim = Claim(self.customer_id.hex, self.seats, self.general, self.until)
+            aggregate.ever_held = True
             aggregate.claims[key] = claim
             tickets = aggregate.customer_tickets
             tickets[claim.customer] = tickets.get(claim.customer, 0) + claim.quantity
@@ -460,7 +408,7 @@ class SeatInventory(Aggregate):
         claim = self.claims.pop(booking_id.hex)
         for seat in claim.seats:
             del self.holder[seat]
-            key = _row_key(seat)
+            key = row_key(seat)
             self.row_free[key] += 1
             self.row_run_bound[key] = self.row_free[key]
         self.first_open_row = 0
@@ -476,11 +424,62 @@ class SeatInventory(Aggregate):
             lapses.append(claim.until if released_at is None else released_at)
             del lapses[:-MAX_REMEMBERED_LAPSES]
 
+    # --- the organiser's controls (decided in domain/seat_blocks.py) ---
 
-def _row_key(seat: str) -> str:
-    return seat.rsplit("-", 1)[0]
+    def reprice(self, tier: str, price_cents: int) -> None:
+        """New holds pay `price_cents` per ticket of the tier. Held and sold tickets keep their
+        price: a booking records its amount when it is placed (price_of at that moment)."""
+        if tier not in self.price_tiers:
+            raise InvalidShowError(f"unknown price tier: {tier}")
+        if price_cents < 0:
+            raise InvalidShowError(f"price tier {tier} has a negative price")
+        if self.price_tiers[tier] != price_cents:
+            self._tier_repriced(tier=tier, price_cents=price_cents)
 
+    @event("TierRepriced")
+    def _tier_repriced(self, tier: str, price_cents: int) -> None:
+        self.price_tiers[tier] = price_cents
 
-def _check_quantity(quantity: int) -> None:
-    if not 1 <= quantity <= MAX_TICKETS_PER_BOOKING:
-        raise TicketLimitError(quantity, MAX_TICKETS_PER_BOOKING)
+    def reschedule(self, starts_at: datetime) -> None:
+        """The show starts at `starts_at` now: no hold from then on."""
+        if starts_at != self.starts_at:
+            self._rescheduled(starts_at=starts_at)
+
+    @event("Rescheduled")
+    def _rescheduled(self, starts_at: datetime) -> None:
+        self.starts_at = starts_at
+
+    def block(self, seats: list[str], reason: str) -> list[str]:
+        """Take seats off sale; answers the seats newly blocked (already blocked ones keep
+        their reason). A held or sold seat cannot be blocked (SeatsTakenError)."""
+        newly = seats_to_block(self, seats, reason)
+        if newly:
+            self._seats_blocked(seats=newly, reason=reason)
+        return newly
+
+    @event("SeatsBlocked")
+    def _seats_blocked(self, seats: list[str], reason: str) -> None:
+        apply_block(self, seats, reason)
+
+    def unblock(self, seats: list[str]) -> list[str]:
+        """Put blocked seats back on sale; answers those that were blocked."""
+        blocked = seats_to_unblock(self, seats)
+        if blocked:
+            self._seats_unblocked(seats=blocked)
+        return blocked
+
+    @event("SeatsUnblocked")
+    def _seats_unblocked(self, seats: list[str]) -> None:
+        apply_unblock(self, seats)
+
+    def change_capacity(self, section: str, capacity: int) -> bool:
+        """Set a GA section's capacity, not below its tickets held or sold; answers whether it
+        changed."""
+        if not capacity_changes(self, section, capacity):
+            return False
+        self._general_capacity_changed(section=section, capacity=capacity)
+        return True
+
+    @event("GeneralCapacityChanged")
+    def _general_capacity_changed(self, section: str, capacity: int) -> None:
+        self.general[section].capacity = capacity

@@ -4,17 +4,28 @@ A show is scheduled to start in the future, with a cap on the tickets one custom
 buy (`max_tickets_per_customer`); its SeatInventory, which decides holds, carries both. Its sale
 window (`sale_opens_at`, `sale_closes_at`, opens < closes <= start) is when
 process_managers/sale_windows.py opens and closes the sale by itself; no `sale_opens_at` means
-the sale is opened by hand."""
+the sale is opened by hand.
+
+An organiser edits a show (`edit`) until it starts, unless it is cancelled: each kind of change
+is its own event (DetailsChanged, Rescheduled, SaleWindowChanged, TierRepriced), and a change to
+what the show already is records nothing. A show that never had a booking may be deleted
+(`delete`): it takes no more commands, but its events stay in the log."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import InvalidShowError, ShowStatusError
+from domain.errors import (
+    InvalidShowError,
+    ShowDeletedError,
+    ShowEverBookedError,
+    ShowStatusError,
+)
 from domain.inventory import DEFAULT_TICKETS_PER_CUSTOMER
 from domain.seatmap import validate_seat_map
 
@@ -23,6 +34,32 @@ SCHEDULED = "scheduled"
 ON_SALE = "on_sale"
 SALE_CLOSED = "sale_closed"
 CANCELLED = "cancelled"
+DELETED = "deleted"
+
+
+class Keep:
+    """Stands for "leave it as it is" where None is a value (no automatic sale opening)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = Keep()
+
+
+@dataclass(frozen=True)
+class ShowEdit:
+    """What an organiser changes on a show; None (KEEP for `sale_opens_at`, whose None means
+    "opened by hand") leaves a field as it is. `prices` maps existing tier codes to new prices."""
+
+    title: str | None = None
+    description: str | None = None
+    category: str | None = None
+    venue: str | None = None
+    starts_at: datetime | None = None
+    sale_opens_at: datetime | Keep | None = KEEP
+    sale_closes_at: datetime | None = None
+    prices: dict[str, int] = field(default_factory=dict)
 
 
 class Show(Aggregate):
@@ -133,18 +170,8 @@ class Show(Aggregate):
             raise InvalidShowError("a show needs a title")
         if starts_at.tzinfo is None:
             raise InvalidShowError("starts_at must carry a time zone")
-        if now is not None and starts_at <= now:
-            raise InvalidShowError(
-                f"a show must start in the future: {starts_at.isoformat()} is not after "
-                f"{now.isoformat()}"
-            )
-        if now is not None and starts_at - now > MAX_ADVANCE:
-            # Nobody sells a show a decade ahead; a far date is a typo or an attack (a time
-            # beyond the year 9999 in UTC cannot even be read back).
-            raise InvalidShowError(
-                f"a show must start within {MAX_ADVANCE.days} days: {starts_at.isoformat()} "
-                "is too far ahead"
-            )
+        if now is not None:
+            _check_start(starts_at, now)
         if max_tickets_per_customer < 1:
             raise InvalidShowError("max_tickets_per_customer must be at least 1")
         sale_closes_at = starts_at if sale_closes_at is None else sale_closes_at
@@ -171,6 +198,7 @@ class Show(Aggregate):
         return is_admin or (self.organizer_id is not None and self.organizer_id == account_id)
 
     def open_sale(self) -> None:
+        self._check_not_deleted()
         if self.status not in (SCHEDULED, SALE_CLOSED):
             raise ShowStatusError(f"show {self.id} is {self.status}: cannot open its sale")
         self._sale_opened()
@@ -180,6 +208,7 @@ class Show(Aggregate):
         self.status = ON_SALE
 
     def close_sale(self) -> None:
+        self._check_not_deleted()
         if self.status != ON_SALE:
             raise ShowStatusError(f"show {self.id} is {self.status}: cannot close its sale")
         self._sale_closed()
@@ -189,6 +218,7 @@ class Show(Aggregate):
         self.status = SALE_CLOSED
 
     def cancel(self, reason: str) -> None:
+        self._check_not_deleted()
         if self.status == CANCELLED:
             raise ShowStatusError(f"show {self.id} is already cancelled")
         self._cancelled(reason=reason)
@@ -197,6 +227,154 @@ class Show(Aggregate):
     def _cancelled(self, reason: str) -> None:
         self.status = CANCELLED
         self.cancellation_reason = reason
+
+    # --- the organiser's edits ---
+
+    def edit(self, changes: ShowEdit, now: datetime) -> None:
+        """Apply an organiser's changes, all or nothing: every rule is checked on the show as
+        it would be before any event is recorded. A show cannot be edited once cancelled or
+        started; a new start is in the future and within MAX_ADVANCE, like a new show's; the
+        sale window keeps opens < closes <= start. A sale that closed at the old start (the
+        default) moves with a reschedule; a window closing later than the new start must be
+        given too. New prices are for new holds (the inventory keeps each claim's price)."""
+        self._check_editable(now)
+        starts_at = self.starts_at if changes.starts_at is None else changes.starts_at
+        rescheduled = starts_at != self.starts_at
+        if rescheduled:
+            _check_start(starts_at, now)
+        opens_at, closes_at = self._new_window(changes, starts_at, now)
+        for tier, cents in changes.prices.items():
+            if tier not in self.price_tiers:
+                raise InvalidShowError(f"unknown price tier: {tier}")
+            if cents < 0:
+                raise InvalidShowError(f"a price cannot be negative: {tier} {cents}")
+        details = {
+            "title": self.title if changes.title is None else changes.title,
+            "description": self.description if changes.description is None else changes.description,
+            "category": self.category if changes.category is None else changes.category,
+            "venue": self.venue if changes.venue is None else changes.venue,
+        }
+        if not details["title"].strip():
+            raise InvalidShowError("a show needs a title")
+        # The window changed if given otherwise (a close moved with the start is the reschedule's).
+        window_changed = opens_at != self.sale_opens_at or (
+            changes.sale_closes_at is not None and changes.sale_closes_at != self._closes_at()
+        )
+        # Every rule held: record what changed, each change its own event.
+        if any(getattr(self, name) != value for name, value in details.items()):
+            self._details_changed(**details)
+        if rescheduled:
+            self._rescheduled(
+                starts_at=starts_at, previous_starts_at=self.starts_at, sale_closes_at=closes_at
+            )
+        if window_changed:
+            self._sale_window_changed(sale_opens_at=opens_at, sale_closes_at=closes_at)
+        for tier, cents in changes.prices.items():
+            previous = self.price_tiers[tier]
+            if cents != previous:
+                self._tier_repriced(tier=tier, price_cents=cents, previous_cents=previous)
+
+    def _check_editable(self, now: datetime) -> None:
+        self._check_not_deleted()
+        if self.status == CANCELLED:
+            raise ShowStatusError(f"show {self.id} is cancelled: it cannot be edited")
+        if now >= self.starts_at:
+            raise ShowStatusError(
+                f"show {self.id} started at {self.starts_at.isoformat()}: it cannot be edited"
+            )
+
+    def _closes_at(self) -> datetime:
+        """When the sale closes: shows scheduled before sale windows close at their start."""
+        return self.starts_at if self.sale_closes_at is None else self.sale_closes_at
+
+    def _new_window(
+        self, changes: ShowEdit, starts_at: datetime, now: datetime
+    ) -> tuple[datetime | None, datetime]:
+        """The sale window after the changes; a time that changes is in the future."""
+        opens_at = (
+            self.sale_opens_at if isinstance(changes.sale_opens_at, Keep) else changes.sale_opens_at
+        )
+        closes_at = changes.sale_closes_at
+        if closes_at is None:
+            closes_at = self._closes_at()
+            if closes_at == self.starts_at:  # the default: the sale closes at the start
+                closes_at = starts_at
+            elif closes_at > starts_at:
+                raise InvalidShowError(
+                    f"the sale closes at {closes_at.isoformat()}, after the new start "
+                    f"{starts_at.isoformat()}: give sale_closes_at (and sale_opens_at) too"
+                )
+        _validate_sale_window(opens_at, closes_at, starts_at)
+        for name, time, before in (
+            ("sale_opens_at", opens_at, self.sale_opens_at),
+            ("sale_closes_at", changes.sale_closes_at, self._closes_at()),
+        ):
+            if time is not None and time != before and time <= now:
+                raise InvalidShowError(f"a new {name} must be in the future: {time.isoformat()}")
+        return opens_at, closes_at
+
+    @event("DetailsChanged")
+    def _details_changed(self, title: str, description: str, category: str, venue: str) -> None:
+        self.title = title
+        self.description = description
+        self.category = category
+        self.venue = venue
+
+    @event("Rescheduled")
+    def _rescheduled(
+        self, starts_at: datetime, previous_starts_at: datetime, sale_closes_at: datetime
+    ) -> None:
+        """`sale_closes_at` is when the sale closes after the reschedule (moved with a default
+        window, or given with it)."""
+        self.starts_at = starts_at
+        self.sale_closes_at = sale_closes_at
+
+    @event("SaleWindowChanged")
+    def _sale_window_changed(
+        self, sale_opens_at: datetime | None, sale_closes_at: datetime
+    ) -> None:
+        self.sale_opens_at = sale_opens_at
+        self.sale_closes_at = sale_closes_at
+
+    @event("TierRepriced")
+    def _tier_repriced(self, tier: str, price_cents: int, previous_cents: int) -> None:
+        self.price_tiers = {**self.price_tiers, tier: price_cents}
+
+    # --- deletion ---
+
+    def delete(self, ever_booked: bool) -> None:
+        """Delete a show that never had a booking (`ever_booked`: its inventory ever held a
+        seat); one that had must be cancelled instead, so its bookings stay accountable."""
+        self._check_not_deleted()
+        if ever_booked:
+            raise ShowEverBookedError(self.id)
+        self._deleted()
+
+    @event("Deleted")
+    def _deleted(self) -> None:
+        self.status = DELETED
+
+    def _check_not_deleted(self) -> None:
+        if self.status == DELETED:
+            raise ShowDeletedError(self.id)
+
+
+def _check_start(starts_at: datetime, now: datetime) -> None:
+    """A show starts in the future, within MAX_ADVANCE."""
+    if starts_at.tzinfo is None:
+        raise InvalidShowError("starts_at must carry a time zone")
+    if starts_at <= now:
+        raise InvalidShowError(
+            f"a show must start in the future: {starts_at.isoformat()} is not after "
+            f"{now.isoformat()}"
+        )
+    if starts_at - now > MAX_ADVANCE:
+        # Nobody sells a show a decade ahead; a far date is a typo or an attack (a time
+        # beyond the year 9999 in UTC cannot even be read back).
+        raise InvalidShowError(
+            f"a show must start within {MAX_ADVANCE.days} days: {starts_at.isoformat()} "
+            "is too far ahead"
+        )
 
 
 def _validate_sale_window(

@@ -10,7 +10,9 @@ import redis
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
 from commands.payments import PaymentCommands
-from commands.ports import PaymentGateway
+from commands.ports import BlobStore, PaymentGateway
+from commands.posters import PosterCommands
+from commands.seat_blocks import SeatBlockCommands
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
 from infra.event_store import PostgresEventStore
@@ -28,6 +30,7 @@ class Container:
     store: PostgresEventStore
     writers: ShowWriters
     shows: ShowCommands
+    seat_blocks: SeatBlockCommands
     bookings: BookingCommands
     accounts: AccountCommands
     tokens: TokenService
@@ -40,6 +43,8 @@ class Container:
     recommender: Recommender | None = None  # None when this PostgreSQL has no pgvector
     pitch_writer: PitchWriter | None = None  # `?explain=true` on recommendations
     mail_suggestions: BookingSuggestions | None = None  # the notifier's "You may also like"
+    blobs: BlobStore | None = None  # poster images (PostgreSQL or S3)
+    posters: PosterCommands | None = None
 
     def close(self) -> None:
         if self.read_side is not None:

@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from http_shell.container import Container
@@ -32,9 +33,18 @@ async def current_principal(
     container: ContainerDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller as their account is now: the token must be valid and its account exist, be
+    active and still be in the token's session generation (a new password or a deactivation
+    revokes every earlier token); the role is the account's current one, never the token's.
+    One indexed read of the account per request, uncached, so a change made through any
+    process counts at once (off the event loop: it blocks)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise InvalidTokenError("no bearer token")
-    return container.tokens.verify(credentials.credentials)
+    claimed = container.tokens.verify(credentials.credentials)
+    account = await run_in_threadpool(container.accounts.standing, claimed.account_id)
+    if account is None or not account.accepts_session(claimed.generation):
+        raise InvalidTokenError("the token was revoked or its account is not active")
+    return Principal(claimed.account_id, account.role, claimed.generation)
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

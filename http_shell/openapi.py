@@ -35,8 +35,14 @@ PROBLEM_STATUSES = {
 }
 
 
+# FastAPI's own descriptions, which say nothing a client can act on.
+GENERIC_DESCRIPTIONS = frozenset({"Validation Error", "Successful Response", "Additional Response"})
+
+
 def document_problems(app: FastAPI) -> None:
-    """Replace FastAPI's default 422 schema and add the problem answers to every operation."""
+    """Replace FastAPI's default 422 schema and add the problem answers to every operation;
+    an operation's own description of a status (its `responses=`, naming the problem types
+    it answers) is kept, the general one fills in the rest."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -49,9 +55,11 @@ def document_problems(app: FastAPI) -> None:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 responses = operation.setdefault("responses", {})
-                for status, description in PROBLEM_STATUSES.items():
+                for status, general in PROBLEM_STATUSES.items():
+                    own = responses.get(status, {}).get("description")
+                    keep = own is not None and own not in GENERIC_DESCRIPTIONS
                     responses[status] = {
-                        "description": description,
+                        "description": own if keep else general,
                         "content": {"application/problem+json": {"schema": problem_ref}},
                     }
         for unused in ("HTTPValidationError", "ValidationError"):

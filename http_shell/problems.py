@@ -10,13 +10,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from commands.accounts import InvalidCredentialsError
+from commands.accounts import (
+    AccountDeactivatedError,
+    InvalidCredentialsError,
+    WrongPasswordError,
+)
 from commands.errors import (
     AccountExistsError,
+    BlobStoreUnavailableError,
     CommandError,
     ConcurrencyError,
     ForbiddenError,
     IdempotencyMismatchError,
+    InvalidImageError,
     InvalidWebhookError,
     NotFoundError,
     PaymentDeclinedError,
@@ -27,6 +33,7 @@ from commands.errors import (
     StoreUnavailableError,
 )
 from domain.errors import (
+    CapacityBelowTakenError,
     CapacityExceededError,
     CustomerTicketLimitError,
     DomainError,
@@ -34,8 +41,12 @@ from domain.errors import (
     IllegalTransitionError,
     InvalidShowError,
     LapsedHoldLimitError,
+    NotGeneralAdmissionError,
+    OwnAccountError,
     SaleNotOpenError,
     SeatsUnavailableError,
+    ShowDeletedError,
+    ShowEverBookedError,
     ShowStatusError,
     TicketLimitError,
     UnknownSeatsError,
@@ -99,6 +110,18 @@ def _to_problem(error: Exception) -> ProblemError:
                 section=error.section,
                 available=error.available,
             )
+        case CapacityBelowTakenError():
+            return ProblemError(
+                409,
+                "capacity-below-taken",
+                str(error),
+                section=error.section,
+                taken=error.taken,
+                held=error.held,
+                sold=error.sold,
+            )
+        case NotGeneralAdmissionError():
+            return ProblemError(422, "not-general-admission", str(error), section=error.section)
         case SaleNotOpenError():
             return ProblemError(409, "sale-not-open", str(error))
         case CustomerTicketLimitError():  # the customer's share of the show, not one booking's
@@ -109,6 +132,10 @@ def _to_problem(error: Exception) -> ProblemError:
                 limit=error.limit,
                 remaining=error.remaining,
             )
+        case ShowDeletedError():  # a deleted show is gone, as its GET says
+            return ProblemError(404, "not-found", "show not found")
+        case ShowEverBookedError():
+            return ProblemError(409, "cancel-instead", str(error))
         case IllegalTransitionError() | ShowStatusError() | HoldNotFoundError():
             return ProblemError(409, "illegal-transition", str(error))
         case AccountExistsError():
@@ -139,6 +166,12 @@ def _to_problem(error: Exception) -> ProblemError:
             )
         case InvalidCredentialsError():
             return ProblemError(401, "invalid-credentials", "unknown e-mail or wrong password")
+        case AccountDeactivatedError():
+            return ProblemError(401, "account-deactivated", "this account was deactivated")
+        case WrongPasswordError():
+            return ProblemError(422, "wrong-password", "the current password is wrong")
+        case OwnAccountError():
+            return ProblemError(409, "own-account", str(error))
         case PaymentDeclinedError():
             return ProblemError(402, "payment-declined", str(error), reason=error.reason)
         case PaymentRefundedError():
@@ -158,6 +191,11 @@ def _to_problem(error: Exception) -> ProblemError:
             return ProblemError(503, "payments-unavailable", detail, {"Retry-After": "5"})
         case PaymentRejectedError():
             return ProblemError(422, "payment-rejected", str(error))
+        case InvalidImageError():
+            return ProblemError(422, "invalid-image", str(error))
+        case BlobStoreUnavailableError():
+            detail = "the image store is unavailable"
+            return ProblemError(503, "blobs-unavailable", detail, {"Retry-After": "5"})
         case ConcurrencyError():
             return ProblemError(503, "busy", str(error), {"Retry-After": "1"})
         case StoreUnavailableError():
@@ -207,6 +245,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         CommandError,
         InvalidTokenError,
         InvalidCredentialsError,
+        AccountDeactivatedError,
+        WrongPasswordError,
         TimeoutError,
         Exception,  # last resort: a 500 that leaks nothing
     ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -107,3 +107,12 @@ class Settings(BaseSettings):
     projection_poll_seconds: float = Field(default=0.25, gt=0)  # fallback: NOTIFY wakes them
     projection_page_size: int = Field(default=1000, ge=1)
     rebuild_page_size: int = Field(default=5000, ge=1)
+
+    # Blobs (poster images): in PostgreSQL by default (schema `blobs` of the event store's
+    # database), or in an S3-compatible object store (compose.yaml: MinIO).
+    blob_store: Literal["postgres", "s3"] = "postgres"
+    s3_endpoint_url: str | None = None  # None: AWS itself
+    s3_bucket: str = "ticketblitz-posters"  # created at start when missing
+    s3_access_key_id: str | None = None  # None: boto3's own credential chain
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"

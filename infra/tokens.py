@@ -1,4 +1,9 @@
-"""Access tokens: HS256 JWTs with expiry, verified strictly (no `alg: none`, no other algorithm)."""
+"""Access tokens: HS256 JWTs with expiry, verified strictly (no `alg: none`, no other algorithm).
+
+A token names its account (`sub`) and the account's session generation when it was issued
+(`gen`; tokens issued before generations existed have none: generation 0). Its `role` claim
+is informative only: the role that counts is the account's current one, read at each request
+(http_shell/deps.py), as is whether the account is active and the generation still current."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ class InvalidTokenError(Exception):
 class Principal:
     account_id: UUID
     role: str
+    generation: int = 0  # the account's session generation the token was issued in
 
     @property
     def is_admin(self) -> bool:
@@ -39,17 +45,22 @@ class TokenService:
         self._secret = secret
         self.ttl_seconds = ttl_seconds
 
-    def issue(self, account_id: UUID, role: str, now: datetime | None = None) -> str:
+    def issue(
+        self, account_id: UUID, role: str, generation: int = 0, now: datetime | None = None
+    ) -> str:
         issued = now or datetime.now(UTC)
         claims = {
             "sub": str(account_id),
             "role": role,
+            "gen": generation,
             "iat": issued,
             "exp": issued + timedelta(seconds=self.ttl_seconds),
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Principal:
+        """The token's own claims, signature and expiry checked; whether the account still
+        accepts it is the caller's check (`current_principal`)."""
         try:
             claims = jwt.decode(
                 token,
@@ -57,8 +68,11 @@ class TokenService:
                 algorithms=[ALGORITHM],
                 options={"require": ["exp", "sub", "role"]},
             )
-            return Principal(UUID(claims["sub"]), str(claims["role"]))
-        except (jwt.PyJWTError, ValueError, KeyError) as error:
+            generation = claims.get("gen", 0)
+            if type(generation) is not int or generation < 0:
+                raise ValueError("gen must be a natural number")
+            return Principal(UUID(claims["sub"]), str(claims["role"]), generation)
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError) as error:
             raise InvalidTokenError(str(error)) from error
 
 

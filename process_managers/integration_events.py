@@ -40,12 +40,20 @@ BOOKING_TYPES = {
     BookingEvents.CANCELLED: "booking.cancelled",
     BookingEvents.EXPIRED: "booking.expired",
     BookingEvents.REFUNDED: "booking.refunded",
+    # Its show was rescheduled: the ticket holder is told the new date (once per reschedule).
+    BookingEvents.RESCHEDULE_ANNOUNCED: "booking.rescheduled",
 }
 SHOW_TYPES = {
     event_name(Show, "Scheduled"): "show.scheduled",
     event_name(Show, "SaleOpened"): "show.sale_opened",
     event_name(Show, "SaleClosed"): "show.sale_closed",
     event_name(Show, "Cancelled"): "show.cancelled",
+    # The organiser's edits (each carries the show's state after it, like the others).
+    event_name(Show, "DetailsChanged"): "show.details_changed",
+    event_name(Show, "Rescheduled"): "show.rescheduled",
+    event_name(Show, "SaleWindowChanged"): "show.sale_window_changed",
+    event_name(Show, "TierRepriced"): "show.tier_repriced",
+    event_name(Show, "Deleted"): "show.deleted",
 }
 
 
@@ -103,13 +111,14 @@ class IntegrationEvents:
         if name in BOOKING_TYPES:
             booking = self._state_after(logged)
             assert isinstance(booking, Booking)
-            return self._event(
-                logged,
-                BOOKING_TYPES[name],
-                booking.show_id,
-                booking.id,
-                self._booking_payload(booking),
-            )
+            payload = self._booking_payload(booking)
+            if name == BookingEvents.RESCHEDULE_ANNOUNCED:
+                # The date this notice announces (the show may have moved again since).
+                payload["reschedule"] = {
+                    "starts_at": logged.event.starts_at.isoformat(),
+                    "previous_starts_at": logged.event.previous_starts_at.isoformat(),
+                }
+            return self._event(logged, BOOKING_TYPES[name], booking.show_id, booking.id, payload)
         if name in SHOW_TYPES:
             show = self._state_after(logged)
             assert isinstance(show, Show)

@@ -21,6 +21,10 @@ in full; the refund of that money then sends no second e-mail (`booking.refunded
 when the booking was paid before it was cancelled; money that arrived later, which the first
 e-mail did not mention, still gets its refund e-mail). So a customer hears once per booking.
 
+A ticket holder whose show was rescheduled gets one e-mail per reschedule (`booking.rescheduled`,
+from the booking's `RescheduleAnnounced`, process_managers/reschedule_notices.py): the new date,
+and that the booking may be cancelled with a full refund until the new start.
+
 A booking-confirmed e-mail also suggests other shows ("You may also like": recommendations and
 a short pitch) through the `Suggest` port that the composition root plugs in (the recommender).
 The suggestions are made before step 2, within `suggest_timeout` seconds; when they fail or are
@@ -72,6 +76,7 @@ SUBJECTS = {
     "booking.payment_failed": "Payment declined: your booking for {title} was cancelled",
     "booking.expired": "Your hold for {title} has expired",
     "booking.refunded": "Refund issued for your booking for {title}",
+    "booking.rescheduled": "New date for {title}: {starts_at}",
 }
 SHOW_CANCELLED_SUBJECT = "Cancelled: {title} will not take place"
 
@@ -123,7 +128,8 @@ def compose(
     message = EmailMessage()
     message["From"] = sender
     message["To"] = recipient
-    message["Subject"] = subject.format(title=title)
+    new_start = (payload.get("reschedule") or {}).get("starts_at")
+    message["Subject"] = subject.format(title=title, starts_at=readable_time(new_start))
     message["Message-ID"] = f"<{event.event_id}@ticketblitz>"
     message["X-TicketBlitz-Event-Id"] = str(event.event_id)
     message["X-TicketBlitz-Event-Type"] = event.type
@@ -148,6 +154,8 @@ def _body(
     when = f" at {show['venue']} on {show['starts_at']}" if show.get("venue") else ""
     if event.type == "booking.cancelled" and payload.get("show_cancelled"):
         return _show_cancelled_body(event, payload, name, title, when, tickets)
+    if event.type == "booking.rescheduled":
+        return _rescheduled_body(event, payload, name, title, show, tickets)
     lines = [f"Hello {name},", "", f"Booking {event.booking_id} for {title}{when}:"]
     if event.type == "booking.confirmed":
         lines += ["is confirmed. Your tickets:", *tickets]
@@ -195,6 +203,47 @@ def _show_cancelled_body(
             "You were not charged for it. Should a payment for it still go through, "
             "it is refunded in full."
         )
+    return "\n".join([*lines, "", "TicketBlitz", ""])
+
+
+def readable_time(iso: str | None) -> str:
+    """A show's start as people read it, e.g. "Sat 12 Dec 2026, 20:00 UTC"."""
+    if not iso:
+        return "a new date"
+    try:
+        return datetime.fromisoformat(iso).strftime("%a %d %b %Y, %H:%M %Z").strip()
+    except ValueError:
+        return iso
+
+
+def _rescheduled_body(
+    event: IntegrationEvent,
+    payload: dict[str, Any],
+    name: str,
+    title: str,
+    show: dict[str, Any],
+    tickets: list[str],
+) -> str:
+    reschedule = payload.get("reschedule") or {}
+    new_start = readable_time(reschedule.get("starts_at"))
+    at = f" at {show['venue']}" if show.get("venue") else ""
+    paid = int(payload.get("paid_cents", 0)) - int(payload.get("refunded_cents", 0))
+    refund = (
+        f"get back what you paid, {money(paid, str(payload.get('currency', '')))}, in full"
+        if paid > 0
+        else "get back in full whatever you paid"
+    )
+    lines = [
+        f"Hello {name},",
+        "",
+        f"{title}{at} has a new date: it now starts on {new_start} "
+        f"(it was to start on {readable_time(reschedule.get('previous_starts_at'))}).",
+        f"Your booking {event.booking_id} is valid for the new date. Your tickets:",
+        *tickets,
+        "",
+        f"If the new date does not suit you, you may cancel the booking until {new_start} and "
+        f"{refund}: cancel it in your bookings, or with POST /bookings/{event.booking_id}/cancel.",
+    ]
     return "\n".join([*lines, "", "TicketBlitz", ""])
 
 

@@ -3,7 +3,13 @@
 
 - `SaleWindowTasks` follows the log. In each page's transaction, a `Show.Scheduled` arms an
   "open" task (if the show has an opening time) and a "close" task in `sale_window_tasks`, due
-  at those times; a `Show.Cancelled` disarms its show's tasks. Shows scheduled before sale
+  at those times; a `Show.Cancelled` or `Show.Deleted` disarms its show's tasks. An edit
+  re-arms them: a `Show.SaleWindowChanged` moves each task to its new time (no opening time:
+  no open task), a `Show.Rescheduled` moves the close task with the window's new close. A time
+  already past when the edit was made is one the edit did not change (the domain refuses new
+  times in the past): its task ran already or is due now, and is left alone. A re-arm bumps
+  the task's generation, so a task re-armed while it runs is not deleted by that run: it runs
+  again at its new time (a no-op if there is nothing to do). Shows scheduled before sale
   windows existed carry no window (their events load with None): no task, as before.
 - `SaleWindows` executes the due tasks (`scheduling.TaskTable`: an advisory lock per task keeps
   two executors off it, a failure is retried with backoff) through the ordinary ShowCommands
@@ -51,6 +57,8 @@ CREATE TABLE IF NOT EXISTS sale_window_tasks (
     attempts integer NOT NULL DEFAULT 0,
     last_error text
 );
+-- Tables created before edits re-armed tasks lack the generation: the first one is 1.
+ALTER TABLE sale_window_tasks ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 1;
 CREATE INDEX IF NOT EXISTS sale_window_tasks_due ON sale_window_tasks (due_at);
 CREATE INDEX IF NOT EXISTS sale_window_tasks_show ON sale_window_tasks (show_id)
 """
@@ -59,6 +67,14 @@ OPEN = "open"
 CLOSE = "close"
 SCHEDULED_EVENT = event_name(Show, "Scheduled")
 CANCELLED_EVENT = event_name(Show, "Cancelled")
+DELETED_EVENT = event_name(Show, "Deleted")
+RESCHEDULED_EVENT = event_name(Show, "Rescheduled")
+WINDOW_CHANGED_EVENT = event_name(Show, "SaleWindowChanged")
+# What a page does to a task: arm it if missing (a new show), re-arm it (move it, whether it
+# ran already or not), or disarm it.
+ARM = "arm"
+REARM = "rearm"
+DISARM = "disarm"
 # Task ids are derived from (show, action): arming the same task twice is one row.
 TASK_NAMESPACE = UUID("6f1c1f4e-2b1d-4c57-9a55-5a1e0a7d0b14")
 
@@ -76,26 +92,68 @@ class SaleWindowTasks:
         conn.execute(TASKS_DDL)
 
     def handle(self, conn: psycopg.Connection[Any], page: Sequence[LoggedEvent]) -> None:
-        armed: list[tuple[UUID, UUID, str, datetime]] = []
-        cancelled: list[UUID] = []
+        tasks: dict[UUID, tuple[str, UUID, str, datetime | None]] = {}  # the page's last word
+        gone: set[UUID] = set()  # shows cancelled or deleted
+
+        def decide(what: str, show_id: UUID, action: str, due_at: datetime | None) -> None:
+            tasks[task_id_for(show_id, action)] = (what, show_id, action, due_at)
+
         for logged in page:
-            show_id = logged.event.originator_id
+            event = logged.event
+            show_id = event.originator_id
             if logged.type_name == SCHEDULED_EVENT:
                 for action, attribute in ((OPEN, "sale_opens_at"), (CLOSE, "sale_closes_at")):
-                    due_at = getattr(logged.event, attribute, None)  # None: an older event
+                    due_at = getattr(event, attribute, None)  # None: an older event
                     if due_at is not None:
-                        armed.append((task_id_for(show_id, action), show_id, action, due_at))
-            elif logged.type_name == CANCELLED_EVENT:
-                cancelled.append(show_id)
-        if armed:
-            conn.execute(
-                "INSERT INTO sale_window_tasks (task_id, show_id, action, due_at) "
-                "SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[]) "
-                "ON CONFLICT DO NOTHING",
-                tuple(map(list, zip(*armed, strict=True))),
-            )
-        if cancelled:  # after the arming: a show scheduled and cancelled in one page
-            conn.execute("DELETE FROM sale_window_tasks WHERE show_id = ANY(%s)", (cancelled,))
+                        decide(ARM, show_id, action, due_at)
+            elif logged.type_name == RESCHEDULED_EVENT:
+                if event.sale_closes_at > event.timestamp:
+                    decide(REARM, show_id, CLOSE, event.sale_closes_at)
+            elif logged.type_name == WINDOW_CHANGED_EVENT:
+                if event.sale_opens_at is None:
+                    decide(DISARM, show_id, OPEN, None)
+                elif event.sale_opens_at > event.timestamp:
+                    decide(REARM, show_id, OPEN, event.sale_opens_at)
+                if event.sale_closes_at > event.timestamp:
+                    decide(REARM, show_id, CLOSE, event.sale_closes_at)
+            elif logged.type_name in (CANCELLED_EVENT, DELETED_EVENT):
+                gone.add(show_id)
+                for action in (OPEN, CLOSE):
+                    tasks.pop(task_id_for(show_id, action), None)
+        self._write(conn, tasks, gone)
+
+    @staticmethod
+    def _write(
+        conn: psycopg.Connection[Any],
+        tasks: dict[UUID, tuple[str, UUID, str, datetime | None]],
+        gone: set[UUID],
+    ) -> None:
+        def rows(what: str) -> list[tuple[UUID, UUID, str, datetime | None]]:
+            return [
+                (task, show_id, action, due_at)
+                for task, (kind, show_id, action, due_at) in tasks.items()
+                if kind == what
+            ]
+
+        upsert = {
+            ARM: "ON CONFLICT DO NOTHING",
+            REARM: "ON CONFLICT (task_id) DO UPDATE SET due_at = EXCLUDED.due_at, attempts = 0, "
+            "last_error = NULL, generation = sale_window_tasks.generation + 1",
+        }
+        for what, conflict in upsert.items():
+            armed = rows(what)
+            if armed:
+                conn.execute(
+                    "INSERT INTO sale_window_tasks (task_id, show_id, action, due_at) "
+                    "SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], "
+                    f"%s::timestamptz[]) {conflict}",
+                    tuple(map(list, zip(*armed, strict=True))),
+                )
+        disarmed = [task for task, *_ in rows(DISARM)]
+        if disarmed:
+            conn.execute("DELETE FROM sale_window_tasks WHERE task_id = ANY(%s)", (disarmed,))
+        if gone:
+            conn.execute("DELETE FROM sale_window_tasks WHERE show_id = ANY(%s)", (list(gone),))
 
 
 class SaleWindows:
@@ -109,7 +167,9 @@ class SaleWindows:
         command_timeout: float = 10.0,
     ) -> None:
         self._store = store
-        self._tasks = TaskTable(store, "sale_window_tasks", "task_id", "sale-window", log)
+        self._tasks = TaskTable(
+            store, "sale_window_tasks", "task_id", "sale-window", log, generation=True
+        )
         self._shows = shows
         self._poll = poll_interval
         self._timeout = command_timeout

@@ -1,11 +1,16 @@
 """The show catalog: searchable (full text on title and description), filtered by category and
-date, sorted by start time. View: `read.shows`."""
+date, sorted by start time. View: `read.shows`. An organiser's edits update a show's row
+(current details, start, sale window and prices); a deleted show leaves the catalog."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from domain.show import CANCELLED, ON_SALE, SALE_CLOSED, SCHEDULED, Show
+from infra.log_follower import LoggedEvent
 from projections.base import Page, Projection, event_type
 from projections.tables import Table
 
@@ -26,6 +31,9 @@ SHOWS = Table(
         ("scheduled_at", "timestamptz NOT NULL"),
         ("updated_at", "timestamptz NOT NULL"),
         ("version", "integer NOT NULL"),
+        ("organizer_id", "uuid"),  # NULL: a show only admins manage
+        ("sale_opens_at", "timestamptz"),  # NULL: the sale is opened by hand
+        ("sale_closes_at", "timestamptz"),  # NULL: at the start (shows from before windows)
     ),
     key=("show_id",),
     extra=(
@@ -63,8 +71,44 @@ class Catalog(Projection):
                 "scheduled_at": e.timestamp,
                 "updated_at": e.timestamp,
                 "version": e.originator_version,
+                "organizer_id": e.organizer_id,
+                "sale_opens_at": e.sale_opens_at,
+                "sale_closes_at": e.sale_closes_at,
             }
         )
+
+    def prepare(
+        self, conn: psycopg.Connection[Any], changes: Page, page: Sequence[LoggedEvent]
+    ) -> None:
+        """A repricing changes one tier of the row's prices: load the rows it needs."""
+        repriced = [logged.event.originator_id for logged in page if logged.type_name == REPRICED]
+        if repriced:
+            changes[SHOWS].load(conn, self.schema, repriced)
+
+    def _changed(self, page: Page, e: Any, **values: Any) -> None:
+        page[SHOWS].set(
+            e.originator_id, updated_at=e.timestamp, version=e.originator_version, **values
+        )
+
+    def _details_changed(self, page: Page, e: Any) -> None:
+        self._changed(
+            page, e, title=e.title, description=e.description, category=e.category, venue=e.venue
+        )
+
+    def _rescheduled(self, page: Page, e: Any) -> None:
+        self._changed(page, e, starts_at=e.starts_at, sale_closes_at=e.sale_closes_at)
+
+    def _sale_window_changed(self, page: Page, e: Any) -> None:
+        self._changed(page, e, sale_opens_at=e.sale_opens_at, sale_closes_at=e.sale_closes_at)
+
+    def _tier_repriced(self, page: Page, e: Any) -> None:
+        row = page[SHOWS].get(e.originator_id)
+        if row is None:  # not in the catalog (deleted): nothing to reprice
+            return
+        self._changed(page, e, price_tiers={**row["price_tiers"], e.tier: e.price_cents})
+
+    def _deleted(self, page: Page, e: Any) -> None:
+        page[SHOWS].delete(e.originator_id)
 
     def _status(self, page: Page, e: Any, status: str, **more: Any) -> None:
         page[SHOWS].set(
@@ -89,4 +133,12 @@ class Catalog(Projection):
         event_type(Show, "SaleOpened"): _sale_opened,
         event_type(Show, "SaleClosed"): _sale_closed,
         event_type(Show, "Cancelled"): _cancelled,
+        event_type(Show, "DetailsChanged"): _details_changed,
+        event_type(Show, "Rescheduled"): _rescheduled,
+        event_type(Show, "SaleWindowChanged"): _sale_window_changed,
+        event_type(Show, "TierRepriced"): _tier_repriced,
+        event_type(Show, "Deleted"): _deleted,
     }
+
+
+REPRICED = event_type(Show, "TierRepriced").__qualname__

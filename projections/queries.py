@@ -40,6 +40,7 @@ SELECT json_build_object(
         'rows', coalesce(r.rows, '[]'::json)) ORDER BY s.ordinal))::text
 FROM read.show_sections s LEFT JOIN section_rows r USING (section)
 WHERE s.show_id = %(show)s
+  AND EXISTS (SELECT 1 FROM read.shows WHERE show_id = %(show)s)  -- not deleted
 HAVING count(*) > 0
 """
 
@@ -62,6 +63,12 @@ class ReadModels:
     def _cursor(self) -> Iterator[psycopg.Cursor[Row]]:
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             yield cur
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of this pool, for queries kept beside their read model (reports)."""
+        with self._pool.connection() as conn:
+            yield conn
 
     def positions(self) -> dict[str, int]:
         with self._pool.connection() as conn:
@@ -102,7 +109,8 @@ class ReadModels:
         with self._cursor() as cur:
             show = cur.execute(
                 "SELECT show_id, title, description, category, venue, starts_at, status, "
-                "cancellation_reason, currency, price_tiers FROM read.shows WHERE show_id = %s",
+                "cancellation_reason, currency, price_tiers, organizer_id, sale_opens_at, "
+                "sale_closes_at FROM read.shows WHERE show_id = %s",
                 (show_id,),
             ).fetchone()
             if show is None:

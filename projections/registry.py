@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from projections.accounts import Accounts
 from projections.base import Projection
 from projections.bookings import Bookings
 from projections.catalog import Catalog
+from projections.reports import Reports
 from projections.sales import Sales
 from projections.seat_map import SeatMap
 
@@ -14,9 +16,11 @@ CATALOG = Catalog.kind
 SEAT_MAP = SeatMap.kind
 BOOKINGS = Bookings.kind
 SALES = Sales.kind
+REPORTS = Reports.kind
+ACCOUNTS = Accounts.kind
 
 PROJECTIONS: dict[str, type[Projection]] = {
-    kind.kind: kind for kind in (Catalog, SeatMap, Bookings, Sales)
+    kind.kind: kind for kind in (Catalog, SeatMap, Bookings, Sales, Reports, Accounts)
 }
 
 

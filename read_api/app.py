@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from read_api import admin_streams, bookings, operations, recommendations, shows
+from read_api import (
+    accounts,
+    admin_streams,
+    bookings,
+    operations,
+    posters,
+    recommendations,
+    reports,
+    shows,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -12,8 +21,11 @@ API_PREFIX = "/api/v1"
 def query_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(shows.router)
+    router.include_router(posters.router)  # images from the blob store
     router.include_router(bookings.router)
+    router.include_router(reports.router)  # organiser reports
     router.include_router(operations.router)
+    router.include_router(accounts.router)  # the admin's account list (read model)
     router.include_router(admin_streams.router)  # from the event log itself (audit/)
     router.include_router(recommendations.router)  # the `rec` read model (recommender/)
     return router

@@ -62,7 +62,16 @@ class ShowDetails(BaseModel):
     status: str
     cancellation_reason: str | None
     currency: str
-    price_tiers: dict[str, int]
+    price_tiers: dict[str, int] = Field(description="the current price of each tier, in cents")
+    organizer_id: UUID | None = Field(
+        default=None, description="who runs the show (null: a show only admins manage)"
+    )
+    sale_opens_at: datetime | None = Field(
+        default=None, description="when the sale opens by itself (null: opened by hand)"
+    )
+    sale_closes_at: datetime | None = Field(
+        default=None, description="when the sale closes by itself (null: at the start)"
+    )
     capacity: int
     available: int
     sections: list[SectionAvailability]

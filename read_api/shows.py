@@ -103,14 +103,20 @@ async def list_shows(
 
 @router.get("/{show_id}", response_model=ShowDetails, responses={**NOT_FOUND, **BEHIND})
 async def show_details(show_id: UUID, read: ReadSideDep, after: After = None) -> Response:
-    """A show and how many tickets each section has left (cached briefly)."""
+    """A show, its sale window, its organiser, its current prices and how many tickets each
+    section has left (cached briefly). A deleted show is not found."""
 
     def load(position: int) -> ShowDetails | None:
         found = read.models.show(show_id)
         if found is None:
             return None
         show, rows = found
-        sections = [SectionAvailability.of(r) for r in rows]
+        # Prices as the catalog has them: the current ones, after any repricing.
+        tiers = show["price_tiers"]
+        sections = [
+            SectionAvailability.of({**r, "price_cents": tiers.get(r["tier"], r["price_cents"])})
+            for r in rows
+        ]
         return ShowDetails(
             **{k: show[k] for k in ShowDetails.model_fields if k in show},
             capacity=sum(s.capacity for s in sections),
@@ -129,7 +135,9 @@ async def seat_map(show_id: UUID, read: ReadSideDep, after: After = None) -> Res
     def load(position: int) -> bytes | None:
         return read.models.seat_map_json(show_id, position)
 
-    return await cached_json(read, f"seats:{show_id}", [SEAT_MAP], after, load, "show")
+    # The catalog too: a deleted show leaves it, and its seat map with it.
+    models = [CATALOG, SEAT_MAP]
+    return await cached_json(read, f"seats:{show_id}", models, after, load, "show")
 
 
 @router.get("/{show_id}/stats", response_model=ShowStats, responses={**NOT_FOUND, **BEHIND})

@@ -12,7 +12,7 @@ from ticketblitz.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SERVICES = {"write-api", "read-api", "projections", "workers"}
-INFRA_SERVICES = {"postgres", "kafka", "redis"}
+INFRA_SERVICES = {"postgres", "kafka", "redis", "minio"}
 
 
 def compose() -> dict:
@@ -63,3 +63,14 @@ def test_app_services_run_real_cli_commands():
     assert 'CMD ["ticketblitz", "serve"' in dockerfile
     for package in ("domain", "commands", "write_api", "infra", "http_shell", "ticketblitz"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_the_apis_keep_posters_in_minio():
+    services = compose()["services"]
+    assert services["minio"]["image"].startswith("minio/minio")
+    for name in ("write-api", "read-api"):
+        env = services[name]["environment"]
+        assert env["TICKETBLITZ_BLOB_STORE"] == "s3"
+        assert env["TICKETBLITZ_S3_ENDPOINT_URL"] == "http://minio:9000"
+        assert services[name]["depends_on"]["minio"]["condition"] == "service_healthy"
+        assert env["TICKETBLITZ_S3_BUCKET"] and env["TICKETBLITZ_S3_SECRET_ACCESS_KEY"]

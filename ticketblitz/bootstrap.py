@@ -8,12 +8,16 @@ from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
 from commands.payments import PaymentCommands
 from commands.ports import Clock
+from commands.posters import PosterCommands
+from commands.seat_blocks import SeatBlockCommands
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
 from domain.inventory import LapsedHoldLimit
 from http_shell.container import Container
+from infra.blobs import blob_store_for
 from infra.clock import utc_now
 from infra.event_store import PostgresEventStore
+from infra.images import process_poster
 from infra.passwords import Argon2PasswordHasher
 from infra.payments import gateway_for
 from infra.read_cache import ReadCache
@@ -73,6 +77,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
         store=store,
         writers=writers,
         shows=ShowCommands(store, writers, clock=clock),
+        seat_blocks=SeatBlockCommands(store, writers, clock=clock),
         bookings=BookingCommands(
             store,
             writers,
@@ -98,6 +103,8 @@ def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
         ),
         redis=client,
     )
+    container.blobs = blob_store_for(settings, store)
+    container.posters = PosterCommands(store, container.blobs, process_poster)
     container.read_side = ReadSide(
         settings,
         store,

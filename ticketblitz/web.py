@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -17,11 +18,21 @@ from http_shell.metrics import install_metrics
 from http_shell.openapi import document_problems
 from http_shell.problems import install_problem_handlers, problem
 from read_api.app import query_router
-from write_api.app import command_router
+from write_api.app import API_PREFIX, command_router
+from write_api.posters import POSTER_PATH, POSTER_UPLOAD_BYTES
 
 MAX_BODY_BYTES = 256 * 1024
 APIS = ("write", "read")
 IO_THREADS = 64
+# Bodies that may be larger than MAX_BODY_BYTES: (method, path pattern, limit).
+LARGER_BODIES = (("PUT", re.compile(API_PREFIX + POSTER_PATH), POSTER_UPLOAD_BYTES),)
+
+
+def body_limit(scope: Scope) -> int:
+    for method, path, limit in LARGER_BODIES:
+        if scope["method"] == method and path.fullmatch(scope["path"]):
+            return limit
+    return MAX_BODY_BYTES
 
 
 @asynccontextmanager
@@ -42,9 +53,9 @@ class BodyTooLargeError(StarletteHTTPException):
     """Raised from the receive channel as soon as a body passes MAX_BODY_BYTES; an
     HTTPException, so FastAPI's body parsing lets it through to the problem handlers."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_BODY_BYTES) -> None:
         # Closing the connection: the rest of the body is never read, so it cannot be reused.
-        detail = f"bodies are limited to {MAX_BODY_BYTES} bytes"
+        detail = f"bodies are limited to {limit} bytes"
         super().__init__(413, detail, headers={"Connection": "close"})
 
 
@@ -61,21 +72,22 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = body_limit(scope)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            await self._refuse(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(scope, receive, send, limit)
             return
-        counted = _CountedBody(receive, send)
+        counted = _CountedBody(receive, send, limit)
         try:
             await self.app(scope, counted.receive, counted.send)
         except BodyTooLargeError:
             if counted.response_started:  # the app read its body after answering: too late
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, limit)
 
     @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        error = BodyTooLargeError()
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        error = BodyTooLargeError(limit)
         response = problem(413, "payload-too-large", error.detail, dict(error.headers or {}))
         await response(scope, receive, send)
 
@@ -83,9 +95,10 @@ class BodySizeLimit:
 class _CountedBody:
     """The receive and send channels of one request, counting the body's bytes."""
 
-    __slots__ = ("_receive", "_send", "received", "response_started")
+    __slots__ = ("_limit", "_receive", "_send", "received", "response_started")
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    def __init__(self, receive: Receive, send: Send, limit: int = MAX_BODY_BYTES) -> None:
+        self._limit = limit
         self._receive = receive
         self._send = send
         self.received = 0
@@ -95,8 +108,8 @@ class _CountedBody:
         message = await self._receive()
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
-            if self.received > MAX_BODY_BYTES:
-                raise BodyTooLargeError
+            if self.received > self._limit:
+                raise BodyTooLargeError(self._limit)
         return message
 
     async def send(self, message: Message) -> None:

@@ -1,7 +1,8 @@
 """The workers of `ticketblitz workers` (and `up`): payment saga, hold expiry, sale windows,
-show cancellation, Kafka relay and notifier, each on its own thread. Everything they have done is in
-PostgreSQL (follower positions, task tables) or acknowledged by Kafka (committed offsets), so a
-worker process killed at any moment resumes where it stopped when it is started again."""
+show cancellation, reschedule notices, account deactivation, Kafka relay and notifier, each on
+its own thread. Everything they have done is in PostgreSQL (follower positions, task tables) or
+acknowledged by Kafka (committed offsets), so a worker process killed at any moment resumes
+where it stopped when it is started again."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from infra.clock import utc_now
 from infra.kafka import KafkaPublisher, group_consumer
 from infra.log_follower import LogFollower, PageHandler
 from infra.mailer import SmtpMailer
+from process_managers.account_deactivation import AccountDeactivation, AccountDeactivationTasks
 from process_managers.hold_expiry import HoldDeadlines, HoldExpiry
 from process_managers.integration_events import BOOKINGS, IntegrationEvents, topic_names
 from process_managers.kafka_relay import KafkaRelay
 from process_managers.notifier import Notifier
 from process_managers.payment_saga import PaymentSaga, PaymentSagaTasks
+from process_managers.reschedule_notices import RescheduleNotices, RescheduleNoticeTasks
 from process_managers.sale_windows import SaleWindows, SaleWindowTasks
 from process_managers.show_cancellation import ShowCancellation, ShowCancellationTasks
 
@@ -122,6 +125,9 @@ def build_workers(container: Container) -> Workers:
     # second, as the payment saga does.
     windows = SaleWindows(store, container.shows, max(poll, 0.5), timeout)
     cancellation = ShowCancellation(store, container.bookings, poll, timeout)
+    # Rare events, nobody waiting at a screen: a quarter of a second is soon enough.
+    notices = RescheduleNotices(store, container.bookings, max(poll, 0.25), timeout)
+    deactivation = AccountDeactivation(store, container.bookings, max(poll, 0.25), timeout)
     workers = [
         follower("payment-saga-log", PaymentSagaTasks()),
         Worker("payment-saga", saga.run, saga.setup),
@@ -131,6 +137,10 @@ def build_workers(container: Container) -> Workers:
         Worker("sale-windows", windows.run, windows.setup),
         follower("show-cancellation-log", ShowCancellationTasks()),
         Worker("show-cancellation", cancellation.run, cancellation.setup),
+        follower("reschedule-notices-log", RescheduleNoticeTasks()),
+        Worker("reschedule-notices", notices.run, notices.setup),
+        follower("account-deactivation-log", AccountDeactivationTasks()),
+        Worker("account-deactivation", deactivation.run, deactivation.setup),
     ]
     # Each follower and executor may hold a connection (two while it follows and listens), the
     # saga one per thread; the relay, notifier, hash chain and recommender come on top.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from write_api import auth, bookings, payments, shows
+from write_api import accounts, auth, bookings, payments, posters, seat_blocks, shows
 
 API_PREFIX = "/api/v1"
 
@@ -12,7 +12,10 @@ API_PREFIX = "/api/v1"
 def command_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(auth.router)
+    router.include_router(accounts.router)  # /me and the admin's account commands
     router.include_router(shows.router)
+    router.include_router(seat_blocks.router)
+    router.include_router(posters.router)
     router.include_router(bookings.router)
     router.include_router(payments.router)
     return router

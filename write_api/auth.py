@@ -56,11 +56,23 @@ async def register(
     return AccountCreated(account_id=registered.account_id, position=registered.position)
 
 
-@router.post("/token", response_model=TokenPublic)
+@router.post(
+    "/token",
+    response_model=TokenPublic,
+    responses={
+        401: {
+            "description": "`invalid-credentials` (unknown e-mail or wrong password), or "
+            "`account-deactivated` (right password, but an admin deactivated the account)"
+        },
+        429: {"description": "`rate-limited`: login throttling (see Retry-After)"},
+    },
+)
 async def issue_token(body: TokenRequest, container: ContainerDep, request: Request) -> TokenPublic:
+    """Log in: a bearer token for the account (valid until it expires, the password is
+    changed or the account is deactivated)."""
     address = client_address(request)
     account = await run_in_threadpool(log_in, container, body.email, body.password, address)
-    token = container.tokens.issue(account.id, account.role)
+    token = container.tokens.issue(account.id, account.role, account.session_generation)
     return TokenPublic(access_token=token, expires_in=container.tokens.ttl_seconds)
 
 

@@ -86,6 +86,24 @@ class Api:
             "Authorization": f"Bearer {token}",
         }
 
+    def new_account(self, role: str) -> dict[str, str]:
+        """A fresh account with `role` (customer, organizer, door, admin): registered, given
+        the role by the admin, then logged in again so its token is a fresh one."""
+        email = f"{role}-{uuid4().hex[:12]}@example.com"
+        password = "correct horse battery"
+        r = self.http.post(
+            "/auth/register", json={"email": email, "password": password, "name": role.title()}
+        )
+        assert r.status_code == 201, r.text
+        account_id: str = r.json()["account_id"]
+        if role != "customer":
+            r = self.http.post(
+                f"/admin/accounts/{account_id}/role", json={"role": role}, headers=self.admin()
+            )
+            assert r.status_code == 200, r.text
+        token = self.token_for(email, password)
+        return {"email": email, "account_id": account_id, "Authorization": f"Bearer {token}"}
+
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token_for(ADMIN_EMAIL, ADMIN_PASSWORD)}"}
 

@@ -108,3 +108,31 @@ def test_admins_read_a_streams_events_page_by_page(api: Api):
     assert as_customer.status_code == 403
     assert unknown.status_code == 404
     assert unknown.headers["content-type"] == "application/problem+json"
+
+
+def test_password_hashes_never_leave_the_log_in_replays_or_stream_pages(
+    api: Api, container: Container
+):
+    """Given an account that registered and changed its password;
+    when an admin reads its stream over HTTP and an operator replays it;
+    then the hashes show as redacted, nowhere in full."""
+    customer = api.new_customer()
+    changed = api.http.post(
+        "/me/password",
+        json={"current": "correct horse battery", "new": "battery staple horse"},
+        headers=customer,
+    )
+    assert changed.status_code == 200, changed.text
+    account_id = customer["account_id"]
+    page = api.http.get(f"/admin/streams/{account_id}/events", headers=api.admin())
+    assert page.status_code == 200, page.text
+    database_url = container.settings.database_url
+    assert database_url is not None
+    replayed = run_cli(database_url, "replay", account_id, "--json")
+
+    events = page.json()["events"]
+    hashes = [e["payload"]["password_hash"] for e in events if "password_hash" in e["payload"]]
+    assert len(hashes) == 2 and set(hashes) == {"[redacted]"}  # registered, changed
+    assert json.loads(replayed.stdout)["state"]["password_hash"] == "[redacted]"
+    for text in (page.text, replayed.stdout):
+        assert "$argon2" not in text

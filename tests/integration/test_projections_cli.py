@@ -66,7 +66,8 @@ def test_status_shows_each_read_model_with_its_lag(database: str, tmp_path: Path
         (["rebuild", "catalog", "--all"], "name the read models to rebuild, or use --all"),
         (
             ["rebuild", "tickets"],
-            "unknown projection 'tickets' (known: catalog, seat_map, bookings, sales)",
+            "unknown projection 'tickets' "
+            "(known: catalog, seat_map, bookings, sales, reports, accounts)",
         ),
     ],
 )

@@ -240,6 +240,9 @@ BOOKINGS_BY_STATUS: dict[str, Callable[[], Booking]] = {
     REFUNDED: _refunded,
 }
 
+OLD_START = HOLD_UNTIL + timedelta(days=30)
+NEW_START = OLD_START + timedelta(days=7)
+
 # A payment is recorded by one command whether it is on time or late.
 ACTIONS: dict[str, Callable[[Booking], None]] = {
     "request payment": lambda b: b.request_payment("pi_2"),
@@ -249,6 +252,8 @@ ACTIONS: dict[str, Callable[[Booking], None]] = {
     "cancel": lambda b: b.cancel("changed my mind"),
     "expire": lambda b: b.expire(at=HOLD_UNTIL),
     "refund": lambda b: b.refund("re_2", AMOUNT),
+    "announce reschedule": lambda b: b.announce_reschedule(2, NEW_START, OLD_START, at=HOLD_UNTIL),
+    "cancel unpaid": lambda b: b.cancel_unpaid("account deactivated"),
 }
 
 
@@ -262,6 +267,8 @@ LIFECYCLE: dict[str, set[str]] = {
     "cancel": {HELD, PAYMENT_REQUESTED, PAID, CONFIRMED},
     "expire": {HELD, PAYMENT_REQUESTED},
     "refund": {CANCELLED, EXPIRED},
+    "announce reschedule": {PAID, CONFIRMED},
+    "cancel unpaid": {HELD, PAYMENT_REQUESTED},
 }
 
 
@@ -416,3 +423,84 @@ def test_event_names_are_those_of_the_event_classes_in_the_log():
 def test_a_name_that_is_no_event_of_the_aggregate_is_refused():
     with pytest.raises(TypeError, match=r"Booking\.Shipped is not an event class"):
         event_name(Booking, "Shipped")
+
+
+# --- a show's reschedule announced to its ticket holders ---
+
+
+def test_a_ticket_holder_is_told_of_a_reschedule_once():
+    booking = _confirmed()
+    new_events(booking)
+
+    assert booking.reschedule_notice_due(2, NEW_START, at=HOLD_UNTIL)
+    booking.announce_reschedule(2, NEW_START, OLD_START, at=HOLD_UNTIL)
+
+    [announced] = new_events(booking)
+    assert type(announced).__qualname__ == BookingEvents.RESCHEDULE_ANNOUNCED
+    assert (announced.show_version, announced.starts_at, announced.previous_starts_at) == (
+        2,
+        NEW_START,
+        OLD_START,
+    )
+    assert booking.status == CONFIRMED  # the tickets stay valid for the new date
+    assert not booking.reschedule_notice_due(2, NEW_START, at=HOLD_UNTIL)
+    with pytest.raises(IllegalTransitionError, match="announce a reschedule again"):
+        booking.announce_reschedule(2, NEW_START, OLD_START, at=HOLD_UNTIL)
+    assert new_events(booking) == []
+
+
+def test_each_reschedule_is_told_but_never_an_older_one_after_a_newer():
+    booking = _paid()
+    later = NEW_START + timedelta(days=1)
+    booking.announce_reschedule(3, NEW_START, OLD_START, at=HOLD_UNTIL)
+    booking.announce_reschedule(5, later, NEW_START, at=HOLD_UNTIL)
+
+    assert booking.reschedule_announced == 5
+    assert not booking.reschedule_notice_due(4, NEW_START, at=HOLD_UNTIL)  # superseded
+    with pytest.raises(IllegalTransitionError):
+        booking.announce_reschedule(4, NEW_START, OLD_START, at=HOLD_UNTIL)
+
+
+def test_no_reschedule_is_announced_once_the_new_start_is_past():
+    booking = _confirmed()
+
+    assert not booking.reschedule_notice_due(2, NEW_START, at=NEW_START)
+    with pytest.raises(IllegalTransitionError, match="past"):
+        booking.announce_reschedule(2, NEW_START, OLD_START, at=NEW_START)
+
+
+@pytest.mark.parametrize("status", [HELD, PAYMENT_REQUESTED, CANCELLED, EXPIRED, REFUNDED])
+def test_only_ticket_holders_hear_of_a_reschedule(status):
+    assert not BOOKINGS_BY_STATUS[status]().reschedule_notice_due(2, NEW_START, at=HOLD_UNTIL)
+
+
+def test_a_replayed_booking_remembers_the_reschedule_it_was_told_of():
+    booking = _confirmed()
+    booking.announce_reschedule(4, NEW_START, OLD_START, at=HOLD_UNTIL)
+
+    rebuilt = replay(new_events(booking))
+
+    assert rebuilt.reschedule_announced == 4
+    assert state_of(rebuilt) == state_of(booking)
+
+
+# --- unpaid bookings released when the account is deactivated ---
+
+
+@pytest.mark.parametrize("status", [HELD, PAYMENT_REQUESTED])
+def test_an_unpaid_booking_is_cancelled_with_the_reason(status):
+    booking = BOOKINGS_BY_STATUS[status]()
+
+    booking.cancel_unpaid("account deactivated")
+
+    assert (booking.status, booking.reason) == (CANCELLED, "account deactivated")
+    assert not booking.refund_due
+
+
+@pytest.mark.parametrize("status", [PAID, CONFIRMED])
+def test_a_paid_booking_is_not_cancelled_as_unpaid(status):
+    booking = BOOKINGS_BY_STATUS[status]()
+
+    with pytest.raises(IllegalTransitionError, match="cancel unpaid"):
+        booking.cancel_unpaid("account deactivated")
+    assert booking.status == status

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,11 +14,27 @@ import pytest
 from eventsourcing.application import Application
 from eventsourcing.persistence import StoredEvent
 
-from domain.errors import InvalidShowError, ShowStatusError
+from domain.errors import (
+    InvalidShowError,
+    ShowDeletedError,
+    ShowEverBookedError,
+    ShowStatusError,
+)
 from domain.inventory import DEFAULT_TICKETS_PER_CUSTOMER
 from domain.seatmap import MAX_SEATS_PER_SHOW
-from domain.show import CANCELLED, ON_SALE, SALE_CLOSED, SCHEDULED, Show
+from domain.show import (
+    CANCELLED,
+    DELETED,
+    MAX_ADVANCE,
+    ON_SALE,
+    SALE_CLOSED,
+    SCHEDULED,
+    Show,
+    ShowEdit,
+)
 from tests.unit.factories import (
+    FLOOR_CENTS,
+    STD_CENTS,
     T0,
     a_show,
     event_names,
@@ -340,3 +357,286 @@ def test_a_scheduled_event_stored_before_sale_windows_loads_without_a_window():
 
     assert (rebuilt.sale_opens_at, rebuilt.sale_closes_at) == (None, None)
     assert rebuilt.title == show.title
+
+
+# --- the organiser's edits: given a show, when an edit, then its events or an error ---
+
+START = T0 + timedelta(days=30)  # show_args' start
+
+
+def _given(**overrides: Any) -> Show:
+    """A show scheduled at T0 (its own events already collected)."""
+    show = a_show(now=T0, **overrides)
+    new_events(show)
+    return show
+
+
+def _fields(event: Any, *names: str) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in names}
+
+
+def test_changing_the_details_records_details_changed_with_the_new_values():
+    show = _given()
+
+    show.edit(ShowEdit(title="Night Owls: Encore", venue="Dock Arena"), now=T0)
+
+    [changed] = new_events(show)
+    assert type(changed).__qualname__ == "Show.DetailsChanged"
+    assert _fields(changed, "title", "description", "category", "venue") == {
+        "title": "Night Owls: Encore",
+        "description": "An evening of loud music.",
+        "category": "concert",
+        "venue": "Dock Arena",
+    }
+    assert (show.title, show.venue) == ("Night Owls: Encore", "Dock Arena")
+
+
+def test_an_edit_to_what_the_show_already_is_records_nothing():
+    show = _given(sale_opens_at=T0 + timedelta(days=1))
+
+    show.edit(
+        ShowEdit(
+            title=show.title,
+            venue=show.venue,
+            starts_at=show.starts_at,
+            sale_opens_at=show.sale_opens_at,
+            sale_closes_at=show.sale_closes_at,
+            prices={"STD": STD_CENTS},
+        ),
+        now=T0,
+    )
+
+    assert new_events(show) == []
+
+
+def test_a_reschedule_moves_the_start_and_a_default_sale_close_with_it():
+    show = _given()
+    later = START + timedelta(days=7)
+
+    show.edit(ShowEdit(starts_at=later), now=T0)
+
+    [rescheduled] = new_events(show)
+    assert type(rescheduled).__qualname__ == "Show.Rescheduled"
+    assert _fields(rescheduled, "starts_at", "previous_starts_at", "sale_closes_at") == {
+        "starts_at": later,
+        "previous_starts_at": START,
+        "sale_closes_at": later,
+    }
+    assert (show.starts_at, show.sale_closes_at) == (later, later)
+
+
+def test_a_reschedule_keeps_a_sale_close_set_before_the_start():
+    closes_at = START - timedelta(days=2)
+    show = _given(sale_closes_at=closes_at)
+
+    show.edit(ShowEdit(starts_at=START + timedelta(days=1)), now=T0)
+
+    [rescheduled] = new_events(show)
+    assert rescheduled.sale_closes_at == closes_at == show.sale_closes_at
+
+
+def test_a_show_scheduled_before_sale_windows_is_rescheduled_with_its_close():
+    show = _given()
+    show.sale_closes_at = None  # as a show replayed from an event without a window
+    earlier = START - timedelta(days=3)
+
+    show.edit(ShowEdit(starts_at=earlier), now=T0)
+
+    [rescheduled] = new_events(show)
+    assert rescheduled.sale_closes_at == earlier
+
+
+def test_a_reschedule_before_the_windows_close_needs_the_new_window_too():
+    show = _given(sale_opens_at=T0 + timedelta(days=1), sale_closes_at=START - timedelta(days=1))
+    earlier = START - timedelta(days=10)
+
+    with pytest.raises(InvalidShowError, match="give sale_closes_at"):
+        show.edit(ShowEdit(starts_at=earlier), now=T0)
+    assert new_events(show) == []
+    assert show.starts_at == START
+
+    show.edit(ShowEdit(starts_at=earlier, sale_closes_at=earlier - timedelta(hours=1)), now=T0)
+    rescheduled, window = new_events(show)
+    assert event_names([rescheduled, window]) == ["Rescheduled", "SaleWindowChanged"]
+    assert rescheduled.sale_closes_at == window.sale_closes_at == earlier - timedelta(hours=1)
+    assert window.sale_opens_at == T0 + timedelta(days=1)
+
+
+def test_changing_the_sale_window_records_sale_window_changed():
+    show = _given(sale_opens_at=T0 + timedelta(days=1))
+    opens_at, closes_at = T0 + timedelta(days=3), START - timedelta(hours=2)
+
+    show.edit(ShowEdit(sale_opens_at=opens_at, sale_closes_at=closes_at), now=T0)
+
+    [changed] = new_events(show)
+    assert type(changed).__qualname__ == "Show.SaleWindowChanged"
+    assert (changed.sale_opens_at, changed.sale_closes_at) == (opens_at, closes_at)
+    assert (show.sale_opens_at, show.sale_closes_at) == (opens_at, closes_at)
+
+
+def test_a_sale_window_without_an_opening_time_is_opened_by_hand():
+    show = _given(sale_opens_at=T0 + timedelta(days=1))
+
+    show.edit(ShowEdit(sale_opens_at=None), now=T0)
+
+    [changed] = new_events(show)
+    assert (changed.sale_opens_at, changed.sale_closes_at) == (None, START)
+
+
+def test_repricing_records_tier_repriced_with_the_previous_price():
+    show = _given()
+
+    show.edit(ShowEdit(prices={"STD": 6_500, "FLOOR": FLOOR_CENTS}), now=T0)
+
+    [repriced] = new_events(show)
+    assert type(repriced).__qualname__ == "Show.TierRepriced"
+    assert _fields(repriced, "tier", "price_cents", "previous_cents") == {
+        "tier": "STD",
+        "price_cents": 6_500,
+        "previous_cents": STD_CENTS,
+    }
+    assert show.price_tiers == {"STD": 6_500, "FLOOR": FLOOR_CENTS}
+
+
+def test_every_change_of_one_edit_is_its_own_event_in_order():
+    show = _given()
+
+    show.edit(
+        ShowEdit(
+            description="Louder.",
+            starts_at=START + timedelta(days=1),
+            sale_opens_at=T0 + timedelta(days=2),
+            prices={"STD": 1},
+        ),
+        now=T0,
+    )
+
+    names = event_names(new_events(show))
+    assert names == ["DetailsChanged", "Rescheduled", "SaleWindowChanged", "TierRepriced"]
+
+
+def _cancelled_show() -> Show:
+    show = _given()
+    show.cancel("venue flooded")
+    new_events(show)
+    return show
+
+
+INVALID_EDITS: dict[str, ShowEdit] = {
+    "blank title": ShowEdit(title="  "),
+    "start in the past": ShowEdit(starts_at=T0 - timedelta(minutes=1)),
+    "start right now": ShowEdit(starts_at=T0),
+    "start more than ten years ahead": ShowEdit(starts_at=T0 + MAX_ADVANCE + timedelta(days=1)),
+    "start without a time zone": ShowEdit(starts_at=START.replace(tzinfo=None)),
+    "window opening after it closes": ShowEdit(
+        sale_opens_at=START - timedelta(days=1), sale_closes_at=START - timedelta(days=2)
+    ),
+    "window closing after the start": ShowEdit(sale_closes_at=START + timedelta(minutes=1)),
+    "window opening at the start": ShowEdit(sale_opens_at=START),
+    "new opening time in the past": ShowEdit(sale_opens_at=T0 - timedelta(hours=1)),
+    "new closing time in the past": ShowEdit(
+        sale_opens_at=T0 - timedelta(hours=2), sale_closes_at=T0 - timedelta(hours=1)
+    ),
+    "opening time without a time zone": ShowEdit(
+        sale_opens_at=(T0 + timedelta(days=1)).replace(tzinfo=None)
+    ),
+    "unknown tier": ShowEdit(prices={"VIP": 100}),
+    "negative price": ShowEdit(prices={"STD": -1}),
+}
+
+
+@pytest.mark.parametrize("edit", INVALID_EDITS.values(), ids=INVALID_EDITS.keys())
+def test_an_invalid_edit_is_refused_and_records_nothing(edit):
+    show = _given()
+    before = (show.title, show.starts_at, show.sale_opens_at, show.sale_closes_at)
+
+    with pytest.raises(InvalidShowError):
+        # with a valid change too: all or nothing
+        show.edit(replace(edit, venue="Elsewhere"), now=T0)
+
+    assert new_events(show) == []
+    assert (show.title, show.starts_at, show.sale_opens_at, show.sale_closes_at) == before
+    assert show.venue == "Harbour Hall"
+
+
+def test_a_cancelled_show_cannot_be_edited():
+    show = _cancelled_show()
+
+    with pytest.raises(ShowStatusError, match="cancelled"):
+        show.edit(ShowEdit(title="Back on"), now=T0)
+    assert new_events(show) == []
+
+
+@pytest.mark.parametrize("late", [timedelta(0), timedelta(hours=1)], ids=["at", "after"])
+def test_a_show_that_started_cannot_be_edited_or_rescheduled(late):
+    show = _given()
+
+    for edit in (ShowEdit(title="Too late"), ShowEdit(starts_at=START + timedelta(days=1))):
+        with pytest.raises(ShowStatusError, match="started"):
+            show.edit(edit, now=START + late)
+    assert new_events(show) == []
+
+
+def test_replaying_the_edits_rebuilds_the_edited_show():
+    show = a_show(now=T0)
+    show.open_sale()
+    later = START + timedelta(days=2)
+    show.edit(ShowEdit(title="Renamed", starts_at=later, prices={"FLOOR": 10}), now=T0)
+    show.edit(ShowEdit(sale_closes_at=later - timedelta(hours=1)), now=T0)
+
+    rebuilt = replay(new_events(show))
+
+    assert rebuilt.title == "Renamed"
+    assert (rebuilt.starts_at, rebuilt.sale_closes_at) == (later, later - timedelta(hours=1))
+    assert rebuilt.price_tiers == {"STD": STD_CENTS, "FLOOR": 10}
+    assert rebuilt.status == ON_SALE
+    assert rebuilt.version == show.version
+
+
+# --- deletion ---
+
+
+@pytest.mark.parametrize("status", [SCHEDULED, ON_SALE, SALE_CLOSED, CANCELLED])
+def test_a_show_that_never_had_a_booking_can_be_deleted(status):
+    show = SHOWS_BY_STATUS[status]()
+    new_events(show)
+
+    show.delete(ever_booked=False)
+
+    [deleted] = new_events(show)
+    assert type(deleted).__qualname__ == "Show.Deleted"
+    assert show.status == DELETED
+
+
+def test_a_show_that_had_a_booking_must_be_cancelled_instead():
+    show = _given()
+
+    with pytest.raises(ShowEverBookedError, match="cancel it instead"):
+        show.delete(ever_booked=True)
+
+    assert new_events(show) == []
+    assert show.status == SCHEDULED
+
+
+DELETED_SHOW_COMMANDS = {
+    "edit": lambda show: show.edit(ShowEdit(title="Ghost"), now=T0),
+    "open the sale": Show.open_sale,
+    "close the sale": Show.close_sale,
+    "cancel": lambda show: show.cancel("gone"),
+    "delete again": lambda show: show.delete(ever_booked=False),
+}
+
+
+@pytest.mark.parametrize(
+    "command", DELETED_SHOW_COMMANDS.values(), ids=DELETED_SHOW_COMMANDS.keys()
+)
+def test_a_deleted_show_takes_no_more_commands(command):
+    show = _on_sale()
+    show.delete(ever_booked=False)
+    new_events(show)
+
+    with pytest.raises(ShowDeletedError):
+        command(show)
+
+    assert new_events(show) == []
+    assert show.status == DELETED
