@@ -37,13 +37,11 @@ from uuid import UUID
 
 import psycopg
 
-from commands.bookings import BookingCommands
 from commands.models import CancelUnpaidBookings
-from commands.ports import Connections
 from domain.account import Account
 from domain.booking import BookingEvents, event_name
-from infra.log_follower import LoggedEvent
-from process_managers.scheduling import TaskTable, create_tables, run_until_stopped
+from infra.log_follower import LoggedEvent, PageHandler
+from process_managers.scheduling import BatchExecutor
 
 log = logging.getLogger(__name__)
 
@@ -151,54 +149,22 @@ class AccountDeactivationTasks:
             conn.execute(ARM, (sorted(arm),))
 
 
-class AccountDeactivation:
+class AccountDeactivation(BatchExecutor):
     """Executes due deactivation tasks: the account's unpaid bookings are cancelled."""
 
-    def __init__(
-        self,
-        store: Connections,
-        bookings: BookingCommands,
-        poll_interval: float = 0.05,
-        command_timeout: float = 10.0,
-        batch: int = 100,
-    ) -> None:
-        self._store = store
-        self._tasks = TaskTable(
-            store,
-            "account_deactivation_tasks",
-            "account_id",
-            "account-deactivation",
-            log,
-            generation=True,
-        )
-        self._bookings = bookings
-        self._poll = poll_interval
-        self._timeout = max(command_timeout, 30.0)  # a batch: more than a customer's command
-        self._batch = batch
+    task_table = "account_deactivation_tasks"
+    task_key = "account_id"
+    lock_kind = "account-deactivation"
+    rearmable = True
 
-    def setup(self) -> None:
-        create_tables(self._store, AccountDeactivationTasks())
+    def tables(self) -> PageHandler:
+        return AccountDeactivationTasks()
 
-    def run(self, stop: threading.Event) -> None:
-        self.setup()
-        run_until_stopped(stop, lambda: self.run_once(stop), self._poll)
+    def work(self, conn: psycopg.Connection[Any], item: UUID, stop: threading.Event | None) -> bool:
+        return self.release_unpaid(conn, item, stop)
 
-    def run_once(self, stop: threading.Event | None = None) -> int:
-        """Execute the tasks due now; returns how many accounts were worked on."""
-        worked = 0
-        for account_id in self._tasks.due(16):
-            if stop is not None and stop.is_set():
-                break
-            worked += self._run_task(account_id, stop)
-        return worked
-
-    def _run_task(self, account_id: UUID, stop: threading.Event | None) -> bool:
-        def release(conn: psycopg.Connection[Any]) -> bool:
-            return self.release_unpaid(conn, account_id, stop)
-
-        return self._tasks.run(
-            account_id, release, f"releasing the unpaid holds of account {account_id}"
-        )
+    def describe(self, item: UUID) -> str:
+        return f"releasing the unpaid holds of account {item}"
 
     def release_unpaid(
         self, conn: psycopg.Connection[Any], account_id: UUID, stop: threading.Event | None = None

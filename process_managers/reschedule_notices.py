@@ -46,14 +46,12 @@ from uuid import UUID, uuid5
 
 import psycopg
 
-from commands.bookings import BookingCommands
 from commands.models import AnnounceReschedule
-from commands.ports import Connections
 from domain.booking import BookingEvents, event_name
 from domain.ids import TICKETBLITZ_NAMESPACE
 from domain.show import Show
-from infra.log_follower import LoggedEvent
-from process_managers.scheduling import TaskTable, create_tables, run_until_stopped
+from infra.log_follower import LoggedEvent, PageHandler
+from process_managers.scheduling import BatchExecutor
 
 log = logging.getLogger(__name__)
 
@@ -140,49 +138,21 @@ class RescheduleNoticeTasks:
                 )
 
 
-class RescheduleNotices:
+class RescheduleNotices(BatchExecutor):
     """Executes due reschedule notices: the show's ticket holders are told, batch by batch."""
 
-    def __init__(
-        self,
-        store: Connections,
-        bookings: BookingCommands,
-        poll_interval: float = 0.05,
-        command_timeout: float = 10.0,
-        batch: int = 100,
-    ) -> None:
-        self._store = store
-        self._tasks = TaskTable(
-            store, "reschedule_notice_tasks", "notice_id", "reschedule-notice", log
-        )
-        self._bookings = bookings
-        self._poll = poll_interval
-        # A batch loads and changes `batch` bookings in one decision: more time than a
-        # customer's command.
-        self._timeout = max(command_timeout, 30.0)
-        self._batch = batch
+    task_table = "reschedule_notice_tasks"
+    task_key = "notice_id"
+    lock_kind = "reschedule-notice"
 
-    def setup(self) -> None:
-        create_tables(self._store, RescheduleNoticeTasks())
+    def tables(self) -> PageHandler:
+        return RescheduleNoticeTasks()
 
-    def run(self, stop: threading.Event) -> None:
-        self.setup()
-        run_until_stopped(stop, lambda: self.run_once(stop), self._poll)
+    def work(self, conn: psycopg.Connection[Any], item: UUID, stop: threading.Event | None) -> bool:
+        return self.announce(conn, item, stop)
 
-    def run_once(self, stop: threading.Event | None = None) -> int:
-        """Execute the notices due now; returns how many were worked on."""
-        worked = 0
-        for notice_id in self._tasks.due(16):
-            if stop is not None and stop.is_set():
-                break
-            worked += self._run_task(notice_id, stop)
-        return worked
-
-    def _run_task(self, notice_id: UUID, stop: threading.Event | None) -> bool:
-        def announce(conn: psycopg.Connection[Any]) -> bool:
-            return self.announce(conn, notice_id, stop)
-
-        return self._tasks.run(notice_id, announce, f"announcing reschedule {notice_id}")
+    def describe(self, item: UUID) -> str:
+        return f"announcing reschedule {item}"
 
     def announce(
         self, conn: psycopg.Connection[Any], notice_id: UUID, stop: threading.Event | None = None

@@ -6,12 +6,13 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
+from commands.bookings import BookingCommands
 from commands.errors import (
     ConcurrencyError,
     PaymentGatewayUnavailableError,
@@ -166,3 +167,68 @@ class TaskTable:
         if finished:
             conn.execute(self._finish, {"item": item, "generation": generation})
         return True
+
+
+class BatchExecutor:
+    """Executes the due tasks of one task table, each item's work in batches of bookings sent
+    through the shows' writers (show cancellation, reschedule notices, deactivations).
+    Subclasses name their task table and say what one task does (`work`), how the log names
+    it (`describe`) and which follower keeps their tables (`tables`)."""
+
+    task_table: ClassVar[str]
+    task_key: ClassVar[str]
+    lock_kind: ClassVar[str]
+    rearmable: ClassVar[bool] = False  # TaskTable(generation=...): re-armed while it runs
+
+    def __init__(
+        self,
+        store: Connections,
+        bookings: BookingCommands,
+        poll_interval: float = 0.05,
+        command_timeout: float = 10.0,
+        batch: int = 100,
+    ) -> None:
+        self._store = store
+        self._bookings = bookings
+        logger = logging.getLogger(type(self).__module__)
+        self._tasks = TaskTable(
+            store, self.task_table, self.task_key, self.lock_kind, logger, self.rearmable
+        )
+        self._poll = poll_interval
+        # A batch loads and changes `batch` bookings in one decision: more time than a
+        # customer's command.
+        self._timeout = max(command_timeout, 30.0)
+        self._batch = batch
+
+    def tables(self) -> PageHandler:
+        """The follower that keeps this executor's tables (created by `setup`)."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        create_tables(self._store, self.tables())
+
+    def run(self, stop: threading.Event) -> None:
+        self.setup()
+        run_until_stopped(stop, lambda: self.run_once(stop), self._poll)
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Execute the tasks due now; returns how many were worked on."""
+        worked = 0
+        for item in self._tasks.due(16):
+            if stop is not None and stop.is_set():
+                break
+
+            def task(conn: psycopg.Connection[Any], item: UUID = item) -> bool:
+                return self.work(conn, item, stop)
+
+            worked += self._tasks.run(item, task, self.describe(item))
+        return worked
+
+    def work(self, conn: psycopg.Connection[Any], item: UUID, stop: threading.Event | None) -> bool:
+        """Do the item's task on `conn` (holding its lock), idempotently; True once it is
+        finished, False if asked to stop first."""
+        raise NotImplementedError
+
+    def describe(self, item: UUID) -> str:
+        """What the task is, for the log."""
+        raise NotImplementedError

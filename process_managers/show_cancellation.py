@@ -43,14 +43,15 @@ from uuid import UUID
 
 import psycopg
 
-from commands.bookings import BookingCommands
 from commands.models import CancelShowBookings
 from commands.payments import SHOW_CANCELLED as SHOW_CANCELLED
-from commands.ports import Connections
 from domain.booking import BookingEvents, event_name
 from domain.show import Show
-from infra.log_follower import LoggedEvent
-from process_managers.scheduling import TaskTable, create_tables, keep_bookings, run_until_stopped
+from infra.log_follower import LoggedEvent, PageHandler
+from process_managers.scheduling import (
+    BatchExecutor,
+    keep_bookings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,49 +110,21 @@ class ShowCancellationTasks:
             )
 
 
-class ShowCancellation:
+class ShowCancellation(BatchExecutor):
     """Executes due show-cancellation tasks: cancels the show's bookings batch by batch."""
 
-    def __init__(
-        self,
-        store: Connections,
-        bookings: BookingCommands,
-        poll_interval: float = 0.05,
-        command_timeout: float = 10.0,
-        batch: int = 100,
-    ) -> None:
-        self._store = store
-        self._tasks = TaskTable(
-            store, "show_cancellation_tasks", "show_id", "show-cancellation", log
-        )
-        self._bookings = bookings
-        self._poll = poll_interval
-        # A batch loads and changes `batch` bookings in one decision: give it more time than
-        # a customer's command.
-        self._timeout = max(command_timeout, 30.0)
-        self._batch = batch
+    task_table = "show_cancellation_tasks"
+    task_key = "show_id"
+    lock_kind = "show-cancellation"
 
-    def setup(self) -> None:
-        create_tables(self._store, ShowCancellationTasks())
+    def tables(self) -> PageHandler:
+        return ShowCancellationTasks()
 
-    def run(self, stop: threading.Event) -> None:
-        self.setup()
-        run_until_stopped(stop, lambda: self.run_once(stop), self._poll)
+    def work(self, conn: psycopg.Connection[Any], item: UUID, stop: threading.Event | None) -> bool:
+        return self.cancel_bookings(conn, item, stop)
 
-    def run_once(self, stop: threading.Event | None = None) -> int:
-        """Execute the tasks due now; returns how many shows were worked on."""
-        worked = 0
-        for show_id in self._tasks.due(16):
-            if stop is not None and stop.is_set():
-                break
-            worked += self._run_task(show_id, stop)
-        return worked
-
-    def _run_task(self, show_id: UUID, stop: threading.Event | None) -> bool:
-        def cancel(conn: psycopg.Connection[Any]) -> bool:
-            return self.cancel_bookings(conn, show_id, stop)
-
-        return self._tasks.run(show_id, cancel, f"cancelling the bookings of show {show_id}")
+    def describe(self, item: UUID) -> str:
+        return f"cancelling the bookings of show {item}"
 
     def cancel_bookings(
         self, conn: psycopg.Connection[Any], show_id: UUID, stop: threading.Event | None = None
