@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from commands.accounts import (
     AccountDeactivatedError,
@@ -202,6 +203,10 @@ def _to_problem(error: Exception) -> ProblemError:
             return ProblemError(
                 503, "unavailable", "the event store is unavailable", {"Retry-After": "2"}
             )
+        case ClientDisconnect():
+            # The client hung up while sending its body: its failure, not ours (no 500 to count
+            # or log; nobody reads this answer).
+            return ProblemError(400, "client-disconnected", "the request body was cut short")
         case TimeoutError():
             return ProblemError(
                 503,
@@ -248,6 +253,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         AccountDeactivatedError,
         WrongPasswordError,
         TimeoutError,
+        ClientDisconnect,
         Exception,  # last resort: a 500 that leaks nothing
     ):
         app.add_exception_handler(known, on_error)
