@@ -12,6 +12,8 @@ before an event is applied, the rules it could break are checked against the sta
 - no customer holds or owns more tickets of a show than the show's per-customer cap;
 - a refund belongs to a cancelled (or expired) booking that was paid, and at most what was paid;
 - the revenue per show (payments and refunds) equals the sales read model at its position;
+- tickets only for confirmed bookings, each admitted at most once, never while void
+  (audit/ticket_invariants.py);
 - each stream is a gapless sequence of versions whose events apply to the state they meet.
 
 Some money can only be judged at the end of the log (`finish`): every paid booking of a
@@ -31,6 +33,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.domain import Aggregate, OriginatorVersionError
 
+from audit.ticket_invariants import TICKET_CHECKS
 from commands.payments import FREE_INTENT
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, Booking
 from domain.inventory import SeatInventory
@@ -502,3 +505,6 @@ def _optional_checks() -> None:
 
 
 _optional_checks()
+
+# The rules of tickets live in their own module (audit/ticket_invariants.py).
+CHECKS.update(TICKET_CHECKS)

@@ -19,7 +19,8 @@ from commands.models import (
 )
 from commands.ports import Clock, EventStore
 from commands.show_writer import ShowBatch, ShowWriters
-from domain.booking import LEGAL, Booking
+from commands.tickets import void_tickets
+from domain.booking import CONFIRMED, LEGAL, Booking
 from domain.errors import ShowStatusError
 from domain.inventory import LapsedHoldLimit
 from domain.show import CANCELLED as SHOW_CANCELLED
@@ -130,8 +131,8 @@ class BookingCommands:
         return decide
 
     def cancel_booking(self, command: CancelBooking) -> Future[int]:
-        """Cancel and release the seats in one transaction; a paid booking only before the show
-        starts, unless an admin cancels it (its refund is the saga's job)."""
+        """Cancel, release the seats and void the tickets in one transaction; a paid booking only
+        before the show starts, unless an admin cancels it (its refund is the saga's job)."""
         booking = self._store.get(command.booking_id, Booking)
         if not command.actor_is_admin and booking.customer_id != command.actor_id:
             raise ForbiddenError("only the booking's customer or an admin may cancel it")
@@ -139,11 +140,14 @@ class BookingCommands:
         def decide(batch: ShowBatch) -> None:
             current = batch.booking(command.booking_id)
             now = self._clock()
+            had_tickets = current.status == CONFIRMED
             current.cancel_before_show(
                 command.reason, now, batch.show_starts_at(), by_admin=command.actor_is_admin
             )
             if batch.inventory.claim_of(command.booking_id) is not None:
                 batch.inventory.release(command.booking_id, command.reason, now)
+            if had_tickets:
+                void_tickets(batch, command.booking_id, command.reason)
 
         future = self._writers.for_show(booking.show_id).submit(decide)
         return then(future, lambda done: done[1])
@@ -164,9 +168,12 @@ class BookingCommands:
                 booking = batch.booking(booking_id)
                 if booking.show_id != command.show_id or booking.status not in LEGAL["cancel"]:
                     continue  # another show's, or over already: nothing to undo (idempotent)
+                had_tickets = booking.status == CONFIRMED
                 booking.cancel(command.reason)
                 if batch.inventory.claim_of(booking_id) is not None:
                     batch.inventory.release(booking_id, command.reason, now)
+                if had_tickets:
+                    void_tickets(batch, booking_id, command.reason)
                 cancelled += 1
             return cancelled
 

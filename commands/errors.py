@@ -89,3 +89,8 @@ class InvalidImageError(CommandError):
 
 class BlobStoreUnavailableError(CommandError):
     """The blob store (images) cannot be reached right now; retrying may succeed."""
+
+
+class InvalidTicketSecretError(CommandError):
+    """A ticket secret that does not verify: forged, altered, truncated, or signed by a key
+    this deployment does not know. Nothing tells which (a forger learns nothing)."""

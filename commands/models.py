@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -16,6 +17,7 @@ from pydantic import (
 )
 
 from commands.text import SafeLine, SafeText, StripePaymentMethodId
+from commands.venue_time import DEFAULT_TIME_ZONE, valid_time_zone
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,16}$")]
 SeatIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,16}-[A-Za-z0-9]{1,16}-[0-9]{1,5}$")]
@@ -66,6 +68,16 @@ def _iso_datetime(value: object) -> object:
 
 
 ShowTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime)]
+# The venue's IANA time zone, e.g. "Europe/Berlin" (commands/venue_time.py checks it exists).
+VenueTimeZone = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="the venue's IANA time zone, e.g. Europe/Berlin: tickets, e-mails and "
+        "calendars show the show's times in it",
+    ),
+    AfterValidator(valid_time_zone),
+]
 
 
 class ScheduleShow(Command):
@@ -83,6 +95,10 @@ class ScheduleShow(Command):
     # the sale is opened by hand; no closing time: it closes at the show's start.
     sale_opens_at: ShowTime | None = None
     sale_closes_at: ShowTime | None = None
+    # How tickets, e-mails and calendars show the show's times (the times stay instants).
+    time_zone: VenueTimeZone = DEFAULT_TIME_ZONE
+    # Whether fans may give their tickets to others (POST /tickets/{id}/transfer).
+    transfers_allowed: bool = Field(default=True, strict=True)
 
 
 class ShowChanges(Command):
@@ -98,6 +114,8 @@ class ShowChanges(Command):
     sale_opens_at: ShowTime | None = None
     sale_closes_at: ShowTime | None = None
     price_tiers: list[PriceTier] | None = Field(default=None, min_length=1, max_length=50)
+    time_zone: VenueTimeZone | None = None
+    transfers_allowed: bool | None = Field(default=None, strict=True)
 
     @model_validator(mode="after")
     def _something_to_change(self) -> ShowChanges:

@@ -49,6 +49,7 @@ from commands.models import (
 )
 from commands.ports import Clock, EventStore, PaymentGateway, PaymentResult
 from commands.show_writer import ShowBatch, ShowWriters
+from commands.tickets import issue_tickets
 from domain.booking import (
     CONFIRMED,
     HELD,
@@ -95,8 +96,10 @@ def release_seats(batch: ShowBatch, booking_id: UUID, reason: str, at: datetime)
 
 
 def sell_and_confirm(batch: ShowBatch, booking: Booking) -> None:
+    """Sell the seats, confirm the booking and issue its tickets, in one transaction."""
     batch.inventory.sell(booking.id)
     booking.confirm()
+    issue_tickets(batch, booking)
 
 
 def too_late_for(show: Show, at: datetime) -> str | None:

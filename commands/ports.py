@@ -200,3 +200,38 @@ class PaymentGateway(Protocol):
         for events we do not follow. Raise InvalidWebhookError when the signature (or its
         timestamp) or the payload is not valid."""
         ...
+
+
+@dataclass(frozen=True)
+class SignedTicket:
+    """What a verified ticket secret names (`kid`: the key that signed it)."""
+
+    ticket_id: UUID
+    show_id: UUID
+    place: str  # the seat id, or the GA section's code
+    kid: str
+
+
+class TicketSigner(Protocol):
+    """Signs ticket secrets (what a ticket's QR code holds) with the deployment's current key,
+    and verifies them with any of its keys, current or rotated out (infra/ticket_signing.py).
+    A scanner can verify offline with `public_keys()`."""
+
+    def sign(self, ticket_id: UUID, show_id: UUID, place: str) -> str:
+        """A compact, URL-safe secret naming the ticket, its show and its place;
+        deterministic for a given key."""
+        ...
+
+    def verify(self, secret: str) -> SignedTicket:
+        """What the secret names; InvalidTicketSecretError for anything forged, altered,
+        truncated or signed by an unknown key."""
+        ...
+
+    def public_keys(self) -> dict[str, str]:
+        """Every key that verifies: kid -> base64 (standard, padded) of the raw Ed25519
+        public key."""
+        ...
+
+    def current_kid(self) -> str:
+        """The key new secrets are signed with."""
+        ...

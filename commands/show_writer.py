@@ -32,27 +32,53 @@ from commands.errors import (
 )
 from commands.ports import EventStore
 from commands.replies import LoopReply, Reply, ThreadReply, deliver
+from domain.account import Account
 from domain.booking import Booking
+from domain.door import DoorList
 from domain.errors import DomainError
-from domain.ids import inventory_id_for
+from domain.ids import door_list_id_for, inventory_id_for
 from domain.inventory import SeatInventory
 from domain.show import Show
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+UNKNOWN_HOLDER = "Ticket holder"
 SNAPSHOT_DEBT_LIMIT = 10  # x snapshot_every: snapshot even while busy beyond this many events
 
 
 class ShowBatch:
-    """What a decision sees: the show's inventory and the bookings it touches in this batch."""
+    """What a decision sees: the show's inventory, its door list (tickets) and the bookings it
+    touches in this batch."""
 
-    def __init__(self, inventory: SeatInventory, store: EventStore) -> None:
+    def __init__(
+        self,
+        inventory: SeatInventory,
+        store: EventStore,
+        door_lists: Callable[[], DoorList] | None = None,
+    ) -> None:
         self.inventory = inventory
         self._store = store
         self._bookings: dict[UUID, Booking] = {}
         self._show: Show | None = None
         self._touched: list[Booking] = []  # bookings the current decision looked at
+        self._door_lists = door_lists
+        self._door_list: DoorList | None = None
+        self._door_pending_at_load = 0  # its Created, when this batch created it
+        self._names: dict[UUID, str] = {}  # ticket holders' names, by account
+
+    def door_list(self) -> DoorList:
+        """The show's tickets, loaded on first use (a show without tickets yet gets an empty
+        door list, saved with the batch). Batches that never ask do not load it."""
+        if self._door_list is None:
+            if self._door_lists is not None:
+                door = self._door_lists()
+            else:
+                door = load_door_list(self._store, self.inventory.show_id)
+            self._door_list = door
+            # Creating it is no change a failing decision made half-way.
+            self._door_pending_at_load = len(door.pending_events)
+        return self._door_list
 
     def show(self) -> Show:
         """The Show aggregate itself, loaded on first use (sale status changes need it)."""
@@ -74,6 +100,18 @@ class ShowBatch:
         self._touched.append(found)
         return found
 
+    def holder_name(self, account_id: UUID) -> str:
+        """The name tickets print for an account (its current name; a booking whose customer
+        has no account, e.g. made by a script, gets a generic one)."""
+        name = self._names.get(account_id)
+        if name is None:
+            try:
+                name = self._store.get(account_id, Account).name
+            except NotFoundError:
+                name = UNKNOWN_HOLDER
+            self._names[account_id] = name
+        return name
+
     def booking_exists(self, booking_id: UUID) -> bool:
         return booking_id in self._bookings or self._store.exists(booking_id)
 
@@ -90,12 +128,25 @@ class ShowBatch:
         """Pending events of what the current decision can have changed (cheap per decision)."""
         shows: list[Aggregate] = [] if self._show is None else [self._show]
         candidates: list[Aggregate] = [self.inventory, *shows, *self._touched]
-        return sum(len(a.pending_events) for a in candidates)
+        door = self._door_list
+        door_pending = 0 if door is None else len(door.pending_events) - self._door_pending_at_load
+        return sum(len(a.pending_events) for a in candidates) + door_pending
 
     def changed(self) -> list[Aggregate]:
         shows: list[Aggregate] = [] if self._show is None else [self._show]
-        everything: list[Aggregate] = [self.inventory, *shows, *self._bookings.values()]
+        # The door list last: on a tie of timestamps the log keeps this order, and a booking's
+        # confirmation (or cancellation) must come before its tickets' issue (or voiding).
+        doors: list[Aggregate] = [] if self._door_list is None else [self._door_list]
+        everything: list[Aggregate] = [self.inventory, *shows, *self._bookings.values(), *doors]
         return [a for a in everything if a.pending_events]
+
+
+def load_door_list(store: EventStore, show_id: UUID) -> DoorList:
+    """The show's door list from the store, or a new (unsaved) one if it has none yet."""
+    try:
+        return store.get(door_list_id_for(show_id), DoorList)
+    except NotFoundError:
+        return DoorList(show_id=show_id)
 
 
 Decision = Callable[[ShowBatch], T]
@@ -130,6 +181,12 @@ class ShowWriter:
         self._inventory: SeatInventory | None = None
         self._snapshot_every = snapshot_every
         self._snapshot_version = 0
+        # The show's tickets, cached like the inventory once a batch asked for them; their
+        # version is checked against the store at the first use in each drain.
+        self.door_list_id = door_list_id_for(show_id)
+        self._door_list: DoorList | None = None
+        self._door_checked = False
+        self._door_snapshot_version = 0
         self._last_command_at = time.monotonic()
         self.batches = 0
         self.commands = 0
@@ -177,8 +234,10 @@ class ShowWriter:
                 # events went by that a cold load would replay too many.
                 if self._snapshot_debt() >= SNAPSHOT_DEBT_LIMIT * self._snapshot_every:
                     self._snapshot()
+                if self._door_snapshot_debt() >= SNAPSHOT_DEBT_LIMIT * self._snapshot_every:
+                    self._snapshot_door_list()
         except BaseException as error:  # the lock or the store failed: every waiter hears it
-            self._inventory = None
+            self._forget()
             self._fail_all(error)
         finally:
             self._finish()
@@ -202,7 +261,8 @@ class ShowWriter:
         if idle < snapshot_after or self._inventory is None:
             return
         forget = idle >= forget_after
-        if not forget and self._snapshot_debt() < self._snapshot_every:
+        debt = max(self._snapshot_debt(), self._door_snapshot_debt())
+        if not forget and debt < self._snapshot_every:
             return
         with self._mutex:
             if self._draining or self._queue:
@@ -214,14 +274,25 @@ class ShowWriter:
         try:
             if self._snapshot_debt() >= self._snapshot_every:
                 self._snapshot()
+            if self._door_snapshot_debt() >= self._snapshot_every:
+                self._snapshot_door_list()
             if forget:
-                self._inventory = None
+                self._forget()
         finally:
             self._finish()
 
     def _snapshot_debt(self) -> int:
         inventory = self._inventory
         return 0 if inventory is None else inventory.version - self._snapshot_version
+
+    def _door_snapshot_debt(self) -> int:
+        door = self._door_list
+        return 0 if door is None else door.version - self._door_snapshot_version
+
+    def _forget(self) -> None:
+        """Drop the cached state (stale, half-changed, or idle): the next batch loads it."""
+        self._inventory = None
+        self._door_list = None
 
     def _take_batch(self) -> list[_Queued[Any]]:
         with self._mutex:
@@ -236,6 +307,7 @@ class ShowWriter:
 
     def _refresh_cache(self) -> None:
         """Another process may have written since our last batch: the version tells."""
+        self._door_checked = False  # checked when a batch of this drain first asks for it
         if self._inventory is None:
             return
         if self._store.version_of(self.inventory_id) != self._inventory.version:
@@ -250,6 +322,21 @@ class ShowWriter:
             self._snapshot_version = self._inventory.version  # loaded from one, or near enough
         return self._inventory
 
+    def _load_door_list(self) -> DoorList:
+        door = self._door_list
+        stale = (
+            door is not None
+            and not self._door_checked
+            and self._store.version_of(self.door_list_id) != door.version
+        )
+        if stale:  # another process wrote it since this one cached it
+            door = self._door_list = None
+        self._door_checked = True
+        if door is None:
+            door = self._door_list = load_door_list(self._store, self.show_id)
+            self._door_snapshot_version = door.version if door.pending_events == [] else 0
+        return door
+
     def _run(self, batch: list[_Queued[Any]], attempts: int = 5) -> None:
         try:
             for _ in range(attempts):
@@ -259,13 +346,13 @@ class ShowWriter:
             error = ConcurrencyError(f"show {self.show_id} kept changing; try again")
             deliver((queued.reply, False, error) for queued in batch)
         except BaseException as error:
-            self._inventory = None
+            self._forget()
             deliver((queued.reply, False, error) for queued in batch)
 
     def _attempt(self, batch: list[_Queued[Any]], alone: bool = False) -> bool:
         """Decide the whole batch against the cached inventory and commit it once.
         False means a version conflict: the cache was dropped and the batch must be redone."""
-        ctx = ShowBatch(self._load_inventory(), self._store)
+        ctx = ShowBatch(self._load_inventory(), self._store, self._load_door_list)
         for queued in batch:
             before = ctx.begin_decision()
             try:
@@ -273,7 +360,7 @@ class ShowWriter:
             except (DomainError, NotFoundError) as error:
                 if ctx.pending_count() != before:
                     # A decision failed half-way: the cached state is no longer trustworthy.
-                    self._inventory = None
+                    self._forget()
                     if alone:
                         deliver([(queued.reply, False, error)])
                         return True
@@ -282,7 +369,7 @@ class ShowWriter:
         try:
             position = self._store.save(*ctx.changed())
         except VersionConflictError:
-            self._inventory = None
+            self._forget()
             return False
         self.batches += 1
         self.commands += len(batch)
@@ -299,6 +386,16 @@ class ShowWriter:
             self._snapshot_version = inventory.version
         except CommandError:
             log.warning("snapshot of %s failed; will retry later", self.inventory_id)
+
+    def _snapshot_door_list(self) -> None:
+        door = self._door_list
+        if door is None or door.pending_events:
+            return
+        try:
+            self._store.snapshot(door)
+            self._door_snapshot_version = door.version
+        except CommandError:
+            log.warning("snapshot of %s failed; will retry later", self.door_list_id)
 
     def _run_alone(self, batch: list[_Queued[Any]]) -> bool:
         """Slow path after a half-applied decision: one commit per command, fresh state each."""

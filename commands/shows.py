@@ -64,6 +64,8 @@ def _edit_of(changes: ShowChanges) -> ShowEdit:
         sale_opens_at=changes.sale_opens_at if "sale_opens_at" in given else KEEP,
         sale_closes_at=changes.sale_closes_at,
         prices={tier.code: tier.price_cents for tier in changes.price_tiers or []},
+        time_zone=changes.time_zone,
+        transfers_allowed=changes.transfers_allowed,
     )
 
 
@@ -100,6 +102,8 @@ class ShowCommands:
             sale_opens_at=command.sale_opens_at,
             sale_closes_at=command.sale_closes_at,
             organizer_id=organizer_id,
+            time_zone=command.time_zone,
+            transfers_allowed=command.transfers_allowed,
         )
         inventory = SeatInventory(
             inventory_id=inventory_id_for(show_id),
@@ -160,6 +164,16 @@ class ShowCommands:
 
         def decide(batch: ShowBatch) -> None:
             batch.show().open_sale()
+            batch.inventory.open_sale()
+
+        return self._positions(command.show_id, decide)
+
+    def open_sale_on_schedule(self, command: OpenSale) -> Future[int]:
+        """The sale window's opening (the system's, no caller): nothing once the window has
+        closed, decided by the show's writer at its time."""
+
+        def decide(batch: ShowBatch) -> None:
+            batch.show().open_sale_on_schedule(self._clock())
             batch.inventory.open_sale()
 
         return self._positions(command.show_id, decide)

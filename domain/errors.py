@@ -174,3 +174,63 @@ class OwnAccountError(DomainError):
         super().__init__(f"an admin cannot {action}; ask another admin")
         self.account_id = account_id
         self.action = action
+
+
+class UnknownTicketError(DomainError):
+    """The show's door list has no such ticket (never issued for this show)."""
+
+    def __init__(self, ticket_id: UUID) -> None:
+        super().__init__(f"ticket {ticket_id} is not a ticket of this show")
+        self.ticket_id = ticket_id
+
+
+class TicketNotValidError(DomainError):
+    """The ticket is used or void (cancelled, refunded, transferred away): it cannot change
+    hands."""
+
+    def __init__(self, ticket_id: UUID, status: str) -> None:
+        super().__init__(f"ticket {ticket_id} is {status}")
+        self.ticket_id = ticket_id
+        self.status = status
+
+
+class TicketTransferLimitError(DomainError):
+    """The ticket changed hands as often as a ticket may."""
+
+    def __init__(self, ticket_id: UUID, limit: int) -> None:
+        super().__init__(f"ticket {ticket_id} was transferred {limit} times: no more transfers")
+        self.ticket_id = ticket_id
+        self.limit = limit
+
+
+class NotTicketHolderError(DomainError):
+    """Only a ticket's holder (or an admin) may give it away."""
+
+    def __init__(self, ticket_id: UUID) -> None:
+        super().__init__(f"only the holder of ticket {ticket_id} or an admin may transfer it")
+        self.ticket_id = ticket_id
+
+
+class TransferToSelfError(DomainError):
+    """A ticket is given to someone else: its holder already holds it."""
+
+    def __init__(self, ticket_id: UUID) -> None:
+        super().__init__(f"ticket {ticket_id} is already held by that account")
+        self.ticket_id = ticket_id
+
+
+class TransfersForbiddenError(DomainError):
+    """The show's organiser does not let its tickets change hands."""
+
+    def __init__(self, show_id: UUID) -> None:
+        super().__init__(f"the organiser of show {show_id} does not allow ticket transfers")
+        self.show_id = show_id
+
+
+class TransferSaleClosedError(DomainError):
+    """Tickets change hands only while the show's sale is open."""
+
+    def __init__(self, show_id: UUID, status: str) -> None:
+        super().__init__(f"the sale of show {show_id} is closed ({status}): no more transfers")
+        self.show_id = show_id
+        self.status = status

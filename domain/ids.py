@@ -19,3 +19,20 @@ def inventory_id_for(show_id: UUID) -> UUID:
 def booking_id_for_request(customer_id: UUID, idempotency_key: str) -> UUID:
     """A retried request with the same key targets the same booking stream."""
     return uuid5(TICKETBLITZ_NAMESPACE, f"booking:{customer_id}:{idempotency_key}")
+
+
+def door_list_id_for(show_id: UUID) -> UUID:
+    """The show's door list (its tickets): one per show."""
+    return uuid5(TICKETBLITZ_NAMESPACE, f"door-list:{show_id}")
+
+
+def ticket_id_for(booking_id: UUID, index: int) -> UUID:
+    """The booking's `index`-th ticket (0-based, seats first, then GA places): issuing again
+    names the same tickets."""
+    return uuid5(TICKETBLITZ_NAMESPACE, f"ticket:{booking_id}:{index}")
+
+
+def transferred_ticket_id_for(ticket_id: UUID) -> UUID:
+    """The ticket that replaces `ticket_id` when it changes hands (a ticket is transferred at
+    most once: it is void afterwards, and its successor has its own id)."""
+    return uuid5(TICKETBLITZ_NAMESPACE, f"ticket-transfer:{ticket_id}")

@@ -7,9 +7,17 @@ process_managers/sale_windows.py opens and closes the sale by itself; no `sale_o
 the sale is opened by hand.
 
 An organiser edits a show (`edit`) until it starts, unless it is cancelled: each kind of change
-is its own event (DetailsChanged, Rescheduled, SaleWindowChanged, TierRepriced), and a change to
-what the show already is records nothing. A show that never had a booking may be deleted
-(`delete`): it takes no more commands, but its events stay in the log."""
+is its own event (DetailsChanged, Rescheduled, SaleWindowChanged, TierRepriced,
+TimeZoneChanged), and a change to what the show already is records nothing. A show that never
+had a booking may be deleted (`delete`): it takes no more commands, but its events stay in the
+log.
+
+A show has its venue's time zone (`time_zone`, an IANA name such as "Europe/Berlin"; the
+commands check it names a zone): its times stay instants (UTC in the log), the zone only says
+how tickets, e-mails and calendars show them to the audience.
+
+The organiser may forbid the show's tickets to change hands (`transfers_allowed`, its own
+event TransfersAllowedChanged: shows from before it allow them; domain/transfers.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ from domain.inventory import DEFAULT_TICKETS_PER_CUSTOMER
 from domain.seatmap import validate_seat_map
 
 MAX_ADVANCE = timedelta(days=3653)  # ten years
+UTC_ZONE = "UTC"  # the time zone of shows scheduled before they had one
 SCHEDULED = "scheduled"
 ON_SALE = "on_sale"
 SALE_CLOSED = "sale_closed"
@@ -60,6 +69,8 @@ class ShowEdit:
     sale_opens_at: datetime | Keep | None = KEEP
     sale_closes_at: datetime | None = None
     prices: dict[str, int] = field(default_factory=dict)
+    time_zone: str | None = None
+    transfers_allowed: bool | None = None
 
 
 class Show(Aggregate):
@@ -67,9 +78,10 @@ class Show(Aggregate):
         """Version 2 also records the cap per customer; version 1 events (stored before it
         existed) are upcast to the default cap, which those shows' inventories apply.
         Version 3 also records the organiser who runs the show (`organizer_id`); older events
-        are upcast to None: a show only admins manage."""
+        are upcast to None: a show only admins manage. Version 4 also records the venue's time
+        zone (`time_zone`); older events are upcast to "UTC", how their times were shown."""
 
-        class_version = 3
+        class_version = 4
 
         show_id: UUID
         title: str
@@ -86,6 +98,7 @@ class Show(Aggregate):
         sale_closes_at: datetime | None
 
         organizer_id: UUID | None
+        time_zone: str
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -95,9 +108,16 @@ class Show(Aggregate):
         def upcast_v2_v3(state: dict[str, Any]) -> None:
             state["organizer_id"] = None
 
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            state["time_zone"] = UTC_ZONE
+
     # Version 2 snapshots carry `max_tickets_per_customer` (upcast_v1_v2), version 3 ones
-    # `organizer_id` (upcast_v2_v3).
-    class_version = 3
+    # `organizer_id` (upcast_v2_v3), version 4 ones `time_zone` (upcast_v3_v4).
+    class_version = 4
+    # Whether its tickets may change hands (domain/transfers.py). Recorded by its own event,
+    # TransfersAllowedChanged, so shows (and snapshots) from before it allow them.
+    transfers_allowed = True
 
     @event(Scheduled)
     def __init__(
@@ -115,8 +135,10 @@ class Show(Aggregate):
         sale_opens_at: datetime | None = None,
         sale_closes_at: datetime | None = None,
         organizer_id: UUID | None = None,
+        time_zone: str = UTC_ZONE,
     ) -> None:
         self.organizer_id = organizer_id
+        self.time_zone = time_zone
         self.title = title
         self.description = description
         self.category = category
@@ -144,6 +166,11 @@ class Show(Aggregate):
         """A snapshot taken before version 3 is of a show only admins manage."""
         state["organizer_id"] = None
 
+    @staticmethod
+    def upcast_v3_v4(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 4 shows its times in UTC."""
+        state["time_zone"] = UTC_ZONE
+
     @classmethod
     def schedule(
         cls,
@@ -161,13 +188,17 @@ class Show(Aggregate):
         sale_opens_at: datetime | None = None,
         sale_closes_at: datetime | None = None,
         organizer_id: UUID | None = None,
+        time_zone: str = UTC_ZONE,
+        transfers_allowed: bool = True,
     ) -> Show:
         """Schedule a new show; `now` is the deciding clock's time, which the show must start
         after (a show in the past would sell tickets nobody can use). The sale closes by
         itself at `sale_closes_at`, by default the show's start. `organizer_id` is who runs
-        the show (None: admins only)."""
+        the show (None: admins only); `time_zone` the venue's (IANA name, checked by the
+        command)."""
         if not title.strip():
             raise InvalidShowError("a show needs a title")
+        _check_time_zone(time_zone)
         if starts_at.tzinfo is None:
             raise InvalidShowError("starts_at must carry a time zone")
         if now is not None:
@@ -177,7 +208,7 @@ class Show(Aggregate):
         sale_closes_at = starts_at if sale_closes_at is None else sale_closes_at
         _validate_sale_window(sale_opens_at, sale_closes_at, starts_at)
         validate_seat_map(price_tiers, sections)
-        return cls(
+        show = cls(
             show_id=show_id,
             title=title,
             description=description,
@@ -191,7 +222,11 @@ class Show(Aggregate):
             sale_opens_at=sale_opens_at,
             sale_closes_at=sale_closes_at,
             organizer_id=organizer_id,
+            time_zone=time_zone,
         )
+        if not transfers_allowed:
+            show._transfers_allowed_changed(transfers_allowed=False)
+        return show
 
     def is_managed_by(self, account_id: UUID, is_admin: bool) -> bool:
         """Admins manage every show, an organiser only the shows they scheduled."""
@@ -202,6 +237,16 @@ class Show(Aggregate):
         if self.status not in (SCHEDULED, SALE_CLOSED):
             raise ShowStatusError(f"show {self.id} is {self.status}: cannot open its sale")
         self._sale_opened()
+
+    def open_sale_on_schedule(self, now: datetime) -> None:
+        """The sale window's opening: never once the window has closed (an opening retried
+        late, after the closing ran, would otherwise open a sale that should stay closed)."""
+        closes_at = self.sale_closes_at
+        if closes_at is not None and now >= closes_at:
+            raise ShowStatusError(
+                f"show {self.id}: its sale window closed at {closes_at.isoformat()}"
+            )
+        self.open_sale()
 
     @event("SaleOpened")
     def _sale_opened(self) -> None:
@@ -256,6 +301,8 @@ class Show(Aggregate):
         }
         if not details["title"].strip():
             raise InvalidShowError("a show needs a title")
+        if changes.time_zone is not None:
+            _check_time_zone(changes.time_zone)
         # The window changed if given otherwise (a close moved with the start is the reschedule's).
         window_changed = opens_at != self.sale_opens_at or (
             changes.sale_closes_at is not None and changes.sale_closes_at != self._closes_at()
@@ -263,6 +310,11 @@ class Show(Aggregate):
         # Every rule held: record what changed, each change its own event.
         if any(getattr(self, name) != value for name, value in details.items()):
             self._details_changed(**details)
+        allowed = changes.transfers_allowed
+        if allowed is not None and allowed != self.transfers_allowed:
+            self._transfers_allowed_changed(transfers_allowed=allowed)
+        if changes.time_zone is not None and changes.time_zone != self.time_zone:
+            self._time_zone_changed(time_zone=changes.time_zone, previous_time_zone=self.time_zone)
         if rescheduled:
             self._rescheduled(
                 starts_at=starts_at, previous_starts_at=self.starts_at, sale_closes_at=closes_at
@@ -320,6 +372,18 @@ class Show(Aggregate):
         self.category = category
         self.venue = venue
 
+    @event("TimeZoneChanged")
+    def _time_zone_changed(self, time_zone: str, previous_time_zone: str) -> None:
+        """The venue's zone (a venue corrected or moved): the show's times stay the same
+        instants, they are shown in the new zone."""
+        self.time_zone = time_zone
+
+    @event("TransfersAllowedChanged")
+    def _transfers_allowed_changed(self, transfers_allowed: bool) -> None:
+        """The organiser lets the show's tickets change hands, or stops it (tickets given
+        away before stay with their new holders)."""
+        self.transfers_allowed = transfers_allowed
+
     @event("Rescheduled")
     def _rescheduled(
         self, starts_at: datetime, previous_starts_at: datetime, sale_closes_at: datetime
@@ -357,6 +421,15 @@ class Show(Aggregate):
     def _check_not_deleted(self) -> None:
         if self.status == DELETED:
             raise ShowDeletedError(self.id)
+
+
+def _check_time_zone(name: str) -> None:
+    """An IANA zone's name, in form only: which names exist is the tz database's (no I/O here;
+    commands/venue_time.py checks it against the database before a command reaches a show)."""
+    if not name or len(name) > 64 or not all(part for part in name.split("/")):
+        raise InvalidShowError(f"not a time zone name: {name!r}")
+    if any(not (c.isascii() and (c.isalnum() or c in "_+-/")) for c in name):
+        raise InvalidShowError(f"not a time zone name: {name!r}")
 
 
 def _check_start(starts_at: datetime, now: datetime) -> None:

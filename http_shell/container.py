@@ -9,12 +9,14 @@ import redis
 
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
+from commands.checkins import CheckinCommands
 from commands.payments import PaymentCommands
-from commands.ports import BlobStore, PaymentGateway
+from commands.ports import BlobStore, PaymentGateway, TicketSigner
 from commands.posters import PosterCommands
 from commands.seat_blocks import SeatBlockCommands
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
+from commands.transfers import TransferCommands
 from infra.event_store import PostgresEventStore
 from infra.redis_guard import IdempotencyRecords, RateLimiter
 from infra.settings import Settings
@@ -45,6 +47,9 @@ class Container:
     mail_suggestions: BookingSuggestions | None = None  # the notifier's "You may also like"
     blobs: BlobStore | None = None  # poster images (PostgreSQL or S3)
     posters: PosterCommands | None = None
+    ticket_signer: TicketSigner | None = None  # signs and verifies ticket secrets (QR codes)
+    transfers: TransferCommands | None = None  # tickets given to others
+    checkins: CheckinCommands | None = None  # scans at the door (needs the ticket signer)
 
     def close(self) -> None:
         if self.read_side is not None:

@@ -16,6 +16,7 @@ from commands.accounts import (
     InvalidCredentialsError,
     WrongPasswordError,
 )
+from commands.checkins import WrongShowError
 from commands.errors import (
     AccountExistsError,
     BlobStoreUnavailableError,
@@ -24,6 +25,7 @@ from commands.errors import (
     ForbiddenError,
     IdempotencyMismatchError,
     InvalidImageError,
+    InvalidTicketSecretError,
     InvalidWebhookError,
     NotFoundError,
     PaymentDeclinedError,
@@ -43,6 +45,7 @@ from domain.errors import (
     InvalidShowError,
     LapsedHoldLimitError,
     NotGeneralAdmissionError,
+    NotTicketHolderError,
     OwnAccountError,
     SaleNotOpenError,
     SeatsUnavailableError,
@@ -50,8 +53,14 @@ from domain.errors import (
     ShowEverBookedError,
     ShowStatusError,
     TicketLimitError,
+    TicketNotValidError,
+    TicketTransferLimitError,
+    TransferSaleClosedError,
+    TransfersForbiddenError,
+    TransferToSelfError,
     UnknownSeatsError,
     UnknownSectionError,
+    UnknownTicketError,
 )
 from infra.tokens import InvalidTokenError
 
@@ -194,6 +203,24 @@ def _to_problem(error: Exception) -> ProblemError:
             return ProblemError(422, "payment-rejected", str(error))
         case InvalidImageError():
             return ProblemError(422, "invalid-image", str(error))
+        case InvalidTicketSecretError():
+            return ProblemError(422, "invalid-secret", str(error))
+        case WrongShowError():
+            return ProblemError(422, "wrong-show", str(error), ticket_show_id=str(error.show_id))
+        case UnknownTicketError():
+            return ProblemError(404, "not-found", "ticket not found")
+        case TicketNotValidError():
+            return ProblemError(409, "ticket-not-valid", str(error), ticket_status=error.status)
+        case TicketTransferLimitError():
+            return ProblemError(409, "transfer-limit-reached", str(error), limit=error.limit)
+        case NotTicketHolderError():
+            return ProblemError(403, "forbidden", str(error))
+        case TransferToSelfError():
+            return ProblemError(422, "transfer-to-self", str(error))
+        case TransfersForbiddenError():
+            return ProblemError(409, "transfers-forbidden", str(error))
+        case TransferSaleClosedError():
+            return ProblemError(409, "sale-closed", str(error))
         case BlobStoreUnavailableError():
             detail = "the image store is unavailable"
             return ProblemError(503, "blobs-unavailable", detail, {"Retry-After": "5"})

@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from commands.errors import NotFoundError, StoreUnavailableError, VersionConflictError
+from domain.door import Ticket
 from domain.inventory import Claim, GeneralSection, Row
 from infra.pool_revival import PoolReviver
 from infra.recorder import TicketBlitzRecorder
@@ -62,6 +63,7 @@ STATE_RECORDS = (
     RecordAsList(Row, "inventory_row"),
     RecordAsList(Claim, "inventory_claim"),
     RecordAsList(GeneralSection, "inventory_general_section"),
+    RecordAsList(Ticket, "door_ticket"),  # DoorList's tickets
 )
 
 

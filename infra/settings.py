@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # new one (domain.inventory.LapsedHoldLimit); None lets holds lapse without limit.
     lapsed_hold_limit: int | None = Field(default=3, ge=1)
     lapsed_hold_window_minutes: float = Field(default=60.0, gt=0)
+    # How often one ticket's place may change hands (POST /tickets/{id}/transfer).
+    max_ticket_transfers: int = Field(default=3, ge=0, le=100)
 
     # Write path.
     max_batch: int = Field(default=500, ge=1)
@@ -116,3 +118,10 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None  # None: boto3's own credential chain
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = "us-east-1"
+
+    # Tickets (infra/ticket_signing.py): the Ed25519 key that signs ticket secrets (PEM, or
+    # base64 of the 32 raw private bytes) and the base64 public keys of earlier keys, so that
+    # tickets they signed still verify (comma-separated). Unset: keys kept in
+    # `<data_dir>/ticket-keys/` (created at the first start; `ticketblitz tickets rotate-key`).
+    ticket_signing_key: SecretStr | None = None
+    ticket_public_keys: str | None = None

@@ -20,7 +20,8 @@ from commands.errors import NotFoundError
 from commands.ports import AggregateHistory
 from domain.account import Account
 from domain.booking import Booking, BookingEvents, event_name
-from domain.ids import TICKETBLITZ_NAMESPACE
+from domain.door import DoorList
+from domain.ids import TICKETBLITZ_NAMESPACE, account_id_for
 from domain.show import Show
 from infra.log_follower import LoggedEvent
 from process_managers.show_cancellation import SHOW_CANCELLED
@@ -28,6 +29,7 @@ from process_managers.show_cancellation import SHOW_CANCELLED
 SCHEMA_VERSION = 1
 BOOKINGS = "bookings.v1"
 SHOWS = "shows.v1"
+TICKETS = "tickets.v1"  # ticket.* events (booking_id: the ticket's booking)
 
 # Domain event type name -> integration event type.
 BOOKING_TYPES = {
@@ -53,13 +55,16 @@ SHOW_TYPES = {
     event_name(Show, "Rescheduled"): "show.rescheduled",
     event_name(Show, "SaleWindowChanged"): "show.sale_window_changed",
     event_name(Show, "TierRepriced"): "show.tier_repriced",
+    event_name(Show, "TimeZoneChanged"): "show.time_zone_changed",
     event_name(Show, "Deleted"): "show.deleted",
+    event_name(Show, "TransfersAllowedChanged"): "show.transfers_allowed_changed",
 }
+TICKET_TRANSFERRED = event_name(DoorList, "TicketTransferred")
 
 
 def topic_names(prefix: str) -> dict[str, str]:
     """Topic of each stream, e.g. {"bookings.v1": "ticketblitz.bookings.v1"}."""
-    return {stream: f"{prefix}.{stream}" for stream in (BOOKINGS, SHOWS)}
+    return {stream: f"{prefix}.{stream}" for stream in (BOOKINGS, SHOWS, TICKETS)}
 
 
 class IntegrationEvent(BaseModel):
@@ -78,6 +83,8 @@ class IntegrationEvent(BaseModel):
 
     @property
     def stream(self) -> str:
+        if self.type.startswith("ticket."):
+            return TICKETS
         return BOOKINGS if self.booking_id is not None else SHOWS
 
     def to_json(self) -> bytes:
@@ -123,7 +130,36 @@ class IntegrationEvents:
             show = self._state_after(logged)
             assert isinstance(show, Show)
             return self._event(logged, SHOW_TYPES[name], show.id, None, _show_payload(show))
+        if name == TICKET_TRANSFERRED:
+            return self._ticket_transferred(logged)
         return None
+
+    def _ticket_transferred(self, logged: LoggedEvent) -> IntegrationEvent:
+        """`ticket.transferred`: the receiver (and their e-mail, also when invited: then the
+        ticket names the address its holder id derives from) and the ticket given. The door
+        list is read as of the event, not cached: a show's is big, and transfers are rare."""
+        event = logged.event
+        door = self._store.get_as_of(event.originator_id, event.originator_version)
+        assert isinstance(door, DoorList)
+        old, new = door.ticket(event.ticket_id), door.ticket(event.new_ticket_id)
+        assert old is not None and new is not None
+        holder = dict(self._customer(event.to_holder_id))
+        invited = account_id_for(event.to_holder_name) == event.to_holder_id
+        registered = bool(holder["email"])
+        if not registered and invited:
+            holder["email"] = event.to_holder_name
+        show = self._show(door.show_id)
+        payload = {
+            "ticket_id": str(new.ticket_id),
+            "previous_ticket_id": str(old.ticket_id),
+            "seat": new.seat,
+            "section": new.section,
+            "transfers": new.transfers,
+            "holder": {**holder, "name": event.to_holder_name, "registered": registered},
+            "previous_holder": {"id": str(old.holder_id), "name": old.holder_name},
+            "show": None if show is None else _show_summary(show),
+        }
+        return self._event(logged, "ticket.transferred", door.show_id, new.booking_id, payload)
 
     def _event(
         self,
@@ -212,8 +248,18 @@ class IntegrationEvents:
                 "title": show.title,
                 "venue": show.venue,
                 "starts_at": show.starts_at.isoformat(),
+                "time_zone": show.time_zone,
             },
         }
+
+
+def _show_summary(show: Show) -> dict[str, Any]:
+    return {
+        "title": show.title,
+        "venue": show.venue,
+        "starts_at": show.starts_at.isoformat(),
+        "time_zone": show.time_zone,
+    }
 
 
 def _show_payload(show: Show) -> dict[str, Any]:
@@ -224,6 +270,8 @@ def _show_payload(show: Show) -> dict[str, Any]:
         "category": show.category,
         "venue": show.venue,
         "starts_at": show.starts_at.isoformat(),
+        "time_zone": show.time_zone,
         "currency": show.currency,
         "price_tiers": dict(show.price_tiers),
+        "transfers_allowed": show.transfers_allowed,
     }

@@ -25,6 +25,13 @@ A ticket holder whose show was rescheduled gets one e-mail per reschedule (`book
 from the booking's `RescheduleAnnounced`, process_managers/reschedule_notices.py): the new date,
 and that the booking may be cancelled with a full refund until the new start.
 
+A booking-confirmed e-mail carries the tickets: a PDF (one page and QR code per ticket) and a
+calendar invite (.ics), from the `Attach` hook (process_managers/ticket_mail.py), derived from
+the event alone, so the same e-mail is built however often it is retried.
+
+Times are shown on the venue's clock (the show's time zone) and money with its currency's
+decimals (domain/money.py: JPY none, KWD three).
+
 A booking-confirmed e-mail also suggests other shows ("You may also like": recommendations and
 a short pitch) through the `Suggest` port that the composition root plugs in (the recommender).
 The suggestions are made before step 2, within `suggest_timeout` seconds; when they fail or are
@@ -50,9 +57,12 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import ValidationError
 
 from commands.ports import AggregateHistory, Connections
+from commands.venue_time import local_time_of
 from domain.booking import PAYMENT_EVENTS, BookingEvents
+from domain.money import money
 from infra.mailer import MailRejectedError, MailUnavailableError, SmtpMailer
 from process_managers.integration_events import IntegrationEvent
+from process_managers.transfer_mail import TRANSFER_TYPES, compose_transfer
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +115,9 @@ class NotifierStore(Connections, AggregateHistory, Protocol):
 
 # (customer id, id of the show just booked) -> suggestions, or None for none.
 Suggest = Callable[[UUID, UUID], Suggestions | None]
-
-
-def money(cents: int, currency: str) -> str:
-    return f"{cents // 100}.{cents % 100:02d} {currency}"
+# Adds attachments to the e-mail composed for an event (process_managers/ticket_mail.py: the
+# tickets' PDF and calendar invite of a booking-confirmed e-mail); the same bytes every time.
+Attach = Callable[[IntegrationEvent, EmailMessage], None]
 
 
 def compose(
@@ -116,6 +125,8 @@ def compose(
 ) -> EmailMessage | None:
     """The e-mail an event deserves, or None (not every event is worth an e-mail); a
     booking-confirmed one ends with the `suggestions`, if any."""
+    if event.type in TRANSFER_TYPES:  # a ticket's receiver (process_managers/transfer_mail.py)
+        return compose_transfer(event, sender)
     subject = SUBJECTS.get(event.type)
     payload = event.payload
     if event.type == "booking.cancelled" and payload.get("show_cancelled"):
@@ -129,7 +140,8 @@ def compose(
     message["From"] = sender
     message["To"] = recipient
     new_start = (payload.get("reschedule") or {}).get("starts_at")
-    message["Subject"] = subject.format(title=title, starts_at=readable_time(new_start))
+    zone = show.get("time_zone")
+    message["Subject"] = subject.format(title=title, starts_at=readable_time(new_start, zone))
     message["Message-ID"] = f"<{event.event_id}@ticketblitz>"
     message["X-TicketBlitz-Event-Id"] = str(event.event_id)
     message["X-TicketBlitz-Event-Type"] = event.type
@@ -151,7 +163,8 @@ def _body(
         f"  {n} x general admission ({section})"
         for section, n in (payload.get("general") or {}).items()
     ]
-    when = f" at {show['venue']} on {show['starts_at']}" if show.get("venue") else ""
+    starts = readable_time(show.get("starts_at"), show.get("time_zone"))
+    when = f" at {show['venue']} on {starts}" if show.get("venue") else ""
     if event.type == "booking.cancelled" and payload.get("show_cancelled"):
         return _show_cancelled_body(event, payload, name, title, when, tickets)
     if event.type == "booking.rescheduled":
@@ -206,14 +219,10 @@ def _show_cancelled_body(
     return "\n".join([*lines, "", "TicketBlitz", ""])
 
 
-def readable_time(iso: str | None) -> str:
-    """A show's start as people read it, e.g. "Sat 12 Dec 2026, 20:00 UTC"."""
-    if not iso:
-        return "a new date"
-    try:
-        return datetime.fromisoformat(iso).strftime("%a %d %b %Y, %H:%M %Z").strip()
-    except ValueError:
-        return iso
+def readable_time(iso: str | None, zone: str | None = None) -> str:
+    """A show's time as people read it, on the venue's clock (`zone`, the show's time zone;
+    None: UTC), e.g. "Sat 12 Dec 2026, 20:00 CET (UTC+01:00)" or "Sat 12 Dec 2026, 20:00 UTC"."""
+    return local_time_of(iso, zone)
 
 
 def _rescheduled_body(
@@ -225,7 +234,8 @@ def _rescheduled_body(
     tickets: list[str],
 ) -> str:
     reschedule = payload.get("reschedule") or {}
-    new_start = readable_time(reschedule.get("starts_at"))
+    zone = show.get("time_zone")
+    new_start = readable_time(reschedule.get("starts_at"), zone)
     at = f" at {show['venue']}" if show.get("venue") else ""
     paid = int(payload.get("paid_cents", 0)) - int(payload.get("refunded_cents", 0))
     refund = (
@@ -237,7 +247,7 @@ def _rescheduled_body(
         f"Hello {name},",
         "",
         f"{title}{at} has a new date: it now starts on {new_start} "
-        f"(it was to start on {readable_time(reschedule.get('previous_starts_at'))}).",
+        f"(it was to start on {readable_time(reschedule.get('previous_starts_at'), zone)}).",
         f"Your booking {event.booking_id} is valid for the new date. Your tickets:",
         *tickets,
         "",
@@ -266,6 +276,7 @@ class Notifier:
         topics: list[str],
         suggest: Suggest | None = None,
         suggest_timeout: float = 5.0,
+        attach: Attach | None = None,
     ) -> None:
         self._store = store
         self._mailer = mailer
@@ -273,6 +284,7 @@ class Notifier:
         self._topics = topics
         self._suggest = suggest
         self._suggest_timeout = suggest_timeout
+        self._attach = attach
         self._suggesting = concurrent.futures.ThreadPoolExecutor(
             2, thread_name_prefix="notifier-suggest"
         )
@@ -343,6 +355,8 @@ class Notifier:
             return  # the show-cancelled e-mail said so already: one e-mail per booking
         message = compose(event, self._mailer.sender, self.suggestions(event))
         if message is not None:
+            if self._attach is not None and not self._handled(event.event_id):
+                self._attach(event, message)
             self.send_once(event.event_id, event.type, message)
 
     def refund_announced(self, event: IntegrationEvent) -> bool:

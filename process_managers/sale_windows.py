@@ -12,8 +12,10 @@
   again at its new time (a no-op if there is nothing to do). Shows scheduled before sale
   windows existed carry no window (their events load with None): no task, as before.
 - `SaleWindows` executes the due tasks (`scheduling.TaskTable`: an advisory lock per task keeps
-  two executors off it, a failure is retried with backoff) through the ordinary ShowCommands
-  `open_sale`/`close_sale`, so the show's writer decides them like the organiser's calls. A
+  two executors off it, a failure is retried with backoff) through ShowCommands
+  `open_sale_on_schedule`/`close_sale`, so the show's writer decides them like the organiser's
+  calls; an opening retried late, once its window has closed, opens nothing (a retry's backoff
+  can move it after the closing task, which found nothing to close). A
   task is deleted only after its command committed; a crash in between runs it again, and the
   second run finds the sale already open (or closed): a ShowStatusError, which here means
   "nothing to do", so a sale opens exactly once.
@@ -203,7 +205,7 @@ class SaleWindows:
         show_id, action = row
         future: Future[int]
         if action == OPEN:
-            future = self._shows.open_sale(OpenSale(show_id=show_id))
+            future = self._shows.open_sale_on_schedule(OpenSale(show_id=show_id))
         else:
             future = self._shows.close_sale(CloseSale(show_id=show_id))
         try:

@@ -1,6 +1,7 @@
 """The show catalog: searchable (full text on title and description), filtered by category and
 date, sorted by start time. View: `read.shows`. An organiser's edits update a show's row
-(current details, start, sale window and prices); a deleted show leaves the catalog."""
+(current details, start, sale window, prices and the venue's time zone); a deleted show leaves
+the catalog."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ SHOWS = Table(
         ("organizer_id", "uuid"),  # NULL: a show only admins manage
         ("sale_opens_at", "timestamptz"),  # NULL: the sale is opened by hand
         ("sale_closes_at", "timestamptz"),  # NULL: at the start (shows from before windows)
+        ("time_zone", "text NOT NULL"),  # the venue's IANA zone ("UTC" for older shows)
+        ("transfers_allowed", "boolean NOT NULL"),  # may its tickets change hands
     ),
     key=("show_id",),
     extra=(
@@ -74,6 +77,8 @@ class Catalog(Projection):
                 "organizer_id": e.organizer_id,
                 "sale_opens_at": e.sale_opens_at,
                 "sale_closes_at": e.sale_closes_at,
+                "time_zone": e.time_zone,
+                "transfers_allowed": True,  # until TransfersAllowedChanged says otherwise
             }
         )
 
@@ -97,6 +102,12 @@ class Catalog(Projection):
 
     def _rescheduled(self, page: Page, e: Any) -> None:
         self._changed(page, e, starts_at=e.starts_at, sale_closes_at=e.sale_closes_at)
+
+    def _time_zone_changed(self, page: Page, e: Any) -> None:
+        self._changed(page, e, time_zone=e.time_zone)
+
+    def _transfers_allowed_changed(self, page: Page, e: Any) -> None:
+        self._changed(page, e, transfers_allowed=e.transfers_allowed)
 
     def _sale_window_changed(self, page: Page, e: Any) -> None:
         self._changed(page, e, sale_opens_at=e.sale_opens_at, sale_closes_at=e.sale_closes_at)
@@ -137,6 +148,8 @@ class Catalog(Projection):
         event_type(Show, "Rescheduled"): _rescheduled,
         event_type(Show, "SaleWindowChanged"): _sale_window_changed,
         event_type(Show, "TierRepriced"): _tier_repriced,
+        event_type(Show, "TimeZoneChanged"): _time_zone_changed,
+        event_type(Show, "TransfersAllowedChanged"): _transfers_allowed_changed,
         event_type(Show, "Deleted"): _deleted,
     }
 

@@ -11,6 +11,7 @@ from projections.catalog import Catalog
 from projections.reports import Reports
 from projections.sales import Sales
 from projections.seat_map import SeatMap
+from projections.tickets import Tickets
 
 CATALOG = Catalog.kind
 SEAT_MAP = SeatMap.kind
@@ -18,9 +19,10 @@ BOOKINGS = Bookings.kind
 SALES = Sales.kind
 REPORTS = Reports.kind
 ACCOUNTS = Accounts.kind
+TICKETS = Tickets.kind
 
 PROJECTIONS: dict[str, type[Projection]] = {
-    kind.kind: kind for kind in (Catalog, SeatMap, Bookings, Sales, Reports, Accounts)
+    kind.kind: kind for kind in (Catalog, SeatMap, Bookings, Sales, Reports, Accounts, Tickets)
 }
 
 

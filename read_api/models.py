@@ -72,6 +72,14 @@ class ShowDetails(BaseModel):
     sale_closes_at: datetime | None = Field(
         default=None, description="when the sale closes by itself (null: at the start)"
     )
+    time_zone: str = Field(
+        default="UTC",
+        description="the venue's IANA time zone: tickets, e-mails and calendars show the "
+        "show's times in it (the times here are instants, with their offset)",
+    )
+    transfers_allowed: bool = Field(
+        default=True, description="whether ticket holders may give their tickets to others"
+    )
     capacity: int
     available: int
     sections: list[SectionAvailability]
@@ -81,7 +89,7 @@ class ShowDetails(BaseModel):
 class SeatPublic(BaseModel):
     seat: str
     number: int
-    status: str = Field(description="free, held or sold")
+    status: str = Field(description="free, held, sold or blocked")
 
 
 class SeatRow(BaseModel):

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from domain.money import plain_amount
 from http_shell.deps import CurrentUser
 from http_shell.problems import ProblemError
 from infra.tokens import Principal
@@ -119,10 +120,10 @@ async def managed_show(
 # --- the attendee list ---
 
 
-def money(cents: int) -> str:
-    """Cents in the currency's units with two decimals: 4500 -> "45.00"."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+def money(cents: int, currency: str = "") -> str:
+    """Minor units in the currency's units, with its decimals (ISO 4217; two by default), no
+    thousands separator: 4500 EUR -> "45.00", 4500 JPY -> "4500", 4500 KWD -> "4.500"."""
+    return plain_amount(cents, currency)
 
 
 def neutralised(text: str | None) -> str:
@@ -150,9 +151,9 @@ def attendee_row(row: dict[str, Any]) -> list[str]:
         neutralised(seats_cell(row["seats"], row["general"])),
         str(row["quantity"]),
         row["status"],
-        money(row["amount_cents"]),
-        money(row["paid_cents"]),
-        money(row["refunded_cents"]),
+        money(row["amount_cents"], row["currency"]),
+        money(row["paid_cents"], row["currency"]),
+        money(row["refunded_cents"], row["currency"]),
         row["currency"],
         neutralised(row["reason"]),
         _utc(row["placed_at"]),
@@ -183,7 +184,8 @@ async def attendees_csv(
     """The show's bookings as CSV (UTF-8, RFC 4180), one row each, in the order they were
     placed: `booking_id, customer_id, customer_name, customer_email, seats` (seat ids and
     general admission per section, e.g. `A-1-3 A-1-4 GA:2`), `tickets, status, amount, paid,
-    refunded` (in the currency's units, two decimals), `currency, reason, placed_at,
+    refunded` (in the currency's units with its ISO 4217 decimals: two for EUR, none for JPY,
+    three for KWD), `currency, reason, placed_at,
     updated_at` (UTC). Text that a spreadsheet would read as a formula (starting with
     `= + - @`, a tab or a line break) is prefixed with `'`. For the show's organiser and
     admins. Streamed page by page; `X-Position` is the log position it reflects at least."""

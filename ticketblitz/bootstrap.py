@@ -6,12 +6,14 @@ from datetime import timedelta
 
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
+from commands.checkins import CheckinCommands
 from commands.payments import PaymentCommands
 from commands.ports import Clock
 from commands.posters import PosterCommands
 from commands.seat_blocks import SeatBlockCommands
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
+from commands.transfers import TransferCommands
 from domain.inventory import LapsedHoldLimit
 from http_shell.container import Container
 from infra.blobs import blob_store_for
@@ -23,6 +25,7 @@ from infra.payments import gateway_for
 from infra.read_cache import ReadCache
 from infra.redis_guard import IdempotencyRecords, RateLimiter, connect_redis
 from infra.settings import Settings
+from infra.ticket_signing import Ed25519TicketSigner, TicketKeyError
 from infra.tokens import TokenService, demo_secret
 from projections.read_side import ReadSide
 from recommender.embedder import embedder_from_env
@@ -56,6 +59,13 @@ def jwt_secret_for(settings: Settings) -> str:
     raise ConfigurationError(
         "TICKETBLITZ_JWT_SECRET is not set (required outside demo mode; 32+ characters)"
     )
+
+
+def ticket_signer_for(settings: Settings) -> Ed25519TicketSigner:
+    try:
+        return Ed25519TicketSigner.from_settings(settings)
+    except TicketKeyError as error:
+        raise ConfigurationError(str(error)) from None
 
 
 def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
@@ -104,6 +114,11 @@ def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
         redis=client,
     )
     container.blobs = blob_store_for(settings, store)
+    container.ticket_signer = ticket_signer_for(settings)
+    container.transfers = TransferCommands(
+        store, writers, clock=clock, max_transfers=settings.max_ticket_transfers
+    )
+    container.checkins = CheckinCommands(store, writers, container.ticket_signer, clock)
     container.posters = PosterCommands(store, container.blobs, process_poster)
     container.read_side = ReadSide(
         settings,

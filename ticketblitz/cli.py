@@ -37,6 +37,7 @@ from ticketblitz.http_server import KEEP_ALIVE_SECONDS
 from ticketblitz.projections_cli import projections_app
 from ticketblitz.recommender_cli import recommender_app
 from ticketblitz.recommender_worker import with_recommender
+from ticketblitz.tickets_cli import tickets_app
 from ticketblitz.web import APIS, create_app
 from ticketblitz.workers import Workers, build_workers
 
@@ -46,6 +47,7 @@ app.add_typer(relay_app, name="relay")
 app.add_typer(projections_app, name="projections")
 app.add_typer(audit_app, name="audit")
 app.add_typer(recommender_app, name="recommender")
+app.add_typer(tickets_app, name="tickets")
 app.command(context_settings=BENCH_CONTEXT)(bench)
 
 Port = Annotated[int, typer.Option(min=1, max=65535, help="HTTP port for the APIs")]

@@ -19,13 +19,17 @@ from http_shell.openapi import document_problems
 from http_shell.problems import install_problem_handlers, problem
 from read_api.app import query_router
 from write_api.app import API_PREFIX, command_router
+from write_api.checkins import BATCH_PATH_PATTERN, CHECKIN_BATCH_BYTES
 from write_api.posters import POSTER_PATH, POSTER_UPLOAD_BYTES
 
 MAX_BODY_BYTES = 256 * 1024
 APIS = ("write", "read")
 IO_THREADS = 64
 # Bodies that may be larger than MAX_BODY_BYTES: (method, path pattern, limit).
-LARGER_BODIES = (("PUT", re.compile(API_PREFIX + POSTER_PATH), POSTER_UPLOAD_BYTES),)
+LARGER_BODIES = (
+    ("PUT", re.compile(API_PREFIX + POSTER_PATH), POSTER_UPLOAD_BYTES),
+    ("POST", re.compile(API_PREFIX + BATCH_PATH_PATTERN), CHECKIN_BATCH_BYTES),  # offline scans
+)
 
 
 def body_limit(scope: Scope) -> int:

@@ -21,13 +21,19 @@ from infra.log_follower import LogFollower, PageHandler
 from infra.mailer import SmtpMailer
 from process_managers.account_deactivation import AccountDeactivation, AccountDeactivationTasks
 from process_managers.hold_expiry import HoldDeadlines, HoldExpiry
-from process_managers.integration_events import BOOKINGS, IntegrationEvents, topic_names
+from process_managers.integration_events import (
+    BOOKINGS,
+    TICKETS,
+    IntegrationEvents,
+    topic_names,
+)
 from process_managers.kafka_relay import KafkaRelay
 from process_managers.notifier import Notifier
 from process_managers.payment_saga import PaymentSaga, PaymentSagaTasks
 from process_managers.reschedule_notices import RescheduleNotices, RescheduleNoticeTasks
 from process_managers.sale_windows import SaleWindows, SaleWindowTasks
 from process_managers.show_cancellation import ShowCancellation, ShowCancellationTasks
+from process_managers.ticket_mail import TicketAttachments
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +176,15 @@ def build_workers(container: Container) -> Workers:
         settings.smtp_starttls,
         settings.smtp_timeout_seconds,
     )
+    signer = container.ticket_signer
     notifier = Notifier(
         store,
         mailer,
         lambda: group_consumer(settings, settings.kafka_notifier_group, "ticketblitz-notifier"),
-        [topics[BOOKINGS]],
+        [topics[BOOKINGS], topics[TICKETS]],  # tickets: the receiver of a transfer
         container.mail_suggestions,
+        # The booking-confirmed e-mail carries the tickets (PDF) and a calendar invite.
+        attach=None if signer is None else TicketAttachments(signer),
     )
     workers.append(Worker("notifier", notifier.run, notifier.setup, notifier.close))
     return Workers(workers)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from write_api import accounts, auth, bookings, payments, posters, seat_blocks, shows
+from write_api import (
+    accounts,
+    auth,
+    bookings,
+    checkins,
+    payments,
+    posters,
+    seat_blocks,
+    shows,
+    transfers,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -18,4 +28,6 @@ def command_router() -> APIRouter:
     router.include_router(posters.router)
     router.include_router(bookings.router)
     router.include_router(payments.router)
+    router.include_router(checkins.router)  # scans at the door
+    router.include_router(transfers.router)  # tickets given to others
     return router

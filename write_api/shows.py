@@ -76,7 +76,8 @@ async def _command(
 async def schedule_show(
     body: ScheduleShow, user: OrganizerUser, container: ContainerDep
 ) -> ShowCreated:
-    """The caller (an organiser or an admin) becomes the show's organiser."""
+    """The caller (an organiser or an admin) becomes the show's organiser.
+    `transfers_allowed` (default true): whether fans may give their tickets to others."""
     scheduled = await run_in_threadpool(container.shows.schedule_show, body, None, user.account_id)
     return ShowCreated(show_id=scheduled.show_id, position=scheduled.position)
 
@@ -101,10 +102,12 @@ async def edit_show(
     """Change any of title, description, category, venue, starts_at (a reschedule),
     sale_opens_at (null: opened by hand), sale_closes_at and price_tiers (`[{code,
     price_cents}]`, existing tiers only; new holds pay the new price, held and sold tickets
-    keep theirs). Each change is recorded as its own event; a value equal to the current one
-    records nothing. A sale window that closed at the old start moves with a reschedule; one
-    that closes later than the new start must be given too. The sale window's automatic
-    opening and closing follow the new times."""
+    keep theirs) and time_zone (the venue's IANA zone: the times stay the same instants, shown
+    in the new zone) and transfers_allowed (whether fans may give their tickets to others;
+    tickets given before stay given). Each change is recorded as its own event; a value equal
+    to the current one records nothing. A sale window that closed at the old start moves with
+    a reschedule; one that closes later than the new start must be given too. The sale
+    window's automatic opening and closing follow the new times."""
     command = EditShow(show_id=show_id, changes=body)
     edited = await _command(container.shows.edit_show, command, user, container)
     return ShowChanged(show_id=show_id, status=edited.status, position=edited.position)

@@ -117,7 +117,9 @@ def confirmation_for(
     mail = mailbox.wait_for(lambda m: m["To"] == fan["email"], timeout=30)
     assert "is confirmed" in mail["Subject"]
     assert [m["To"] for m in mailbox.messages()].count(fan["email"]) == 1
-    return CATALOG[genre][0][0], mail.get_content()
+    body = mail.get_body(("plain",))  # the text (the tickets are attached)
+    assert body is not None
+    return CATALOG[genre][0][0], body.get_content()
 
 
 def suggested(body: str) -> tuple[str, list[str]]:

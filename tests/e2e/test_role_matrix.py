@@ -14,12 +14,15 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
 from PIL import Image
 
+from commands.models import RecordPayment, RequestPayment
+from domain.ids import ticket_id_for
+from http_shell.container import Container
 from tests.e2e.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -35,6 +38,7 @@ NOBODY, CUSTOMER, DOOR, OTHER_ORGANIZER, OWNER, ADMIN = (
 EVERYONE = frozenset({NOBODY, CUSTOMER, DOOR, OTHER_ORGANIZER, OWNER, ADMIN})
 SIGNED_IN = EVERYONE - {NOBODY}
 MANAGERS = frozenset({OWNER, ADMIN})  # the show's organiser and admins
+SCANNERS = frozenset({DOOR, OWNER, ADMIN})  # door staff (any show), the organiser, admins
 ORGANISERS = frozenset({OTHER_ORGANIZER, OWNER, ADMIN})
 ADMINS = frozenset({ADMIN})
 BOOKING_OWNER = frozenset({CUSTOMER, ADMIN})  # the booking's customer and admins
@@ -50,6 +54,31 @@ class World:
     people: dict[str, dict[str, str]]
     customer_booking: str
     throwaway_account: str
+    container: Any = None  # the app's: pays a booking as the saga would (no workers here)
+    paid_ticket: tuple[UUID, int] | None = None
+
+    def ticket(self) -> tuple[UUID, int]:
+        """A ticket of the customer's, on a show of the owner's, and the position that issued
+        it: a booking paid through the payment commands, as the saga would."""
+        if self.paid_ticket is None:
+            held = self.api.http.post(
+                "/bookings",
+                json={"show_id": self.show(open_sale=True), "quantity": 1},
+                headers=self.people[CUSTOMER],
+            )
+            assert held.status_code == 201, held.text
+            booking_id = UUID(held.json()["booking_id"])
+            intent = f"pi_matrix_{uuid4().hex[:12]}"
+            payments = self.container.payments
+            payments.request_payment(
+                RequestPayment(booking_id=booking_id, payment_intent_id=intent)
+            ).result(30)
+            step = payments.record_payment(
+                RecordPayment(booking_id=booking_id, payment_intent_id=intent, amount_cents=4500)
+            ).result(30)
+            assert step.status == "confirmed", step
+            self.paid_ticket = (ticket_id_for(booking_id, 0), step.position)
+        return self.paid_ticket
 
     def show(self, *, general: int = 0, open_sale: bool = False) -> str:
         """A show of the owner's (made fresh: some calls change or delete it)."""
@@ -228,6 +257,39 @@ CALLS = [
     Call("GET", "/shows/{show_id}/stats", ADMINS, url=reading_show("/stats")),
     Call("GET", "/shows/{show_id}/attendees.csv", MANAGERS, url=reading_show("/attendees.csv")),
     Call("GET", "/shows/{show_id}/sales", MANAGERS, url=reading_show("/sales")),
+    # a secret that does not verify: 422 `invalid-secret` for those let through
+    Call(
+        "POST",
+        "/shows/{show_id}/checkins",
+        SCANNERS,
+        lambda _: {"json": {"secret": "TB1.not.a.ticket", "gate": "North", "scan_id": "m-1"}},
+        url=on_show("/checkins"),
+    ),
+    Call(
+        "POST",
+        "/shows/{show_id}/checkins/batch",
+        SCANNERS,
+        lambda _: {
+            "json": {
+                "scans": [
+                    {
+                        "secret": "TB1.not.a.ticket",
+                        "gate": "North",
+                        "scan_id": "m-1",
+                        "scanned_at": "2027-03-01T19:30:00+01:00",
+                    }
+                ]
+            }
+        },
+        url=on_show("/checkins/batch"),
+    ),
+    Call("GET", "/shows/{show_id}/checkins/stats", SCANNERS, url=reading_show("/checkins/stats")),
+    Call(
+        "GET",
+        "/shows/{show_id}/checkins/offline-kit",
+        SCANNERS,
+        url=reading_show("/checkins/offline-kit"),
+    ),
     Call(
         "POST",
         "/bookings",
@@ -243,6 +305,12 @@ CALLS = [
     ),
     # the booking is cancelled already: the ones let through get 409, nothing changes
     Call(
+        "GET",
+        "/bookings/{booking_id}/tickets",
+        BOOKING_OWNER | {OWNER},  # and the organiser of the booking's show
+        url=lambda w: f"/bookings/{w.customer_booking}/tickets",
+    ),
+    Call(
         "POST",
         "/bookings/{booking_id}/cancel",
         BOOKING_OWNER,
@@ -255,6 +323,36 @@ CALLS = [
         lambda _: {"json": {"payment_method": "pm_card_visa"}},
         url=lambda w: f"/bookings/{w.customer_booking}/pay",
     ),
+    # the QR code is the ticket: its holder's (the customer's), the organiser's, the admins'
+    Call(
+        "GET",
+        "/tickets/{ticket_id}/qr.svg",
+        CUSTOMERS | MANAGERS,
+        url=lambda w: "/tickets/{}/qr.svg?after={}".format(*w.ticket()),
+    ),
+    Call(
+        "GET",
+        "/tickets/{ticket_id}/qr.png",
+        CUSTOMERS | MANAGERS,
+        url=lambda w: "/tickets/{}/qr.png?after={}".format(*w.ticket()),
+    ),
+    # the ticket's holder (the customer) and admins; given to its own holder's address, so the
+    # ones let through get 422 `transfer-to-self` and the ticket stays as it is
+    Call(
+        "POST",
+        "/tickets/{ticket_id}/transfer",
+        CUSTOMERS | ADMINS,
+        lambda w: {"json": {"email": w.people[CUSTOMER]["email"]}},
+        url=lambda w: f"/tickets/{w.ticket()[0]}/transfer",
+    ),
+    Call("GET", "/me/tickets", SIGNED_IN),
+    # the booking is cancelled: no ticket left (409 for those let through)
+    Call(
+        "GET",
+        "/bookings/{booking_id}/tickets.pdf",
+        BOOKING_OWNER | {OWNER},
+        url=lambda w: f"/bookings/{w.customer_booking}/tickets.pdf",
+    ),
     # unsigned: refused for its signature (400), which is no role's business
     Call("POST", "/payments/stripe/webhook", EVERYONE, lambda _: {"json": {}}),
     Call("GET", "/projections", EVERYONE),
@@ -262,14 +360,14 @@ CALLS = [
 
 
 @pytest.fixture(scope="module")
-def world(api: Api) -> World:
+def world(api: Api, container: Container) -> World:
     people: dict[str, dict[str, str]] = {NOBODY: {}}
     people[CUSTOMER] = api.new_customer()
     people[DOOR] = api.new_account("door")
     people[OTHER_ORGANIZER] = api.new_account("organizer")
     people[OWNER] = api.new_account("organizer")
     people[ADMIN] = {**api.admin(), "email": "", "account_id": ""}
-    world = World(api, people, customer_booking="", throwaway_account="")
+    world = World(api, people, customer_booking="", throwaway_account="", container=container)
     placed = api.http.post(
         "/bookings",
         json={"show_id": world.show(open_sale=True), "quantity": 1},

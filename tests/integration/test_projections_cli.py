@@ -65,9 +65,9 @@ def test_status_shows_each_read_model_with_its_lag(database: str, tmp_path: Path
         (["rebuild"], "name the read models to rebuild, or use --all"),
         (["rebuild", "catalog", "--all"], "name the read models to rebuild, or use --all"),
         (
-            ["rebuild", "tickets"],
-            "unknown projection 'tickets' "
-            "(known: catalog, seat_map, bookings, sales, reports, accounts)",
+            ["rebuild", "turnstiles"],
+            "unknown projection 'turnstiles' "
+            "(known: catalog, seat_map, bookings, sales, reports, accounts, tickets)",
         ),
     ],
 )
