@@ -10,28 +10,16 @@ not free.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from domain.errors import CapacityExceededError, TicketLimitError, UnknownSectionError
+from domain.seat_state import Row, SeatState
 from domain.seatmap import GENERAL, SEATED
-
-if TYPE_CHECKING:
-    from domain.inventory import GeneralSection, Row
 
 MAX_TICKETS_PER_BOOKING = 10
 
 
-class BestAvailable:
-    """The search; the attributes below are SeatInventory's state."""
-
-    rows: list[Row]
-    row_free: dict[str, int]  # row key -> free seats (neither held, sold nor blocked)
-    row_run_bound: dict[str, int]  # row key -> upper bound of its longest free run
-    first_open_row: int  # every row before it is full
-    holder: dict[str, str]  # seat -> booking id (hex) while held or sold
-    blocked: dict[str, str]  # seat -> why it is off sale
-    section_kind: dict[str, str]
-    general: dict[str, GeneralSection]
+class BestAvailable(SeatState):
+    """The search, over SeatInventory's state (domain/seat_state.py)."""
 
     def free_count(self) -> int:
         seated = sum(self.row_free.values())

@@ -7,8 +7,9 @@ the show set its own); no holds unless the sale is open and the show has not sta
 cannot keep seats forever by letting holds lapse and holding again (LapsedHoldLimit); a seat the
 organiser blocked is neither held nor sold, and a GA section's capacity never goes below its
 tickets held and sold (domain/seat_blocks.py). Best-available is domain/best_available.py. State is
-dicts and lists of strings, numbers and small records (Row, Claim, GeneralSection), which the
-event store's transcodings snapshot as JSON; snapshots of older class versions are upcast.
+dicts and lists of strings, numbers and small records (Row, Claim, GeneralSection, in
+domain/seat_state.py), which the event store's transcodings snapshot as JSON; snapshots of older
+class versions are upcast.
 """
 
 from __future__ import annotations
@@ -40,49 +41,15 @@ from domain.seat_blocks import (
     seats_to_block,
     seats_to_unblock,
 )
+from domain.seat_state import Claim as Claim
+from domain.seat_state import GeneralSection as GeneralSection
+from domain.seat_state import Row as Row
 from domain.seatmap import GENERAL, iter_seats
 
 # Tickets one customer may hold and buy for one show, unless the show was scheduled with its
 # own cap; also the cap of shows scheduled before shows had one.
 DEFAULT_TICKETS_PER_CUSTOMER = 10
 MAX_REMEMBERED_LAPSES = 20  # per customer: more than any sensible LapsedHoldLimit.times
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A row of a seated section: its seats in map order."""
-
-    section: str
-    key: str  # "SECTION-ROW": every seat id of the row starts with it
-    seats: list[str]
-
-
-@dataclass(slots=True)
-class Claim:
-    """What one booking holds or bought on the show."""
-
-    customer: str  # the customer's id (hex)
-    seats: list[str]
-    general: dict[str, int]  # GA section code -> tickets
-    until: datetime  # when the hold runs out unless sold
-    sold: bool = False
-
-    @property
-    def quantity(self) -> int:
-        return len(self.seats) + sum(self.general.values())
-
-
-@dataclass(slots=True)
-class GeneralSection:
-    """A general-admission section: tickets by count, not by seat."""
-
-    tier: str
-    capacity: int
-    taken: int = 0
-
-    @property
-    def left(self) -> int:
-        return self.capacity - self.taken
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ commands and events (domain/inventory.py) delegate to: functions over its state.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from domain.best_available import row_key
 from domain.errors import (
@@ -27,15 +26,13 @@ from domain.errors import (
     UnknownSeatsError,
     UnknownSectionError,
 )
+from domain.seat_state import SeatState
 from domain.seatmap import GENERAL, MAX_SEATS_PER_SHOW
-
-if TYPE_CHECKING:
-    from domain.inventory import SeatInventory
 
 MAX_REASON_LENGTH = 200
 
 
-def seats_to_block(inventory: SeatInventory, seats: Sequence[str], reason: str) -> list[str]:
+def seats_to_block(inventory: SeatState, seats: Sequence[str], reason: str) -> list[str]:
     """The seats a block would newly take off sale (in the order asked, once each); raises
     if one is unknown or taken, or the reason is blank or too long."""
     if not reason.strip() or len(reason) > MAX_REASON_LENGTH:
@@ -49,12 +46,12 @@ def seats_to_block(inventory: SeatInventory, seats: Sequence[str], reason: str) 
     return [s for s in wanted if s not in inventory.blocked]
 
 
-def seats_to_unblock(inventory: SeatInventory, seats: Sequence[str]) -> list[str]:
+def seats_to_unblock(inventory: SeatState, seats: Sequence[str]) -> list[str]:
     """The blocked seats among `seats` (in the order asked, once each); raises if one is unknown."""
     return [s for s in _known(inventory, seats) if s in inventory.blocked]
 
 
-def _known(inventory: SeatInventory, seats: Sequence[str]) -> list[str]:
+def _known(inventory: SeatState, seats: Sequence[str]) -> list[str]:
     wanted = list(dict.fromkeys(seats))
     unknown = [s for s in wanted if s not in inventory.seat_tier]
     if unknown:
@@ -62,7 +59,7 @@ def _known(inventory: SeatInventory, seats: Sequence[str]) -> list[str]:
     return wanted
 
 
-def apply_block(inventory: SeatInventory, seats: Sequence[str], reason: str) -> None:
+def apply_block(inventory: SeatState, seats: Sequence[str], reason: str) -> None:
     for seat in seats:
         if seat in inventory.blocked:
             continue  # a log that blocks twice blocks once
@@ -71,7 +68,7 @@ def apply_block(inventory: SeatInventory, seats: Sequence[str], reason: str) -> 
         # row_run_bound stays an upper bound: blocking only shortens runs
 
 
-def apply_unblock(inventory: SeatInventory, seats: Sequence[str]) -> None:
+def apply_unblock(inventory: SeatState, seats: Sequence[str]) -> None:
     for seat in seats:
         if inventory.blocked.pop(seat, None) is None:
             continue
@@ -81,7 +78,7 @@ def apply_unblock(inventory: SeatInventory, seats: Sequence[str]) -> None:
     inventory.first_open_row = 0  # the memos of full rows no longer hold
 
 
-def capacity_changes(inventory: SeatInventory, section: str, capacity: int) -> bool:
+def capacity_changes(inventory: SeatState, section: str, capacity: int) -> bool:
     """Whether setting the GA section's capacity changes it; raises if the section is unknown
     or seated, or the capacity is below what is taken or beyond what a show may sell."""
     kind = inventory.section_kind.get(section)
