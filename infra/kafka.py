@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -117,3 +118,39 @@ def group_consumer(settings: Settings, group_id: str, client_id: str) -> KafkaCo
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
     )
+
+
+class TopicIncarnations:
+    """Notices a subscribed topic that was deleted and created again under the same name (a
+    broker that keeps topics in memory comes back empty; an operator re-created a topic).
+
+    A consumer that stays in its group across that keeps its fetch positions: offsets of the
+    old incarnation, at which the new one would be read from the middle, records before them
+    never seen. Whoever notices rewinds that topic's partitions to the new one's beginning
+    (consumers here are idempotent: reading again costs no duplicate)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, Any] = {}
+
+    def recreated(self, consumer: KafkaConsumer) -> set[str]:
+        """Topics whose id changed since the last call (the client's cached metadata)."""
+        cluster = consumer._client.cluster  # the topic id is only known there
+        changed = set()
+        for topic in consumer.subscription() or ():
+            current = cluster.topic_id(topic)
+            if current is None:
+                continue
+            previous = self._ids.get(topic)
+            if previous is not None and previous != current:
+                changed.add(topic)
+            self._ids[topic] = current
+        return changed
+
+    def rewind_recreated(self, consumer: KafkaConsumer) -> set[str]:
+        """Rewind the assigned partitions of every recreated topic to their beginning; which."""
+        changed = self.recreated(consumer)
+        partitions = [tp for tp in consumer.assignment() if tp.topic in changed]
+        if partitions:
+            log.warning("topics %s were created again: reading them from the start", changed)
+            consumer.seek_to_beginning(*partitions)
+        return changed

@@ -60,6 +60,7 @@ from commands.ports import AggregateHistory, Connections
 from commands.venue_time import local_time_of
 from domain.booking import PAYMENT_EVENTS, BookingEvents
 from domain.money import money
+from infra.kafka import TopicIncarnations
 from infra.mailer import MailRejectedError, MailUnavailableError, SmtpMailer
 from process_managers.integration_events import IntegrationEvent
 from process_managers.transfer_mail import TRANSFER_TYPES, compose_transfer
@@ -282,6 +283,7 @@ class Notifier:
         self._mailer = mailer
         self._consumer_factory = consumer_factory
         self._topics = topics
+        self._incarnations = TopicIncarnations()
         self._suggest = suggest
         self._suggest_timeout = suggest_timeout
         self._attach = attach
@@ -328,7 +330,14 @@ class Notifier:
         # Suggestions can take seconds per e-mail: a poll's records that would take the
         # consumer past its max poll interval (and out of the group) wait for the next poll.
         deadline = time.monotonic() + POLL_BUDGET_SECONDS
-        for partition, records in consumer.poll(timeout_ms=500, max_records=200).items():
+        self._incarnations.rewind_recreated(consumer)
+        polled = consumer.poll(timeout_ms=500, max_records=200)
+        # Records fetched at an old incarnation's offset (noticed by this very poll) may
+        # start in the middle of the new topic: rewound, they come again from its start.
+        recreated = self._incarnations.rewind_recreated(consumer)
+        for partition, records in polled.items():
+            if partition.topic in recreated:
+                continue
             for record in records:
                 if not healthy or time.monotonic() > deadline:
                     consumer.seek(partition, record.offset)  # not handled: next poll

@@ -3,7 +3,10 @@
 When the broker restarts empty and the relay re-creates a topic and fills it again, the
 notifier's consumer must read the new topic from its start, not from the offset it had reached
 in the old one: kafka-python revokes every partition when the group membership is lost and,
-with no committed offsets left, starts from the earliest. The notifier relies on that.
+with no committed offsets left, starts from the earliest. But a consumer that fetches from the
+new topic before it notices the lost membership does so at its old offset, skipping the new
+topic's first records: the notifier also watches the topics' ids (`TopicIncarnations`) and
+rewinds a topic that was created again.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError
 from kafka.structs import TopicPartition
 
-from infra.kafka import KafkaPublisher, group_consumer
+from infra.kafka import KafkaPublisher, TopicIncarnations, group_consumer
 from infra.settings import Settings
 from tests.e2e.saga_support import wait_until
 from tests.faults.support import own_stack
@@ -71,5 +74,45 @@ def test_a_consumer_reads_a_topic_the_restarted_broker_lost_and_got_again_from_i
 
             new = {b"new-0", b"new-1", b"new-2", b"new-3", b"new-4"}
             assert new <= set(read_until(consumer, new))  # 0-2 too, not only 3 and 4
+        finally:
+            consumer.close()
+
+
+def test_a_consumer_that_keeps_fetching_across_the_restart_rewinds_the_topic_created_again():
+    with own_stack(kafka=True) as stack:
+        bootstrap = stack.endpoints.kafka_bootstrap
+        assert bootstrap is not None
+        topic = f"again-{uuid4().hex[:8]}"
+        publish(bootstrap, topic, [f"old-{i}".encode() for i in range(4)])
+        consumer = group_consumer(Settings(kafka_bootstrap=bootstrap), f"{topic}-g", "again")
+        consumer.subscribe([topic])
+        incarnations = TopicIncarnations()
+        values: list[bytes] = []
+
+        def read(wanted: set[bytes]) -> bool:
+            """As the notifier polls: rewind a recreated topic, drop what a poll fetched from
+            it at the old offset."""
+            incarnations.rewind_recreated(consumer)
+            polled = consumer.poll(timeout_ms=300)
+            recreated = incarnations.rewind_recreated(consumer)
+            values.extend(
+                r.value for tp, rs in polled.items() if tp.topic not in recreated for r in rs
+            )
+            if polled:
+                with suppress(CommitFailedError):
+                    consumer.commit()
+            return wanted <= set(values)
+
+        try:
+            old = {f"old-{i}".encode() for i in range(4)}
+            wait_until(lambda: read(old), 60, "the old records")
+            assert incarnations.recreated(consumer) == set()  # seen once, unchanged
+
+            stack.stop_server("kafka")
+            stack.start_server("kafka")
+            new = {f"new-{i}".encode() for i in range(6)}
+            publish(bootstrap, topic, sorted(new))
+            wait_until(lambda: read(new), 60, "every record of the topic created again")
+            assert new <= set(values)  # from its start: new-0 to new-3 were not skipped
         finally:
             consumer.close()
