@@ -41,10 +41,16 @@ from domain.inventory import SeatInventory
 from domain.show import Show
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
 
 UNKNOWN_HOLDER = "Ticket holder"
 SNAPSHOT_DEBT_LIMIT = 10  # x snapshot_every: snapshot even while busy beyond this many events
+# A drain that just committed keeps the show lock this long for the next commands (gates and
+# fans answered a moment ago ask again at once): their batch skips the lock and the version
+# checks. Never beyond MAX_LOCK_HOLD in one go, so another process's writer gets its turn.
+LINGER_SECONDS = 0.002
+MAX_LOCK_HOLD_SECONDS = 0.1
 
 
 class ShowBatch:
@@ -56,9 +62,12 @@ class ShowBatch:
         inventory: SeatInventory,
         store: EventStore,
         door_lists: Callable[[], DoorList] | None = None,
+        companions: Companions | None = None,
     ) -> None:
         self.inventory = inventory
         self._store = store
+        self._companions = Companions(store) if companions is None else companions
+        self._companion_pending_at_load: dict[UUID, int] = {}
         self._bookings: dict[UUID, Booking] = {}
         self._show: Show | None = None
         self._touched: list[Booking] = []  # bookings the current decision looked at
@@ -79,6 +88,27 @@ class ShowBatch:
             # Creating it is no change a failing decision made half-way.
             self._door_pending_at_load = len(door.pending_events)
         return self._door_list
+
+    def companion(self, aggregate_id: UUID, kind: type[A], new: Callable[[], A]) -> A:
+        """Another aggregate of the show decided in its writer (its waiting list, its presale
+        codes): loaded on first use, or `new()` if it has none yet (saved with the batch once
+        the decision changed it). Cached by the writer between batches like the inventory."""
+        found = self.find_companion(aggregate_id, kind)
+        if found is None:
+            found = new()
+            if found.id != aggregate_id:  # its class must derive the id (create_id)
+                raise ValueError(f"a new {kind.__name__} has id {found.id}, not {aggregate_id}")
+            self._companions.adopt(aggregate_id, found)
+            # Creating it is no change a failing decision made half-way.
+            self._companion_pending_at_load[aggregate_id] = len(found.pending_events)
+        return found
+
+    def find_companion(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        """The companion aggregate if the show has one (None: never created, nothing made)."""
+        found = self._companions.find(aggregate_id, kind)
+        if found is not None and aggregate_id not in self._companion_pending_at_load:
+            self._companion_pending_at_load[aggregate_id] = len(found.pending_events)
+        return found
 
     def show(self) -> Show:
         """The Show aggregate itself, loaded on first use (sale status changes need it)."""
@@ -130,15 +160,70 @@ class ShowBatch:
         candidates: list[Aggregate] = [self.inventory, *shows, *self._touched]
         door = self._door_list
         door_pending = 0 if door is None else len(door.pending_events) - self._door_pending_at_load
-        return sum(len(a.pending_events) for a in candidates) + door_pending
+        companions = sum(
+            len(self._companions.loaded(aggregate_id).pending_events) - at_load
+            for aggregate_id, at_load in self._companion_pending_at_load.items()
+        )
+        return sum(len(a.pending_events) for a in candidates) + door_pending + companions
 
     def changed(self) -> list[Aggregate]:
         shows: list[Aggregate] = [] if self._show is None else [self._show]
         # The door list last: on a tie of timestamps the log keeps this order, and a booking's
         # confirmation (or cancellation) must come before its tickets' issue (or voiding).
         doors: list[Aggregate] = [] if self._door_list is None else [self._door_list]
-        everything: list[Aggregate] = [self.inventory, *shows, *self._bookings.values(), *doors]
+        companions = [self._companions.loaded(i) for i in self._companion_pending_at_load]
+        everything: list[Aggregate] = [
+            self.inventory,
+            *shows,
+            *self._bookings.values(),
+            *companions,
+            *doors,
+        ]
         return [a for a in everything if a.pending_events]
+
+
+class Companions:
+    """A show's other aggregates decided in its writer, cached between batches; each one's
+    version is checked against the store at its first use in a drain (another process may
+    have written it), and absence is cached too (a show without a waiting list costs one
+    version query per drain, not a load per batch)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._cached: dict[UUID, Aggregate | None] = {}  # None: the store has none
+        self._checked: set[UUID] = set()
+
+    def new_drain(self) -> None:
+        self._checked.clear()
+
+    def forget(self) -> None:
+        self._cached.clear()
+        self._checked.clear()
+
+    def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        if aggregate_id not in self._checked:
+            self._checked.add(aggregate_id)
+            version = self._store.version_of(aggregate_id)
+            cached = self._cached.get(aggregate_id)
+            fresh = (cached is None and version is None and aggregate_id in self._cached) or (
+                cached is not None and not cached.pending_events and cached.version == version
+            )
+            if not fresh:
+                self._cached[aggregate_id] = (
+                    None if version is None else self._store.get(aggregate_id, kind)
+                )
+        found = self._cached.get(aggregate_id)
+        if found is not None and not isinstance(found, kind):
+            raise NotFoundError(kind.__name__, aggregate_id)
+        return found
+
+    def adopt(self, aggregate_id: UUID, aggregate: Aggregate) -> None:
+        self._cached[aggregate_id] = aggregate
+
+    def loaded(self, aggregate_id: UUID) -> Aggregate:
+        found = self._cached.get(aggregate_id)
+        assert found is not None, aggregate_id
+        return found
 
 
 def load_door_list(store: EventStore, show_id: UUID) -> DoorList:
@@ -177,6 +262,7 @@ class ShowWriter:
         self._max_batch = max_batch
         self._queue: deque[_Queued[Any]] = deque()
         self._mutex = threading.Lock()
+        self._arrived = threading.Condition(self._mutex)  # a command queued while draining
         self._draining = False
         self._inventory: SeatInventory | None = None
         self._snapshot_every = snapshot_every
@@ -187,6 +273,7 @@ class ShowWriter:
         self._door_list: DoorList | None = None
         self._door_checked = False
         self._door_snapshot_version = 0
+        self._companions = Companions(store)  # its waiting list, its presale codes
         self._last_command_at = time.monotonic()
         self.batches = 0
         self.commands = 0
@@ -220,15 +307,20 @@ class ShowWriter:
             self._queue.append(queued)
             start = not self._draining
             self._draining = True
+            if not start:
+                self._arrived.notify()
         if start:
             self._executor.submit(self._drain)
 
     def _drain(self) -> None:
         try:
             with self._store.show_lock(self.show_id):
+                locked_at = time.monotonic()
                 self._refresh_cache()
                 while batch := self._take_batch():
                     self._run(batch)
+                    if time.monotonic() - locked_at < MAX_LOCK_HOLD_SECONDS:
+                        self._await_more(LINGER_SECONDS)
                 # Snapshots wait for a quiet moment (tidy_when_idle): a big one takes tens
                 # of milliseconds, which fans of a hot show would spend waiting. Unless so many
                 # events went by that a cold load would replay too many.
@@ -293,11 +385,18 @@ class ShowWriter:
         """Drop the cached state (stale, half-changed, or idle): the next batch loads it."""
         self._inventory = None
         self._door_list = None
+        self._companions.forget()
 
     def _take_batch(self) -> list[_Queued[Any]]:
         with self._mutex:
             n = min(len(self._queue), self._max_batch)
             return [self._queue.popleft() for _ in range(n)]
+
+    def _await_more(self, seconds: float) -> None:
+        """Wait (lock held, GIL released) up to `seconds` for a command, unless one is queued."""
+        with self._mutex:
+            if not self._queue:
+                self._arrived.wait(seconds)
 
     def _fail_all(self, error: BaseException) -> None:
         with self._mutex:
@@ -308,6 +407,7 @@ class ShowWriter:
     def _refresh_cache(self) -> None:
         """Another process may have written since our last batch: the version tells."""
         self._door_checked = False  # checked when a batch of this drain first asks for it
+        self._companions.new_drain()
         if self._inventory is None:
             return
         if self._store.version_of(self.inventory_id) != self._inventory.version:
@@ -352,7 +452,7 @@ class ShowWriter:
     def _attempt(self, batch: list[_Queued[Any]], alone: bool = False) -> bool:
         """Decide the whole batch against the cached inventory and commit it once.
         False means a version conflict: the cache was dropped and the batch must be redone."""
-        ctx = ShowBatch(self._load_inventory(), self._store, self._load_door_list)
+        ctx = ShowBatch(self._load_inventory(), self._store, self._load_door_list, self._companions)
         for queued in batch:
             before = ctx.begin_decision()
             try:

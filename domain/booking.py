@@ -65,6 +65,9 @@ class NextStep(StrEnum):
 
 
 class Booking(Aggregate):
+    code: str | None = None  # (class defaults: a booking restored from an older snapshot)
+    offer: bool = False
+
     @event("Placed")
     def __init__(
         self,
@@ -77,7 +80,13 @@ class Booking(Aggregate):
         currency: str,
         hold_expires_at: datetime,
         payment_method: str | None,
+        code: str | None = None,
+        offer: bool = False,
     ) -> None:
+        # `code`: the presale code it was booked with; `offer`: held for a waiting-list entry
+        # (not by the customer). Placed events stored before either existed lack them.
+        self.code = code
+        self.offer = offer
         self.show_id = show_id
         self.customer_id = customer_id
         self.seats = seats

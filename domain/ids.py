@@ -36,3 +36,13 @@ def transferred_ticket_id_for(ticket_id: UUID) -> UUID:
     """The ticket that replaces `ticket_id` when it changes hands (a ticket is transferred at
     most once: it is void afterwards, and its successor has its own id)."""
     return uuid5(TICKETBLITZ_NAMESPACE, f"ticket-transfer:{ticket_id}")
+
+
+def waiting_list_id_for(show_id: UUID) -> UUID:
+    """The show's waiting list: one per show."""
+    return uuid5(TICKETBLITZ_NAMESPACE, f"waiting-list:{show_id}")
+
+
+def presale_codes_id_for(show_id: UUID) -> UUID:
+    """The show's presale codes (their definitions; their uses are counted by its inventory)."""
+    return uuid5(TICKETBLITZ_NAMESPACE, f"presale-codes:{show_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import fields
@@ -21,20 +22,25 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     Mapper,
     PersistenceError,
+    StoredEvent,
     Transcoding,
 )
+from eventsourcing.postgres import PostgresAggregateRecorder
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg_pool import ConnectionPool
 
 from commands.errors import NotFoundError, StoreUnavailableError, VersionConflictError
 from domain.door import Ticket
 from domain.inventory import Claim, GeneralSection, Row
 from infra.pool_revival import PoolReviver
-from infra.recorder import TicketBlitzRecorder
+from infra.recorder import PIPELINE_LIMIT_BYTES, TicketBlitzRecorder
 
 A = TypeVar("A", bound=Aggregate)
 
 EVENTS_TABLE = "ticketblitz_events"
+APPEND_FUNCTION = "ticketblitz_append_events"
+_CREATE_FUNCTION_LOCK = 0x7469636B6574  # serializes CREATE OR REPLACE FUNCTION across processes
 
 
 class RecordAsList(Transcoding):
@@ -123,6 +129,54 @@ class PostgresEventStore:
         recorder = self.app.recorder
         assert isinstance(recorder, TicketBlitzRecorder)  # APPLICATION_RECORDER_TOPIC
         self.reviver.add(recorder.datastore.pool)  # snapshots share this datastore
+        self._held = threading.local()  # the connection of the show lock this thread holds
+        self._append = self._create_append_function(recorder)
+        snapshots = self.app.snapshots
+        assert snapshots is not None and isinstance(snapshots.recorder, PostgresAggregateRecorder)
+        self._insert_snapshot = SQL(
+            "INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) "
+            "VALUES (%b, %b, %b, %b)"
+        ).format(
+            Identifier(snapshots.recorder.datastore.schema),
+            Identifier(snapshots.recorder.events_table_name),
+        )
+
+    def _create_append_function(self, recorder: TicketBlitzRecorder) -> Composed:
+        """The recorder's append (same table lock, NOTIFY, insert) as one server-side function:
+        a save on the connection that holds the show lock is then one round trip, instead of a
+        pooled connection's ping, the pipelined statements and the commit (docs/PERFORMANCE.md,
+        check-in)."""
+        datastore = recorder.datastore
+        table = SQL("{0}.{1}").format(
+            Identifier(datastore.schema), Identifier(recorder.events_table_name)
+        )
+        function = SQL("{0}.{1}").format(Identifier(datastore.schema), Identifier(APPEND_FUNCTION))
+        create = SQL(
+            "CREATE OR REPLACE FUNCTION {function}("
+            "ids {id_type}[], versions bigint[], topics text[], states bytea[]) "
+            "RETURNS bigint LANGUAGE plpgsql AS $body$ "
+            "DECLARE last bigint; "
+            "BEGIN "
+            "SET LOCAL lock_timeout = {timeout}; "
+            "LOCK TABLE {table} IN EXCLUSIVE MODE; "
+            "NOTIFY {channel}; "
+            "WITH added AS ("
+            "INSERT INTO {table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id) "
+            "SELECT max(notification_id) INTO last FROM added; "
+            "RETURN last; "
+            "END $body$"
+        ).format(
+            function=function,
+            id_type=Identifier(datastore.originator_id_type),
+            timeout=Literal(f"{datastore.lock_timeout}s"),
+            table=table,
+            channel=Identifier(recorder.channel_name),
+        )
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_FUNCTION_LOCK,))
+            conn.execute(create)
+        return SQL("SELECT {0}(%b, %b, %b, %b)").format(function)
 
     def reserve_connections(self, extra: int) -> None:
         """Let `connection()` open `extra` more connections: a process whose long-running
@@ -175,6 +229,11 @@ class PostgresEventStore:
         events = list(heapq.merge(*per_aggregate, key=_decided_at))
         if not events:
             return self.head_position()
+        held: psycopg.Connection[Any] | None = getattr(self._held, "conn", None)
+        if held is not None:
+            stored = [self.app.mapper.to_stored_event(e) for e in events]
+            if sum(len(e.state) for e in stored) <= PIPELINE_LIMIT_BYTES:
+                return self._append_on(held, stored)
         try:
             # The application's `save` would only add runtime Protocol checks per aggregate
             # (about 10 us each) and hooks this application does not use.
@@ -185,12 +244,42 @@ class PostgresEventStore:
             raise self._unavailable(error) from error
         return max(r.notification.id for r in recordings)
 
-    def snapshot(self, aggregate: Aggregate) -> None:
-        """From the in-memory state (just saved), not a replay: cheap for a big inventory."""
-        assert self.app.snapshots is not None  # IS_SNAPSHOTTING_ENABLED is set above
+    def _append_on(self, conn: psycopg.Connection[Any], stored: list[StoredEvent]) -> int:
+        """One statement on the show lock's (autocommit) connection: its own transaction."""
         try:
-            self.app.snapshots.put([Snapshot.take(aggregate)])
-        except PersistenceError as error:
+            row = conn.execute(
+                self._append,
+                (
+                    [e.originator_id for e in stored],
+                    [e.originator_version for e in stored],
+                    [e.topic for e in stored],
+                    [e.state for e in stored],
+                ),
+            ).fetchone()
+        except psycopg.errors.UniqueViolation as error:
+            raise VersionConflictError(str(error)) from error
+        except psycopg.Error as error:  # no retry elsewhere: the show lock went with it
+            raise self._unavailable(error) from error
+        assert row is not None and row[0] is not None
+        return int(row[0])
+
+    def snapshot(self, aggregate: Aggregate) -> None:
+        """From the in-memory state (just saved), not a replay: cheap for a big inventory.
+        Written with binary parameters: the library's recorder sends a snapshot as its composite
+        type, dumped as text in Python (a big door list's 6 MB took about a second)."""
+        assert self.app.snapshots is not None  # IS_SNAPSHOTTING_ENABLED is set above
+        stored = self.app.mapper.to_stored_event(Snapshot.take(aggregate))
+        params = (stored.originator_id, stored.originator_version, stored.topic, stored.state)
+        held: psycopg.Connection[Any] | None = getattr(self._held, "conn", None)
+        try:
+            if held is not None:
+                held.execute(self._insert_snapshot, params)
+            else:
+                with self._pool.connection() as conn:
+                    conn.execute(self._insert_snapshot, params)
+        except psycopg.errors.UniqueViolation:
+            return  # this version's snapshot is there already
+        except psycopg.Error as error:
             raise self._unavailable(error) from error
 
     def head_position(self) -> int:
@@ -225,9 +314,12 @@ class PostgresEventStore:
         try:
             with self._pool.connection() as conn:
                 conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                outer = getattr(self._held, "conn", None)
+                self._held.conn = conn  # this thread's saves go through it meanwhile
                 try:
                     yield
                 finally:
+                    self._held.conn = outer
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         except psycopg.OperationalError as error:
             raise self._unavailable(error) from error

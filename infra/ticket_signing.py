@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from commands.errors import InvalidTicketSecretError
 from commands.ports import SignedTicket
@@ -103,12 +104,13 @@ class KeySet:
     signing: Ed25519PrivateKey
     kid: str
     verifying: Mapping[str, Ed25519PublicKey]
+    raw_verifying: Mapping[str, bytes]  # the same keys' raw bytes, for libsodium
 
 
 def key_set(signing: Ed25519PrivateKey, older: Iterable[bytes] = ()) -> KeySet:
     raws = [raw_public(signing), *older]
     verifying = {kid_for(raw): Ed25519PublicKey.from_public_bytes(raw) for raw in raws}
-    return KeySet(signing, kid_for(raws[0]), verifying)
+    return KeySet(signing, kid_for(raws[0]), verifying, {kid_for(raw): raw for raw in raws})
 
 
 class KeyDirectory:
@@ -249,16 +251,18 @@ class Ed25519TicketSigner:
         if not _ID_BYTES < len(payload) <= _ID_BYTES + MAX_PLACE_BYTES:
             raise _invalid()
         try:
-            key.verify(signature, secret[: -len(signature_text) - 1].encode())
+            # libsodium (PyNaCl, cffi) lets go of the GIL while it verifies, so gates verify on
+            # every core while the show's writer commits; `cryptography` held it (~145 us).
+            crypto_sign_open(signature + secret[: -len(signature_text) - 1].encode(), key)
             place = payload[_ID_BYTES:].decode()
-        except (InvalidSignature, UnicodeDecodeError):
+        except (BadSignatureError, UnicodeDecodeError):
             raise _invalid() from None
         return SignedTicket(UUID(bytes=payload[:16]), UUID(bytes=payload[16:32]), place, kid)
 
-    def _verifying_key(self, kid: str) -> Ed25519PublicKey | None:
-        key = self._current().verifying.get(kid)
+    def _verifying_key(self, kid: str) -> bytes | None:
+        key = self._current().raw_verifying.get(kid)
         if key is None and _KID.match(kid):
-            key = self._current(force=True).verifying.get(kid)  # rotated meanwhile?
+            key = self._current(force=True).raw_verifying.get(kid)  # rotated meanwhile?
         return key
 
     def _current(self, force: bool = False) -> KeySet:

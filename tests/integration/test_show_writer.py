@@ -6,9 +6,10 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 import pytest
+from eventsourcing.domain import Aggregate, event
 
 from commands.bookings import BookingCommands
 from commands.models import (
@@ -178,3 +179,78 @@ def test_a_quiet_show_gives_its_inventory_back_and_loads_it_again_when_needed(st
         hold(bookings, show_id, seats=["A-1-20"]).result(timeout=30)
     assert hold(bookings, show_id, seats=["A-2-1"]).result(timeout=30).seats == ["A-2-1"]
     writers.close()
+
+
+class Tally(Aggregate):
+    """A stand-in companion of a show (like its waiting list): counts what it was told."""
+
+    @event("Started")
+    def __init__(self, show_id: UUID) -> None:
+        self.show_id = show_id
+        self.count = 0
+
+    @staticmethod
+    def create_id(show_id: UUID) -> UUID:
+        return tally_id(show_id)
+
+    @event("Counted")
+    def add(self) -> None:
+        self.count += 1
+
+
+def tally_id(show_id: UUID) -> UUID:
+    return uuid5(show_id, "tally")
+
+
+def count_once(show_id: UUID) -> Any:
+    def decide(batch: ShowBatch) -> int:
+        tally = batch.companion(tally_id(show_id), Tally, lambda: Tally(show_id=show_id))
+        tally.add()
+        return tally.count
+
+    return decide
+
+
+def peek(show_id: UUID) -> Any:
+    def decide(batch: ShowBatch) -> int | None:
+        found = batch.find_companion(tally_id(show_id), Tally)
+        return None if found is None else found.count
+
+    return decide
+
+
+def test_a_companion_is_created_once_saved_with_the_batch_and_seen_by_a_second_process(store):
+    writers, shows, _ = a_process(store)
+    other_writers, _, _ = a_process(store)
+    try:
+        show_id = on_sale_show(shows, rows=1, seats=2)
+        writer, other = writers.for_show(show_id), other_writers.for_show(show_id)
+        assert other.submit(peek(show_id)).result(timeout=10)[0] is None  # absence, cached
+        counts = [writer.submit(count_once(show_id)) for _ in range(5)]
+        assert sorted(f.result(timeout=10)[0] for f in counts) == [1, 2, 3, 4, 5]
+        assert store.get(tally_id(show_id), Tally).count == 5
+        # The other process cached "none" and a stale count: each drain checks the version.
+        assert other.submit(peek(show_id)).result(timeout=10)[0] == 5
+        assert other.submit(count_once(show_id)).result(timeout=10)[0] == 6
+        assert writer.submit(count_once(show_id)).result(timeout=10)[0] == 7
+        assert store.get(tally_id(show_id), Tally).version == 8  # Started + 7 counts
+    finally:
+        writers.close()
+        other_writers.close()
+
+
+def test_a_companion_created_by_a_decision_that_fails_is_not_saved(store):
+    writers, shows, _ = a_process(store)
+    try:
+        show_id = on_sale_show(shows, rows=1, seats=2)
+
+        def create_then_fail(batch: ShowBatch) -> None:
+            batch.companion(tally_id(show_id), Tally, lambda: Tally(show_id=show_id)).add()
+            raise SeatsUnavailableError(["A-1"])
+
+        with pytest.raises(SeatsUnavailableError):
+            writers.for_show(show_id).submit(create_then_fail).result(timeout=10)
+        assert not store.exists(tally_id(show_id))
+        assert writers.for_show(show_id).submit(peek(show_id)).result(timeout=10)[0] is None
+    finally:
+        writers.close()
