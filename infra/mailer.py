@@ -10,13 +10,19 @@ packets leaves the outcome unknown.
 
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
 import socket
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
+from email.utils import format_datetime, make_msgid, parseaddr
 
 SMTP_FAILURES = (smtplib.SMTPException, OSError)
+# Set by whoever composes a message: what kind of e-mail it is, for the log line (no content).
+KIND_HEADER = "X-TicketBlitz-Kind"
+log = logging.getLogger(__name__)
 
 
 class MailUnavailableError(Exception):
@@ -33,9 +39,12 @@ class MailRejectedError(Exception):
 
 
 class PreparedMail:
-    def __init__(self, connection: smtplib.SMTP, owner: SmtpMailer) -> None:
+    def __init__(self, connection: smtplib.SMTP, owner: SmtpMailer, message: EmailMessage) -> None:
         self._connection = connection
         self._owner = owner
+        self._to = str(message["To"])
+        self._kind = str(message.get(KIND_HEADER, "e-mail"))
+        self._message_id = str(message["Message-ID"])
 
     def deliver(self) -> None:
         try:
@@ -47,6 +56,7 @@ class PreparedMail:
         if code != 250:
             self._owner.disconnect()
             raise MailRejectedError(code, reply.decode(errors="replace"))
+        log.info("sent %s to %s (%s)", self._kind, self._to, self._message_id)
 
     def abandon(self) -> None:
         """Drop the connection before the final dot: the server discards the message."""
@@ -76,7 +86,14 @@ class SmtpMailer:
         self._connection: smtplib.SMTP | None = None
 
     def prepare(self, message: EmailMessage) -> PreparedMail:
-        """Transmit `message` up to (not including) the final dot."""
+        """Transmit `message` up to (not including) the final dot. A message without `Date` or
+        `Message-ID` gets them here (mail clients sort and thread by them; spam filters mark
+        mail without them)."""
+        if message["Date"] is None:
+            message["Date"] = format_datetime(datetime.now(UTC))
+        if message["Message-ID"] is None:
+            domain = parseaddr(self.sender)[1].rpartition("@")[2]
+            message["Message-ID"] = make_msgid(domain=domain or None)
         data = re.sub(rb"(?m)^\.", b"..", message.as_bytes(policy=SMTP))
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
@@ -92,7 +109,7 @@ class SmtpMailer:
         except MailRejectedError:
             self.disconnect()
             raise
-        return PreparedMail(connection, self)
+        return PreparedMail(connection, self, message)
 
     def _connect(self) -> smtplib.SMTP:
         if self._connection is not None:

@@ -61,7 +61,7 @@ from commands.venue_time import local_time_of
 from domain.booking import PAYMENT_EVENTS, BookingEvents
 from domain.money import money
 from infra.kafka import TopicIncarnations
-from infra.mailer import MailRejectedError, MailUnavailableError, SmtpMailer
+from infra.mailer import KIND_HEADER, MailRejectedError, MailUnavailableError, SmtpMailer
 from process_managers.integration_events import IntegrationEvent
 from process_managers.transfer_mail import TRANSFER_TYPES, compose_transfer
 
@@ -416,6 +416,8 @@ class Notifier:
             return
         with self._store.connection() as conn:
             recipient = str(message["To"])
+            if message[KIND_HEADER] is None:  # for the mailer's log line
+                message[KIND_HEADER] = event_type
             try:
                 prepared = self._mailer.prepare(message)
             except MailRejectedError as error:
