@@ -8,6 +8,7 @@ import socket
 import sys
 from contextlib import suppress
 from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
@@ -49,6 +50,25 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(recommender_app, name="recommender")
 app.add_typer(tickets_app, name="tickets")
 app.command(context_settings=BENCH_CONTEXT)(bench)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"ticketblitz {package_version('ticketblitz')}")  # stdout: for scripts
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """(The options every command shares.)"""
+
 
 Port = Annotated[int, typer.Option(min=1, max=65535, help="HTTP port for the APIs")]
 Host = Annotated[str, typer.Option(help="interface to listen on")]

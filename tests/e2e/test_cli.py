@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import httpx
@@ -145,3 +146,10 @@ def test_an_unreachable_database_is_a_one_line_error(command: list[str]):
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("ticketblitz: error:")
     assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_version_prints_the_installed_version_and_nothing_else():
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"ticketblitz {package_version('ticketblitz')}"
+    assert result.stderr == ""
