@@ -7,8 +7,10 @@ import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from importlib.metadata import version as package_version
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -125,9 +127,10 @@ class _CountedBody:
 def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
     """Nothing connects here: the container was built (and will be closed) by the caller.
     `apis` picks the command API ("write"), the query API ("read") or both."""
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) load their scripts from this process, not a CDN.
+    app = FastAPIOffline(
         title="TicketBlitz",
-        version="0.1.0",
+        version=package_version("ticketblitz"),
         description=f"Event-sourced ticketing under /api/v1: {' and '.join(apis)} API.",
         lifespan=io_threads,
     )
@@ -142,6 +145,20 @@ def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
     app.add_middleware(BodySizeLimit)
 
     install_metrics(app, container)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> dict[str, str]:
+        """Where to go from here (a newcomer's first request)."""
+        return {
+            "name": "TicketBlitz",
+            "version": package_version("ticketblitz"),
+            "apis": " and ".join(apis),
+            "docs": "/docs",
+            "redoc": "/redoc",
+            "openapi": "/openapi.json",
+            "api": "/api/v1",
+            "health": "/health",
+        }
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, object]:
