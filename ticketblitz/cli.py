@@ -35,6 +35,7 @@ from ticketblitz.cli_support import (
 from ticketblitz.demo import DEMO_ADMIN, DEMO_CUSTOMER, load_demo
 from ticketblitz.embedded import EmbeddedStack
 from ticketblitz.http_server import KEEP_ALIVE_SECONDS
+from ticketblitz.mail_cli import mail_app
 from ticketblitz.projections_cli import projections_app
 from ticketblitz.recommender_cli import recommender_app
 from ticketblitz.recommender_worker import with_recommender
@@ -49,6 +50,7 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(audit_app, name="audit")
 app.add_typer(recommender_app, name="recommender")
 app.add_typer(tickets_app, name="tickets")
+app.add_typer(mail_app, name="mail")
 app.command(context_settings=BENCH_CONTEXT)(bench)
 
 

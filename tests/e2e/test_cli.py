@@ -153,3 +153,34 @@ def test_version_prints_the_installed_version_and_nothing_else():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"ticketblitz {package_version('ticketblitz')}"
     assert result.stderr == ""
+
+
+def test_mail_lists_and_shows_the_caught_e_mails():
+    from email.message import EmailMessage
+
+    from ticketblitz.stack.smtp import Mailbox
+
+    with tempfile.TemporaryDirectory(prefix="tbmail", dir="/tmp") as data:
+        assert run_cli("mail", "list", "--data-dir", data).returncode == 2  # none caught yet
+        for n, to in enumerate(["ann@example.com", "bob@example.com", "ann@example.com"]):
+            message = EmailMessage()
+            message["Date"], message["To"] = f"Sat, 05 Dec 2026 10:0{n}:00 +0000", to
+            message["Subject"] = f"Your tickets {n}"
+            message.set_content(f"Hello number {n}")
+            message.add_attachment(b"%PDF", maintype="application", subtype="pdf", filename="t.pdf")
+            Mailbox(Path(data) / "mail").deliver(bytes(message))
+
+        listed = run_cli("mail", "list", "--to", "ann@", "--data-dir", data)
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()
+        assert [line.split()[0] for line in lines] == ["1", "3"]
+        assert "ann@example.com" in lines[1] and lines[1].endswith("Your tickets 2")
+
+        shown = run_cli("mail", "show", "2", "--data-dir", data)
+        assert shown.returncode == 0, shown.stderr
+        assert "To: bob@example.com" in shown.stdout and "Hello number 1" in shown.stdout
+        assert "[attachment] t.pdf (application/pdf)" in shown.stdout
+
+        missing = run_cli("mail", "show", "9", "--data-dir", data)
+        assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+        assert "there are 3 e-mails" in missing.stderr
