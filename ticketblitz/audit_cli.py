@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +30,12 @@ from audit.invariants import DEFAULT_REFUND_GRACE
 from audit.replay import Replay, ReplayError, StreamNotFoundError, replay_stream
 from audit.revenue import SalesReadModel
 from audit.verify import Progress, VerifyReport, verify
+from domain.ids import (
+    door_list_id_for,
+    inventory_id_for,
+    presale_codes_id_for,
+    waiting_list_id_for,
+)
 from infra.event_store import PostgresEventStore
 from ticketblitz.cli_support import CliError, DataDir, database, event_store, reported_errors
 
@@ -52,6 +58,16 @@ def _store(data_dir: Path | None) -> Iterator[PostgresEventStore]:
             raise CliError(f"the event store: {error}") from None
 
 
+# A show's other streams, by the show's id: its seats and holds, its tickets, its waiting list,
+# its presale codes.
+SHOW_PARTS: dict[str, Callable[[UUID], UUID]] = {
+    "inventory": inventory_id_for,
+    "door-list": door_list_id_for,
+    "waiting-list": waiting_list_id_for,
+    "presale-codes": presale_codes_id_for,
+}
+
+
 def _fail(message: str) -> NoReturn:
     raise CliError(message)
 
@@ -63,11 +79,18 @@ def replay(
         str | None, typer.Option(help="a time with its zone, e.g. 2026-05-01T20:00:00Z")
     ] = None,
     version: Annotated[int | None, typer.Option(min=0, help="stop at this version")] = None,
+    part: Annotated[
+        str | None,
+        typer.Option(
+            help=f"with a show's id: replay one of its other streams ({', '.join(SHOW_PARTS)})"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """A stream's events (position, version, time, type, payload) and the aggregate's state
-    rebuilt from them, at a time or a version (default: now)."""
+    rebuilt from them, at a time or a version (default: now). A show's holds, sales and
+    tickets live in streams of their own: a show's replay lists them, `--part` replays one."""
     with _store(data_dir) as store:
         if as_of is not None and version is not None:
             _fail("give --as-of or --version, not both")
@@ -75,12 +98,31 @@ def replay(
             stream = UUID(stream_id)
         except ValueError:
             _fail(f"not a stream id (a UUID): {stream_id!r}")
+        if part is not None:
+            if part not in SHOW_PARTS:
+                _fail(f"--part is one of {', '.join(SHOW_PARTS)}, not {part!r}")
+            stream = SHOW_PARTS[part](stream)
         at = _parse_time(as_of) if as_of is not None else None
         result = replay_stream(store, stream, as_of=at, version=version)
+        related = (
+            {
+                name: str(id_for(stream))
+                for name, id_for in SHOW_PARTS.items()
+                if store.exists(id_for(stream))
+            }
+            if result.aggregate == "Show"
+            else {}
+        )
         if as_json:
-            typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+            document = {**result.as_json(), **({"related_streams": related} if related else {})}
+            typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
         else:
             _print_replay(result, as_of, version)
+            for name, related_id in related.items():
+                typer.echo(
+                    f"the show's {name}: stream {related_id} "
+                    f"(`ticketblitz audit replay {stream} --part {name}`)"
+                )
 
 
 def _parse_time(text: str) -> datetime:

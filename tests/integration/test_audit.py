@@ -433,6 +433,23 @@ def test_replay_on_the_command_line(history: History, copy: str):
     assert human.returncode == 0 and "Booking.Expired" in human.stdout
 
 
+def test_a_shows_replay_names_its_other_streams_and_replays_them_by_the_shows_id(
+    history: History, copy: str
+):
+    show = replay_at_json(copy, history.show_id)
+    inventory = replay_at_json(copy, history.show_id, "--part", "inventory")
+    wrong = run_cli(copy, "replay", str(history.show_id), "--part", "seats")
+    human = run_cli(copy, "replay", str(history.show_id))
+
+    assert show["aggregate"] == "Show"
+    assert show["related_streams"]["inventory"] == str(history.inventory_id)
+    assert inventory["stream_id"] == str(history.inventory_id)
+    assert inventory["aggregate"] == "SeatInventory"
+    assert "SeatInventory.SeatsHeld" in {e["type"] for e in inventory["events"]}
+    assert wrong.returncode == 2 and "--part is one of inventory" in wrong.stderr
+    assert "--part inventory" in human.stdout and str(history.inventory_id) in human.stdout
+
+
 def replay_at_json(database_url: str, stream: UUID, *args: str) -> dict:
     result = run_cli(database_url, "replay", str(stream), "--json", *args)
     assert result.returncode == 0, result.stderr
