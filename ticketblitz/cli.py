@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import signal
 import socket
 import sys
@@ -16,6 +16,7 @@ import typer
 import uvicorn
 
 from http_shell.container import Container
+from infra.logs import configure_logging
 from infra.malloc_arenas import limit_malloc_arenas
 from infra.payments import register_emulator_webhook, webhook_secret_for
 from infra.settings import Settings
@@ -36,9 +37,11 @@ from ticketblitz.demo import DEMO_ADMIN, DEMO_CUSTOMER, load_demo
 from ticketblitz.embedded import EmbeddedStack
 from ticketblitz.http_server import KEEP_ALIVE_SECONDS
 from ticketblitz.mail_cli import mail_app
+from ticketblitz.ops_server import workers_ops_server
 from ticketblitz.projections_cli import projections_app
 from ticketblitz.recommender_cli import recommender_app
 from ticketblitz.recommender_worker import with_recommender
+from ticketblitz.running_stack import RECORDED, data_dir_lock, record_endpoints
 from ticketblitz.tickets_cli import tickets_app
 from ticketblitz.web import APIS, create_app
 from ticketblitz.workers import Workers, build_workers
@@ -90,6 +93,7 @@ def _serve(container: Container, host: str, port: int, apis: tuple[str, ...] = A
         host=host,
         port=port,
         log_level="info",
+        log_config=None,  # uvicorn's lines go through our handler (infra/logs.py)
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         proxy_headers=False,  # it believes loopback's X-Forwarded-For: see client_address
     )
@@ -110,54 +114,69 @@ def up(
         settings = Settings(**overrides)  # type: ignore[arg-type]
         _check_port_free(host, port)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        stack = EmbeddedStack(
-            settings.data_dir.resolve(),
-            postgres=settings.database_url is None,
-            kafka=settings.kafka_bootstrap is None,
-            redis=settings.redis_url is None,
-            stripe=settings.stripe_api_base is None,
-            smtp=settings.smtp_host is None,
+        with data_dir_lock(settings.data_dir.resolve()):
+            _up(settings, host, port, demo)
+
+
+def _up(settings: Settings, host: str, port: int, demo: bool) -> None:
+    """`up` with the data directory held."""
+    stack = EmbeddedStack(
+        settings.data_dir.resolve(),
+        postgres=settings.database_url is None,
+        kafka=settings.kafka_bootstrap is None,
+        redis=settings.redis_url is None,
+        stripe=settings.stripe_api_base is None,
+        smtp=settings.smtp_host is None,
+    )
+    console.print("starting the embedded stack ...")
+    endpoints = stack.start()
+    embedded_stripe = settings.stripe_api_base is None
+    embedded_kafka = settings.kafka_bootstrap is None
+    try:
+        settings = settings.model_copy(
+            update={
+                "database_url": settings.database_url or endpoints.database_url,
+                "kafka_bootstrap": settings.kafka_bootstrap or endpoints.kafka_bootstrap,
+                "redis_url": settings.redis_url or endpoints.redis_url,
+                "stripe_api_base": settings.stripe_api_base or endpoints.stripe_api_base,
+                "smtp_host": settings.smtp_host or endpoints.smtp_host,
+                "smtp_port": endpoints.smtp_port or settings.smtp_port,
+            }
         )
-        console.print("starting the embedded stack ...")
-        endpoints = stack.start()
-        embedded_stripe = settings.stripe_api_base is None
-        embedded_kafka = settings.kafka_bootstrap is None
+        container = bootstrap(settings)
+        running: Workers | None = None
         try:
-            settings = settings.model_copy(
-                update={
-                    "database_url": settings.database_url or endpoints.database_url,
-                    "kafka_bootstrap": settings.kafka_bootstrap or endpoints.kafka_bootstrap,
-                    "redis_url": settings.redis_url or endpoints.redis_url,
-                    "stripe_api_base": settings.stripe_api_base or endpoints.stripe_api_base,
-                    "smtp_host": settings.smtp_host or endpoints.smtp_host,
-                    "smtp_port": endpoints.smtp_port or settings.smtp_port,
-                }
+            if demo:
+                for line in load_demo(container):
+                    console.print(f"demo: {line}", markup=False, highlight=False)
+            if embedded_stripe and settings.stripe_api_base:
+                webhook = f"http://{_reachable(host)}:{port}/api/v1/payments/stripe/webhook"
+                secret = webhook_secret_for(settings)
+                register_emulator_webhook(settings.stripe_api_base, webhook, secret)
+            if embedded_kafka:  # it keeps topics in memory: feed it the whole log again
+                with suppress(ValueError):  # (unless the relay never ran)
+                    rewind(container.store, 0)
+            running = with_hash_chain(build_workers(container), container.store).start()
+            if container.read_side is not None:
+                # Stopped by container.close(); read models of an older version are rebuilt.
+                container.read_side.start_runners(rebuild_stale=True)
+            record_endpoints(
+                settings.data_dir.resolve(),
+                {
+                    "pid": os.getpid(),
+                    "api": f"http://{_reachable(host)}:{port}",
+                    **{name: getattr(settings, name) for name in RECORDED},
+                    "smtp_port": settings.smtp_port,
+                },
             )
-            container = bootstrap(settings)
-            running: Workers | None = None
-            try:
-                if demo:
-                    for line in load_demo(container):
-                        console.print(f"demo: {line}", markup=False, highlight=False)
-                if embedded_stripe and settings.stripe_api_base:
-                    webhook = f"http://{_reachable(host)}:{port}/api/v1/payments/stripe/webhook"
-                    secret = webhook_secret_for(settings)
-                    register_emulator_webhook(settings.stripe_api_base, webhook, secret)
-                if embedded_kafka:  # it keeps topics in memory: feed it the whole log again
-                    with suppress(ValueError):  # (unless the relay never ran)
-                        rewind(container.store, 0)
-                running = with_hash_chain(build_workers(container), container.store).start()
-                if container.read_side is not None:
-                    # Stopped by container.close(); read models of an older version are rebuilt.
-                    container.read_side.start_runners(rebuild_stale=True)
-                _announce(settings, endpoints_text(settings), host, port, demo)
-                _serve(container, host, port)
-            finally:
-                if running is not None:
-                    running.stop()
-                container.close()
+            _announce(settings, endpoints_text(settings), host, port, demo)
+            _serve(container, host, port)
         finally:
-            stack.stop()
+            if running is not None:
+                running.stop()
+            container.close()
+    finally:
+        stack.stop()
 
 
 def _reachable(host: str) -> str:
@@ -234,6 +253,7 @@ def workers(
             running = with_recommender(
                 with_hash_chain(build_workers(container), container.store), container
             ).start()
+            ops = workers_ops_server(settings, container.store, running.alive)  # _OPS_PORT
             signal.signal(signal.SIGTERM, lambda *_: running.request_stop())
             console.print(f"workers running: {', '.join(running.names)}")
             with suppress(KeyboardInterrupt):
@@ -241,6 +261,8 @@ def workers(
                     if heartbeat is not None and running.alive():
                         heartbeat.touch()
             running.stop()
+            if ops is not None:
+                ops.stop()
         finally:
             container.close()
 
@@ -264,8 +286,6 @@ def refeed(
 
 def main() -> None:
     limit_malloc_arenas()  # before any thread: servers and followers live long
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for chatty in ("stripe", "kafka", "mail.log"):  # a line per request, message, partition
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging()  # JSON lines unless on a terminal (TICKETBLITZ_LOG_FORMAT, _LOG_LEVEL)
     app(prog_name="ticketblitz")
     sys.exit(0)

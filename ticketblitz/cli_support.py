@@ -19,6 +19,7 @@ from infra.event_store import PostgresEventStore
 from infra.settings import Settings
 from ticketblitz.bootstrap import ConfigurationError
 from ticketblitz.embedded import EmbeddedStack
+from ticketblitz.running_stack import RECORDED, running_endpoints
 
 console = Console(stderr=True)
 
@@ -68,6 +69,16 @@ def database(data_dir: Path | None) -> Iterator[Settings]:
     """Settings with a database: TICKETBLITZ_DATABASE_URL, else the embedded PostgreSQL of the
     data dir (shared with a running `ticketblitz up`, or started for this command)."""
     settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+    running = running_endpoints(settings.data_dir.resolve())
+    if running is not None:  # the servers of the `ticketblitz up` running there, unless set
+        settings = settings.model_copy(
+            update={
+                name: running[name]
+                for name in RECORDED
+                if getattr(settings, name) is None and running.get(name) is not None
+            }
+            | ({"smtp_port": running["smtp_port"]} if settings.smtp_host is None else {})
+        )
     if settings.database_url is not None:
         yield settings
         return

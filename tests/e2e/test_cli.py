@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -184,3 +185,19 @@ def test_mail_lists_and_shows_the_caught_e_mails():
         missing = run_cli("mail", "show", "9", "--data-dir", data)
         assert missing.returncode == 2 and missing.stderr.count("\n") == 1
         assert "there are 3 e-mails" in missing.stderr
+
+
+def test_a_second_up_on_the_same_data_dir_is_refused_and_commands_find_the_running_servers():
+    with tempfile.TemporaryDirectory(prefix="tbup", dir="/tmp") as data:
+        with running_up(Path(data), free_port()):
+            recorded = json.loads((Path(data) / "endpoints.json").read_text())
+            assert recorded["kafka_bootstrap"] and recorded["database_url"]
+            second = run_cli("up", "--port", str(free_port()), "--data-dir", data)
+            assert second.returncode == 2
+            assert second.stderr.count("\n") == 1
+            assert f"in use by `ticketblitz up` (process {recorded['pid']})" in second.stderr
+            # The broker's port changes at every start: the recorded one is found.
+            status = run_cli("recommender", "status", "--data-dir", data)
+            assert status.returncode == 0, status.stderr
+            assert "Kafka:" not in status.stdout  # no Kafka error line
+        assert not (Path(data) / "endpoints.json").exists()  # gone with the stack
