@@ -28,6 +28,7 @@ from audit.hash_chain import (
     wait_for_chain,
 )
 from audit.invariants import (
+    CHECKS,
     DEFAULT_REFUND_GRACE,
     UNDECODABLE,
     Invariants,
@@ -36,9 +37,14 @@ from audit.invariants import (
     RevenueUnavailableError,
     Violation,
 )
+from audit.presale_invariants import install as install_presale_rules
 from audit.records import head_position
+from audit.waitlist_invariants import install as install_waitlist_rules
 from infra.decoding import Decoder, Row, read_rows
 from infra.event_store import PostgresEventStore
+
+install_waitlist_rules(CHECKS)  # waiting lists: no offer skipping an entry, no seat owed sold
+install_presale_rules(CHECKS)  # presale codes: never beyond max_uses, no hold without a valid one
 
 # Hash chain findings.
 CHANGED = "record-changed"

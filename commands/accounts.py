@@ -1,5 +1,6 @@
 """Handlers for accounts: register, check credentials, the owner's changes (name, password)
-and the admin's (role, deactivation); and the account's standing that every request checks."""
+and the admin's (role, deactivation), erasure (the owner's or an admin's); and the account's
+standing that every request checks."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from commands.models import (
 )
 from commands.ports import EventStore, PasswordHasher
 from domain.account import Account
+from domain.errors import OwnAccountError
 from domain.ids import account_id_for
 
 ATTEMPTS = 5  # optimistic retries when two changes of one account race
@@ -43,6 +45,32 @@ class AccountDeactivatedError(Exception):
 
 class WrongPasswordError(Exception):
     """The current password given to change it is wrong."""
+
+
+class PersonalDataEraser(Protocol):
+    """Destroys what the log cannot forget by itself (docs/PRIVACY.md): the person's data key,
+    and their address where other tables keep it (the e-mails sent)."""
+
+    def forget(self, account_id: UUID, email: str) -> None: ...
+
+
+class NoEraser:
+    """For handlers built without one (tests of other parts): nothing beside the log."""
+
+    def forget(self, account_id: UUID, email: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class EraseMe:
+    account_id: UUID
+    password: str  # re-entered: a stolen token alone cannot erase an account
+
+
+@dataclass(frozen=True)
+class EraseAccount:
+    account_id: UUID
+    actor_id: UUID  # the admin
 
 
 class AccountStore(EventStore, Protocol):
@@ -64,9 +92,12 @@ class AccountChanged:
 
 
 class AccountCommands:
-    def __init__(self, store: AccountStore, hasher: PasswordHasher) -> None:
+    def __init__(
+        self, store: AccountStore, hasher: PasswordHasher, eraser: PersonalDataEraser | None = None
+    ) -> None:
         self._store = store
         self._hasher = hasher
+        self._eraser = eraser or NoEraser()
 
     def register(self, command: RegisterAccount) -> AccountRegistered:
         """The account id comes from the e-mail, so a second registration collides."""
@@ -96,6 +127,9 @@ class AccountCommands:
         except NotFoundError:
             self._hasher.hash(password)  # same work either way: no timing oracle for e-mails
             raise InvalidCredentialsError from None
+        if account.erased:
+            self._hasher.hash(password)  # as for an unknown e-mail
+            raise InvalidCredentialsError
         if not self._hasher.verify(account.password_hash, password):
             raise InvalidCredentialsError
         if not account.active:
@@ -153,10 +187,65 @@ class AccountCommands:
 
         return self._change(command.account_id, decide)
 
-    def _change(self, account_id: UUID, decide: Callable[[Account], None]) -> AccountChanged:
-        """Load, decide, save; a concurrent change of the same account makes it start over."""
+    def erase_me(self, command: EraseMe) -> AccountChanged:
+        """The owner forgets themself (password re-entered). An admin cannot: another admin
+        erases them, so an admin always remains."""
+
+        def decide(account: Account) -> None:
+            if not self._hasher.verify(account.password_hash, command.password):
+                raise WrongPasswordError
+            if account.is_admin:
+                raise OwnAccountError(account.id, "erase their own account")
+            account.erase()
+
+        return self._erase(command.account_id, decide)
+
+    def erase(self, command: EraseAccount) -> AccountChanged:
+        """An admin forgets another account (erasing an erased one again only finishes the
+        forgetting, e.g. after a crash between the event and the key's destruction)."""
+
+        def decide(account: Account) -> None:
+            if account.id == command.actor_id:
+                raise OwnAccountError(account.id, "erase their own account")
+            account.erase()
+
+        return self._erase(command.account_id, decide, again=True)
+
+    def _erase(
+        self, account_id: UUID, decide: Callable[[Account], None], again: bool = False
+    ) -> AccountChanged:
+        """Record `Erased`, then forget what lies beside the log. The key goes last: until
+        then a retry can still read the address it has to scrub."""
         for _ in range(ATTEMPTS):
             account = self._store.get(account_id, Account)
+            if account.erased and not again:
+                raise NotFoundError("Account", account_id)
+            email = account.email or self._registered_email(account_id)
+            decide(account)
+            try:
+                position = self._store.save(account)
+            except VersionConflictError:
+                continue
+            self._eraser.forget(account_id, email)
+            return AccountChanged(account, position)
+        raise ConcurrencyError(f"account {account_id} kept changing; retry")
+
+    def _registered_email(self, account_id: UUID) -> str:
+        """The address as registered ("" once the key is gone): an erased account's state has
+        none, but a retried erasure still needs it to scrub the e-mails sent."""
+        for stored in self._store.history(account_id):
+            email = getattr(stored, "email", None)
+            if isinstance(email, str):
+                return email
+        return ""
+
+    def _change(self, account_id: UUID, decide: Callable[[Account], None]) -> AccountChanged:
+        """Load, decide, save; a concurrent change of the same account makes it start over.
+        An erased account is gone: it changes no more."""
+        for _ in range(ATTEMPTS):
+            account = self._store.get(account_id, Account)
+            if account.erased:
+                raise NotFoundError("Account", account_id)
             decide(account)
             try:
                 position = self._store.save(account)

@@ -20,9 +20,13 @@ from commands.models import (
 from commands.ports import Clock, EventStore
 from commands.show_writer import ShowBatch, ShowWriters
 from commands.tickets import void_tickets
+from commands.waitlist import refuse_if_owed_to_waiting_list
 from domain.booking import CONFIRMED, LEGAL, Booking
-from domain.errors import ShowStatusError
-from domain.inventory import LapsedHoldLimit
+from domain.errors import CapacityExceededError, ShowStatusError
+from domain.ids import presale_codes_id_for
+from domain.inventory import LapsedHoldLimit, SeatInventory
+from domain.presale import UNKNOWN as UNKNOWN_CODE
+from domain.presale import CodeInvalidError, PresaleCode, PresaleCodes
 from domain.show import CANCELLED as SHOW_CANCELLED
 
 
@@ -91,17 +95,22 @@ class BookingCommands:
             inventory = batch.inventory
             now = self._clock()
             starts_at = batch.show_starts_at()
+            # Refused requests (not on sale, a presale without a code, a bad code) skip the rest.
+            inventory.check_open(now, starts_at, request.code)
+            code = None if request.code is None else _presale_code(batch, request.code, now)
             general: dict[str, int] = {}
             if request.seats is not None:
                 seats = list(request.seats)
             else:
                 assert request.quantity is not None  # guaranteed by BookingRequest
-                # Refused requests (started, over the customer's share) skip the seat search.
-                inventory.check_open(now, starts_at)
+                # Refused requests (over the customer's share) skip the seat search.
                 inventory.check_allowance(
                     command.customer_id, request.quantity, self._customer_limit
                 )
-                seats, general = inventory.choose_best_available(request.quantity, request.section)
+                seats, general = _best_available(inventory, request.quantity, request.section, code)
+            if code is not None:
+                code.check_tiers(inventory.tiers_of(seats, general))
+            refuse_if_owed_to_waiting_list(batch, seats, general)  # fans who waited come first
             until = now + self._hold_duration
             inventory.hold(
                 booking_id=command.booking_id,
@@ -113,17 +122,23 @@ class BookingCommands:
                 lapsed_limit=self._lapsed_limit,
                 now=now,
                 show_starts_at=starts_at,
+                code=None if code is None else code.code,
+                code_max_uses=None if code is None else code.max_uses,
             )
+            amount = inventory.price_of(seats, general)
+            if code is not None:
+                amount = code.amount(amount, len(seats) + sum(general.values()))
             booking = Booking(
                 booking_id=command.booking_id,
                 show_id=request.show_id,
                 customer_id=command.customer_id,
                 seats=seats,
                 general=general,
-                amount_cents=inventory.price_of(seats, general),
+                amount_cents=amount,
                 currency=inventory.currency,
                 hold_expires_at=until,
                 payment_method=request.payment_method,
+                code=None if code is None else code.code,
             )
             batch.add_booking(booking)
             return HoldPlaced.of(booking)
@@ -227,6 +242,34 @@ class BookingCommands:
 
         future = self._writers.for_show(command.show_id).submit(decide)
         return then(future, lambda done: done[0])
+
+
+def _presale_code(batch: ShowBatch, code: str, now: datetime) -> PresaleCode:
+    """The show's code if it admits a hold now (CodeInvalidError says why not)."""
+    show_id = batch.inventory.show_id
+    codes = batch.find_companion(presale_codes_id_for(show_id), PresaleCodes)
+    if codes is None:
+        raise CodeInvalidError(code, UNKNOWN_CODE, f"presale code {code} is unknown for this show")
+    return codes.admit(code, now)
+
+
+def _best_available(
+    inventory: SeatInventory, quantity: int, section: str | None, code: PresaleCode | None
+) -> tuple[list[str], dict[str, int]]:
+    """Best-available; anywhere, for a code of some tiers only, means in a section of those
+    tiers (the first that has the tickets)."""
+    if section is not None or code is None or code.tiers is None:
+        return inventory.choose_best_available(quantity, section)
+    sections = inventory.sections_of_tiers(set(code.tiers))
+    refused: CapacityExceededError | None = None
+    for each in sections:
+        try:
+            return inventory.choose_best_available(quantity, each)
+        except CapacityExceededError as error:
+            refused = error
+    if refused is None:  # no section of its tiers (tiers are checked when codes are created)
+        return inventory.choose_best_available(quantity, None)
+    raise refused
 
 
 def _with_position(done: tuple[HoldPlaced, int]) -> HoldPlaced:

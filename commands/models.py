@@ -18,6 +18,14 @@ from pydantic import (
 
 from commands.text import SafeLine, SafeText, StripePaymentMethodId
 from commands.venue_time import DEFAULT_TIME_ZONE, valid_time_zone
+from domain.presale import (
+    MAX_CODE_LENGTH,
+    MAX_CODES_PER_REQUEST,
+    MAX_PRICE_CENTS,
+    MAX_USES,
+    is_well_formed,
+    normalise_code,
+)
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,16}$")]
 SeatIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,16}-[A-Za-z0-9]{1,16}-[0-9]{1,5}$")]
@@ -68,6 +76,30 @@ def _iso_datetime(value: object) -> object:
 
 
 ShowTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime)]
+
+
+def _presale_code(value: object) -> object:
+    """A presale code as typed (any case, blanks around it): its normalised form, checked
+    (4 to 32 of A-Z, 0-9, '-', '_'; anything else, control characters included, is refused)."""
+    if not isinstance(value, str):
+        raise ValueError("a presale code is a string")
+    if len(value) > 4 * MAX_CODE_LENGTH:  # no work on a huge string
+        raise ValueError(f"a presale code has at most {MAX_CODE_LENGTH} characters")
+    code = normalise_code(value)
+    # ASCII before upper-casing too: "ﬁ".upper() is "FI", "ß".upper() "SS".
+    if not value.isascii() or not is_well_formed(code):
+        raise ValueError(
+            f"a presale code is 4 to {MAX_CODE_LENGTH} letters A-Z, digits, '-' or '_' "
+            "(starting with a letter or digit)"
+        )
+    return code
+
+
+PresaleCodeText = Annotated[
+    str,
+    BeforeValidator(_presale_code),
+    Field(description="a presale code: 4 to 32 letters, digits, '-' or '_' (any case)"),
+]
 # The venue's IANA time zone, e.g. "Europe/Berlin" (commands/venue_time.py checks it exists).
 VenueTimeZone = Annotated[
     str,
@@ -99,12 +131,15 @@ class ScheduleShow(Command):
     time_zone: VenueTimeZone = DEFAULT_TIME_ZONE
     # Whether fans may give their tickets to others (POST /tickets/{id}/transfer).
     transfers_allowed: bool = Field(default=True, strict=True)
+    # The presale (before sale_opens_at): only holds with a presale code from then on.
+    presale_opens_at: ShowTime | None = None
 
 
 class ShowChanges(Command):
     """`PATCH /shows/{id}`: what the organiser changes, any subset (at least one field).
-    Only `sale_opens_at` may be null (no automatic opening: the sale is opened by hand);
-    `price_tiers` reprices existing tiers (for new holds)."""
+    Only `sale_opens_at` (no automatic opening: the sale is opened by hand) and
+    `presale_opens_at` (no presale) may be null; `price_tiers` reprices existing tiers (for
+    new holds)."""
 
     title: Annotated[SafeLine, Field(min_length=1, max_length=200)] | None = None
     description: Annotated[SafeText, Field(max_length=5000)] | None = None
@@ -116,6 +151,7 @@ class ShowChanges(Command):
     price_tiers: list[PriceTier] | None = Field(default=None, min_length=1, max_length=50)
     time_zone: VenueTimeZone | None = None
     transfers_allowed: bool | None = Field(default=None, strict=True)
+    presale_opens_at: ShowTime | None = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> ShowChanges:
@@ -124,14 +160,19 @@ class ShowChanges(Command):
         null = sorted(
             name
             for name in self.model_fields_set
-            if name != "sale_opens_at" and getattr(self, name) is None
+            if name not in NULLABLE_CHANGES and getattr(self, name) is None
         )
         if null:
-            raise ValueError(f"only sale_opens_at may be null: {', '.join(null)}")
+            raise ValueError(
+                f"only sale_opens_at and presale_opens_at may be null: {', '.join(null)}"
+            )
         codes = [tier.code for tier in self.price_tiers or []]
         if len(set(codes)) != len(codes):
             raise ValueError("price_tiers must not repeat a tier")
         return self
+
+
+NULLABLE_CHANGES = frozenset({"sale_opens_at", "presale_opens_at"})
 
 
 class EditShow(Command):
@@ -164,6 +205,8 @@ class BookingRequest(Command):
     section: Code | None = None
     quantity: int | None = Field(default=None, ge=1, le=10, strict=True)
     payment_method: StripePaymentMethodId | None = None
+    # A presale code: required during the presale; may change the price at any time.
+    code: PresaleCodeText | None = None
 
     @model_validator(mode="after")
     def _one_way_of_choosing(self) -> BookingRequest:
@@ -318,3 +361,44 @@ class CancelUnpaidBookings(Command):
     customer_id: UUID
     booking_ids: list[UUID] = Field(min_length=1, max_length=500)
     reason: Reason
+
+
+# --- presale codes (the show's organiser or an admin) ---
+
+
+class PresaleCodesRequest(Command):
+    """`POST /shows/{id}/codes`: the codes to create (`codes`, or `count` generated ones)
+    and their terms (shared by all of them)."""
+
+    codes: list[PresaleCodeText] | None = Field(
+        default=None, min_length=1, max_length=MAX_CODES_PER_REQUEST
+    )
+    count: int | None = Field(default=None, ge=1, le=MAX_CODES_PER_REQUEST, strict=True)
+    max_uses: int = Field(ge=1, le=MAX_USES, strict=True)
+    tiers: list[Code] | None = Field(default=None, min_length=1, max_length=50)
+    discount_percent: int | None = Field(default=None, ge=1, le=100, strict=True)
+    price_cents: int | None = Field(default=None, ge=0, le=MAX_PRICE_CENTS, strict=True)
+    valid_from: ShowTime | None = None
+    valid_until: ShowTime | None = None
+
+    @model_validator(mode="after")
+    def _one_way_of_giving(self) -> PresaleCodesRequest:
+        if (self.codes is None) == (self.count is None):
+            raise ValueError("give either codes or count")
+        if self.codes is not None and len(set(self.codes)) != len(self.codes):
+            raise ValueError("codes must not repeat (compared in upper case)")
+        if self.discount_percent is not None and self.price_cents is not None:
+            raise ValueError("give discount_percent or price_cents, not both")
+        if self.tiers is not None and len(set(self.tiers)) != len(self.tiers):
+            raise ValueError("tiers must not repeat")
+        return self
+
+
+class CreatePresaleCodes(Command):
+    show_id: UUID
+    request: PresaleCodesRequest
+
+
+class RevokePresaleCode(Command):
+    show_id: UUID
+    code: PresaleCodeText

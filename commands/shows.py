@@ -23,7 +23,7 @@ from commands.models import (
 )
 from commands.ports import Clock, EventStore
 from commands.show_writer import ShowBatch, ShowWriters
-from domain.errors import ShowDeletedError
+from domain.errors import ShowDeletedError, ShowStatusError
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
 from domain.show import DELETED, KEEP, Show, ShowEdit
@@ -66,6 +66,7 @@ def _edit_of(changes: ShowChanges) -> ShowEdit:
         prices={tier.code: tier.price_cents for tier in changes.price_tiers or []},
         time_zone=changes.time_zone,
         transfers_allowed=changes.transfers_allowed,
+        presale_opens_at=changes.presale_opens_at if "presale_opens_at" in given else KEEP,
     )
 
 
@@ -104,6 +105,7 @@ class ShowCommands:
             organizer_id=organizer_id,
             time_zone=command.time_zone,
             transfers_allowed=command.transfers_allowed,
+            presale_opens_at=command.presale_opens_at,
         )
         inventory = SeatInventory(
             inventory_id=inventory_id_for(show_id),
@@ -137,7 +139,11 @@ class ShowCommands:
         def decide(batch: ShowBatch) -> str:
             show = batch.show()
             starts_at, prices = show.starts_at, dict(show.price_tiers)
-            show.edit(changes, now=self._clock())
+            now = self._clock()
+            show.edit(changes, now=now)
+            presale_at = show.presale_opens_at
+            if presale_at is None or presale_at > now:  # an open presale moved later, or gone
+                batch.inventory.close_presale()
             if show.starts_at != starts_at:
                 batch.inventory.reschedule(show.starts_at)
             for tier, cents in show.price_tiers.items():
@@ -175,6 +181,18 @@ class ShowCommands:
         def decide(batch: ShowBatch) -> None:
             batch.show().open_sale_on_schedule(self._clock())
             batch.inventory.open_sale()
+
+        return self._positions(command.show_id, decide)
+
+    def open_presale_on_schedule(self, command: OpenSale) -> Future[int]:
+        """The presale's opening (the system's, at `presale_opens_at`): from now until the sale
+        opens, holds with a presale code only. Nothing to do (ShowStatusError) for a show
+        cancelled, deleted or on sale, or whose presale is not due (moved) or window closed."""
+
+        def decide(batch: ShowBatch) -> None:
+            batch.show().check_presale_may_open(self._clock())
+            if not batch.inventory.open_presale():
+                raise ShowStatusError(f"show {command.show_id}: its presale is open already")
 
         return self._positions(command.show_id, decide)
 

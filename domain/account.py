@@ -6,7 +6,12 @@ the door), `admin` (manages everything).
 Access tokens name the account's `session_generation` when issued: a new password or a
 deactivation starts a new generation, which makes every earlier token worthless at once (a
 reactivation does not bring them back). Everything else a token could claim (the role,
-being active) is read from the account at each request, never believed from the token."""
+being active) is read from the account at each request, never believed from the token.
+
+Erasure (`erase`) forgets the person: the account is deactivated (its holds are released like
+any deactivated account's) and `Erased` leaves no e-mail, name or password hash in its state.
+The events that carried them keep only ciphertext whose key the erasure destroys
+(infra/personal_data.py, docs/PRIVACY.md); an erased account never changes again."""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ ORGANIZER = "organizer"
 DOOR = "door"
 ADMIN = "admin"
 ROLES = frozenset({CUSTOMER, ORGANIZER, DOOR, ADMIN})
+ERASED = "erased"  # what an erased person's name reads as, everywhere
 
 
 class Account(Aggregate):
@@ -38,6 +44,7 @@ class Account(Aggregate):
         self.role = role
         self.active = True
         self.session_generation = 0
+        self.erased = False
 
     @staticmethod
     def create_id(email: str, **_: Any) -> UUID:
@@ -117,6 +124,24 @@ class Account(Aggregate):
     @event("Reactivated")
     def _reactivated(self) -> None:
         self.active = True
+
+    def erase(self) -> None:
+        """Forget the person: deactivated first (so their unpaid holds are released as for
+        any deactivation), then no e-mail, name or password hash. Erased already: nothing."""
+        if self.erased:
+            return
+        if self.active:
+            self._deactivated()
+        self._erased()
+
+    @event("Erased")
+    def _erased(self) -> None:
+        self.email = ""  # "": nobody is mailed any more
+        self.name = ERASED
+        self.password_hash = ""  # no password matches it
+        self.active = False
+        self.erased = True
+        self.session_generation += 1
 
 
 def _check_role(role: str) -> None:

@@ -6,10 +6,13 @@ and buys at most the show's cap per customer (fair share, DEFAULT_TICKETS_PER_CU
 the show set its own); no holds unless the sale is open and the show has not started; a customer
 cannot keep seats forever by letting holds lapse and holding again (LapsedHoldLimit); a seat the
 organiser blocked is neither held nor sold, and a GA section's capacity never goes below its
-tickets held and sold (domain/seat_blocks.py). Best-available is domain/best_available.py. State is
-dicts and lists of strings, numbers and small records (Row, Claim, GeneralSection, in
-domain/seat_state.py), which the event store's transcodings snapshot as JSON; snapshots of older
-class versions are upcast.
+tickets held and sold (domain/seat_blocks.py); during the presale (PresaleOpened, until the sale
+opens) only a hold with a presale code is accepted, and a code is never used by more held or
+sold bookings than its `max_uses` (its definition is domain/presale.py's: the handler passes
+the code and its limit; an unsold release gives the use back). Best-available is
+domain/best_available.py. State is dicts and lists of strings, numbers and small records (Row,
+Claim, GeneralSection, in domain/seat_state.py), which the event store's transcodings snapshot
+as JSON; snapshots of older class versions are upcast.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from domain.errors import (
     UnknownSeatsError,
     UnknownSectionError,
 )
+from domain.presale import CodeRequiredError, CodeUsedUpError
 from domain.seat_blocks import (
     apply_block,
     apply_unblock,
@@ -67,8 +71,9 @@ class LapsedHoldLimit:
 class SeatInventory(BestAvailable, Aggregate):
     # Version 2 snapshots carry `starts_at` and `customer_limit` (upcast_v1_v2); version 3 ones
     # keep rows, claims and GA sections as records, not lists and dicts (upcast_v2_v3); version
-    # 4 ones whether a hold was ever placed and the blocked seats (upcast_v3_v4).
-    class_version = 4
+    # 4 ones whether a hold was ever placed and the blocked seats (upcast_v3_v4); version 5
+    # ones the presale and each code's uses (upcast_v4_v5).
+    class_version = 5
 
     class Created(Aggregate.Created):
         """Version 2 also records when the show starts (no hold from then on) and its cap per
@@ -138,6 +143,8 @@ class SeatInventory(BestAvailable, Aggregate):
         self.lapses: dict[str, list[datetime]] = {}  # customer id (hex) -> when holds lapsed
         self.blocked: dict[str, str] = {}  # seat -> why the organiser took it off sale
         self.ever_held = False  # a show that never had a hold may be deleted
+        self.presale_open = False  # holds with a presale code only, until the sale opens
+        self.code_uses: dict[str, int] = {}  # presale code -> bookings holding or bought with it
 
     @staticmethod
     def create_id(inventory_id: UUID, **_: Any) -> UUID:
@@ -174,6 +181,12 @@ class SeatInventory(BestAvailable, Aggregate):
         state["blocked"] = {}
         state["ever_held"] = True
 
+    @staticmethod
+    def upcast_v4_v5(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 5: no presale had opened, no code was used."""
+        state["presale_open"] = False
+        state["code_uses"] = {}
+
     # --- queries (pure) ---
 
     def is_free(self, seat: str) -> bool:
@@ -186,6 +199,21 @@ class SeatInventory(BestAvailable, Aggregate):
         seated = sum(self.price_tiers[self.seat_tier[s]] for s in seats)
         return seated + sum(self.price_tiers[self.general[g].tier] * n for g, n in general.items())
 
+    def tiers_of(self, seats: list[str], general: dict[str, int]) -> set[str]:
+        """The price tiers of these tickets (unknown seats and sections left out)."""
+        tiers = {self.seat_tier[s] for s in seats if s in self.seat_tier}
+        return tiers | {self.general[g].tier for g in general if g in self.general}
+
+    def sections_of_tiers(self, tiers: set[str]) -> list[str]:
+        """The sections (in map order) whose tickets are of one of these tiers."""
+        seated = {row.section: self.seat_tier[row.seats[0]] for row in self.rows if row.seats}
+        found = []
+        for section in self.section_kind:
+            tier = self.general[section].tier if section in self.general else seated.get(section)
+            if tier in tiers:
+                found.append(section)
+        return found
+
     def tickets_of(self, customer_id: UUID) -> int:
         """Tickets the customer holds or bought for this show."""
         return self.customer_tickets.get(customer_id.hex, 0)
@@ -196,10 +224,16 @@ class SeatInventory(BestAvailable, Aggregate):
         starts_at = self._start(show_starts_at)
         return starts_at is not None and now >= starts_at
 
-    def check_open(self, now: datetime | None, show_starts_at: datetime | None = None) -> None:
-        """Refuse holds unless the sale is open and, at `now`, the show has not started."""
+    def check_open(
+        self, now: datetime | None, show_starts_at: datetime | None = None, code: str | None = None
+    ) -> None:
+        """Refuse holds unless the sale is open (or the presale, for a hold with a `code`) and,
+        at `now`, the show has not started."""
         if not self.on_sale:
-            raise SaleNotOpenError(self.show_id, "not on sale")
+            if not self.presale_open:
+                raise SaleNotOpenError(self.show_id, "not on sale")
+            if code is None:
+                raise CodeRequiredError(self.show_id)
         if now is not None and self.has_started(now, show_starts_at):
             started = self._start(show_starts_at)
             assert started is not None
@@ -228,14 +262,38 @@ class SeatInventory(BestAvailable, Aggregate):
     @event("SaleOpened")
     def _sale_opened(self) -> None:
         self.on_sale = True
+        self.presale_open = False  # the presale ends where the general sale begins
 
     def close_sale(self) -> None:
-        if self.on_sale:
+        if self.on_sale or self.presale_open:
             self._sale_closed()
 
     @event("SaleClosed")
     def _sale_closed(self) -> None:
         self.on_sale = False
+        self.presale_open = False
+
+    def open_presale(self) -> bool:
+        """Accept holds with a presale code (not once the sale is open); answers whether it
+        changed anything."""
+        if self.on_sale or self.presale_open:
+            return False
+        self._presale_opened()
+        return True
+
+    @event("PresaleOpened")
+    def _presale_opened(self) -> None:
+        self.presale_open = True
+
+    def close_presale(self) -> None:
+        """The presale moved to a later time (or was dropped): no code admits a hold until it
+        opens again (holds made meanwhile keep their seats)."""
+        if self.presale_open:
+            self._presale_closed()
+
+    @event("PresaleClosed")
+    def _presale_closed(self) -> None:
+        self.presale_open = False
 
     def hold(
         self,
@@ -248,12 +306,18 @@ class SeatInventory(BestAvailable, Aggregate):
         lapsed_limit: LapsedHoldLimit | None = None,
         now: datetime | None = None,
         show_starts_at: datetime | None = None,
+        code: str | None = None,
+        code_max_uses: int | None = None,
+        offer: bool = False,
     ) -> None:
         """Hold seats for a booking. `customer_limit` is an operator-wide ceiling on top of the
         show's own cap per customer; `now` is the deciding clock's time, after the show's start
         nothing is held; `show_starts_at` stands in for the start an inventory created before
-        it recorded one does not know."""
-        self.check_open(now, show_starts_at)
+        it recorded one does not know. `code` is the presale code the hold is made with (the
+        caller checked it is valid), used by at most `code_max_uses` bookings held or sold.
+        `offer`: held for a waiting-list entry, not asked for by the customer (its lapse is
+        not the customer's: LapsedHoldLimit does not count it)."""
+        self.check_open(now, show_starts_at, code)
         if lapsed_limit is not None and now is not None:
             self._check_lapses(customer_id, lapsed_limit, now)
         quantity = len(seats) + sum(general.values())
@@ -264,17 +328,20 @@ class SeatInventory(BestAvailable, Aggregate):
         unknown = [s for s in seats if s not in self.seat_tier]
         if unknown:
             raise UnknownSeatsError(unknown)
-        for code, n in general.items():
-            if code not in self.general:
-                raise UnknownSectionError(code)
+        for section, n in general.items():
+            if section not in self.general:
+                raise UnknownSectionError(section)
             if n < 1:
                 raise TicketLimitError(n, MAX_TICKETS_PER_BOOKING)
-            self._general_for(code, n)
+            self._general_for(section, n)
         taken = [s for s in seats if s in self.holder or s in self.blocked]
         if taken:
             raise SeatsUnavailableError(taken)
         if booking_id.hex in self.claims:
             raise SeatsUnavailableError(seats)
+        used = 0 if code is None else self.code_uses.get(code, 0)
+        if code is not None and code_max_uses is not None and used >= code_max_uses:
+            raise CodeUsedUpError(code, code_max_uses)
         self.trigger_event(
             self.SeatsHeld,
             booking_id=booking_id,
@@ -282,6 +349,8 @@ class SeatInventory(BestAvailable, Aggregate):
             seats=list(seats),
             general=dict(general),
             until=until,
+            code=code,
+            offer=offer,
         )
 
     def _check_lapses(self, customer_id: UUID, limit: LapsedHoldLimit, now: datetime) -> None:
@@ -294,13 +363,24 @@ class SeatInventory(BestAvailable, Aggregate):
 
     class SeatsHeld(Aggregate.Event):
         """Seats and GA tickets held for a booking until `until`. The event applies itself
-        (declared, not made from a decorated method): `hold` stays the one signature."""
+        (declared, not made from a decorated method): `hold` stays the one signature.
+        Version 2 also records the presale code it was held with (`code`) and whether it is a
+        waiting-list offer (`offer`); older events are upcast to no code, no offer."""
+
+        class_version = 2
 
         booking_id: UUID
         customer_id: UUID
         seats: list[str]
         general: dict[str, int]
         until: datetime
+        code: str | None = None
+        offer: bool = False
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["code"] = None
+            state["offer"] = False
 
         def apply(self, aggregate: SeatInventory) -> None:
             key = self.booking_id.hex
@@ -309,7 +389,16 @@ class SeatInventory(BestAvailable, Aggregate):
                 aggregate.row_free[row_key(seat)] -= 1
             for code, n in self.general.items():
                 aggregate.general[code].taken += n
-            claim = Claim(self.customer_id.hex, self.seats, self.general, self.until)
+            claim = Claim(
+                self.customer_id.hex,
+                self.seats,
+                self.general,
+                self.until,
+                code=self.code,
+                offer=self.offer,
+            )
+            if self.code is not None:
+                aggregate.code_uses[self.code] = aggregate.code_uses.get(self.code, 0) + 1
             aggregate.ever_held = True
             aggregate.claims[key] = claim
             tickets = aggregate.customer_tickets
@@ -387,9 +476,16 @@ class SeatInventory(BestAvailable, Aggregate):
         else:  # the customer's whole allowance is back; keeps snapshots small
             del self.customer_tickets[claim.customer]
         if not claim.sold:
-            lapses = self.lapses.setdefault(claim.customer, [])
-            lapses.append(claim.until if released_at is None else released_at)
-            del lapses[:-MAX_REMEMBERED_LAPSES]
+            if claim.code is not None:  # a lapse gives its code's use back
+                uses = self.code_uses[claim.code] - 1
+                if uses:
+                    self.code_uses[claim.code] = uses
+                else:
+                    del self.code_uses[claim.code]
+            if not claim.offer:  # an offer lapsing is no re-hold of the customer's
+                lapses = self.lapses.setdefault(claim.customer, [])
+                lapses.append(claim.until if released_at is None else released_at)
+                del lapses[:-MAX_REMEMBERED_LAPSES]
 
     # --- the organiser's controls (decided in domain/seat_blocks.py) ---
 

@@ -26,6 +26,8 @@ class Claim:
     general: dict[str, int]  # GA section code -> tickets
     until: datetime  # when the hold runs out unless sold
     sold: bool = False
+    code: str | None = None  # the presale code it was held with (last: older snapshots lack it)
+    offer: bool = False  # held for a waiting-list entry (appended: older snapshots lack it)
 
     @property
     def quantity(self) -> int:

@@ -4,7 +4,10 @@ A show is scheduled to start in the future, with a cap on the tickets one custom
 buy (`max_tickets_per_customer`); its SeatInventory, which decides holds, carries both. Its sale
 window (`sale_opens_at`, `sale_closes_at`, opens < closes <= start) is when
 process_managers/sale_windows.py opens and closes the sale by itself; no `sale_opens_at` means
-the sale is opened by hand.
+the sale is opened by hand. A show may have a presale before it (`presale_opens_at`, before
+`sale_opens_at` and the close): from then until the sale opens, only holds with a presale code
+are accepted (the inventory's PresaleOpened, decided at that time by the same process manager;
+domain/presale.py has the codes).
 
 An organiser edits a show (`edit`) until it starts, unless it is cancelled: each kind of change
 is its own event (DetailsChanged, Rescheduled, SaleWindowChanged, TierRepriced,
@@ -69,6 +72,7 @@ class ShowEdit:
     sale_opens_at: datetime | Keep | None = KEEP
     sale_closes_at: datetime | None = None
     prices: dict[str, int] = field(default_factory=dict)
+    presale_opens_at: datetime | Keep | None = KEEP
     time_zone: str | None = None
     transfers_allowed: bool | None = None
 
@@ -79,9 +83,11 @@ class Show(Aggregate):
         existed) are upcast to the default cap, which those shows' inventories apply.
         Version 3 also records the organiser who runs the show (`organizer_id`); older events
         are upcast to None: a show only admins manage. Version 4 also records the venue's time
-        zone (`time_zone`); older events are upcast to "UTC", how their times were shown."""
+        zone (`time_zone`); older events are upcast to "UTC", how their times were shown.
+        Version 5 also records when its presale opens (`presale_opens_at`); older events are
+        upcast to None: no presale."""
 
-        class_version = 4
+        class_version = 5
 
         show_id: UUID
         title: str
@@ -99,6 +105,7 @@ class Show(Aggregate):
 
         organizer_id: UUID | None
         time_zone: str
+        presale_opens_at: datetime | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -112,9 +119,14 @@ class Show(Aggregate):
         def upcast_v3_v4(state: dict[str, Any]) -> None:
             state["time_zone"] = UTC_ZONE
 
+        @staticmethod
+        def upcast_v4_v5(state: dict[str, Any]) -> None:
+            state["presale_opens_at"] = None
+
     # Version 2 snapshots carry `max_tickets_per_customer` (upcast_v1_v2), version 3 ones
-    # `organizer_id` (upcast_v2_v3), version 4 ones `time_zone` (upcast_v3_v4).
-    class_version = 4
+    # `organizer_id` (upcast_v2_v3), version 4 ones `time_zone` (upcast_v3_v4), version 5
+    # ones `presale_opens_at` (upcast_v4_v5).
+    class_version = 5
     # Whether its tickets may change hands (domain/transfers.py). Recorded by its own event,
     # TransfersAllowedChanged, so shows (and snapshots) from before it allow them.
     transfers_allowed = True
@@ -136,7 +148,9 @@ class Show(Aggregate):
         sale_closes_at: datetime | None = None,
         organizer_id: UUID | None = None,
         time_zone: str = UTC_ZONE,
+        presale_opens_at: datetime | None = None,
     ) -> None:
+        self.presale_opens_at = presale_opens_at
         self.organizer_id = organizer_id
         self.time_zone = time_zone
         self.title = title
@@ -171,6 +185,11 @@ class Show(Aggregate):
         """A snapshot taken before version 4 shows its times in UTC."""
         state["time_zone"] = UTC_ZONE
 
+    @staticmethod
+    def upcast_v4_v5(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 5 is of a show without a presale."""
+        state["presale_opens_at"] = None
+
     @classmethod
     def schedule(
         cls,
@@ -190,6 +209,7 @@ class Show(Aggregate):
         organizer_id: UUID | None = None,
         time_zone: str = UTC_ZONE,
         transfers_allowed: bool = True,
+        presale_opens_at: datetime | None = None,
     ) -> Show:
         """Schedule a new show; `now` is the deciding clock's time, which the show must start
         after (a show in the past would sell tickets nobody can use). The sale closes by
@@ -207,6 +227,7 @@ class Show(Aggregate):
             raise InvalidShowError("max_tickets_per_customer must be at least 1")
         sale_closes_at = starts_at if sale_closes_at is None else sale_closes_at
         _validate_sale_window(sale_opens_at, sale_closes_at, starts_at)
+        _validate_presale(presale_opens_at, sale_opens_at, sale_closes_at)
         validate_seat_map(price_tiers, sections)
         show = cls(
             show_id=show_id,
@@ -223,6 +244,7 @@ class Show(Aggregate):
             sale_closes_at=sale_closes_at,
             organizer_id=organizer_id,
             time_zone=time_zone,
+            presale_opens_at=presale_opens_at,
         )
         if not transfers_allowed:
             show._transfers_allowed_changed(transfers_allowed=False)
@@ -247,6 +269,19 @@ class Show(Aggregate):
                 f"show {self.id}: its sale window closed at {closes_at.isoformat()}"
             )
         self.open_sale()
+
+    def check_presale_may_open(self, now: datetime) -> None:
+        """The presale's opening (its inventory records it): refused (ShowStatusError, "nothing
+        to do") for a show cancelled, deleted or on sale already, one without a presale or
+        whose presale is not due, and once its sale window has closed."""
+        self._check_not_deleted()
+        if self.status not in (SCHEDULED, SALE_CLOSED):
+            raise ShowStatusError(f"show {self.id} is {self.status}: no presale to open")
+        opens_at = self.presale_opens_at
+        if opens_at is None or now < opens_at:
+            raise ShowStatusError(f"show {self.id}: no presale due at {now.isoformat()}")
+        if now >= self._closes_at():
+            raise ShowStatusError(f"show {self.id}: its sale window closed")
 
     @event("SaleOpened")
     def _sale_opened(self) -> None:
@@ -288,6 +323,7 @@ class Show(Aggregate):
         if rescheduled:
             _check_start(starts_at, now)
         opens_at, closes_at = self._new_window(changes, starts_at, now)
+        presale_at = self._new_presale(changes, opens_at, closes_at, now)
         for tier, cents in changes.prices.items():
             if tier not in self.price_tiers:
                 raise InvalidShowError(f"unknown price tier: {tier}")
@@ -321,6 +357,8 @@ class Show(Aggregate):
             )
         if window_changed:
             self._sale_window_changed(sale_opens_at=opens_at, sale_closes_at=closes_at)
+        if presale_at != self.presale_opens_at:
+            self._presale_window_changed(presale_opens_at=presale_at)
         for tier, cents in changes.prices.items():
             previous = self.price_tiers[tier]
             if cents != previous:
@@ -364,6 +402,26 @@ class Show(Aggregate):
             if time is not None and time != before and time <= now:
                 raise InvalidShowError(f"a new {name} must be in the future: {time.isoformat()}")
         return opens_at, closes_at
+
+    def _new_presale(
+        self, changes: ShowEdit, opens_at: datetime | None, closes_at: datetime, now: datetime
+    ) -> datetime | None:
+        """The presale's opening after the changes: before the sale's opening and close; a
+        new time is in the future."""
+        before = self.presale_opens_at
+        given = changes.presale_opens_at
+        presale_at = before if isinstance(given, Keep) else given
+        _validate_presale(presale_at, opens_at, closes_at)
+        if presale_at is not None and presale_at != before and presale_at <= now:
+            raise InvalidShowError(
+                f"a new presale_opens_at must be in the future: {presale_at.isoformat()}"
+            )
+        return presale_at
+
+    @event("PresaleWindowChanged")
+    def _presale_window_changed(self, presale_opens_at: datetime | None) -> None:
+        """When the presale opens now (None: no presale)."""
+        self.presale_opens_at = presale_opens_at
 
     @event("DetailsChanged")
     def _details_changed(self, title: str, description: str, category: str, venue: str) -> None:
@@ -447,6 +505,26 @@ def _check_start(starts_at: datetime, now: datetime) -> None:
         raise InvalidShowError(
             f"a show must start within {MAX_ADVANCE.days} days: {starts_at.isoformat()} "
             "is too far ahead"
+        )
+
+
+def _validate_presale(
+    presale_at: datetime | None, opens_at: datetime | None, closes_at: datetime
+) -> None:
+    """A presale opens before the general sale (and before the sale closes)."""
+    if presale_at is None:
+        return
+    if presale_at.tzinfo is None:
+        raise InvalidShowError("presale_opens_at must carry a time zone")
+    if opens_at is not None and presale_at >= opens_at:
+        raise InvalidShowError(
+            f"the presale must open before the sale: presale_opens_at {presale_at.isoformat()} "
+            f"is not before sale_opens_at {opens_at.isoformat()}"
+        )
+    if presale_at >= closes_at:
+        raise InvalidShowError(
+            f"the presale must open before the sale closes: presale_opens_at "
+            f"{presale_at.isoformat()} is not before sale_closes_at {closes_at.isoformat()}"
         )
 
 

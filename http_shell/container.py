@@ -13,10 +13,12 @@ from commands.checkins import CheckinCommands
 from commands.payments import PaymentCommands
 from commands.ports import BlobStore, PaymentGateway, TicketSigner
 from commands.posters import PosterCommands
+from commands.presale import PresaleCommands
 from commands.seat_blocks import SeatBlockCommands
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
 from commands.transfers import TransferCommands
+from commands.waitlist import WaitlistCommands
 from infra.event_store import PostgresEventStore
 from infra.redis_guard import IdempotencyRecords, RateLimiter
 from infra.settings import Settings
@@ -50,6 +52,8 @@ class Container:
     ticket_signer: TicketSigner | None = None  # signs and verifies ticket secrets (QR codes)
     transfers: TransferCommands | None = None  # tickets given to others
     checkins: CheckinCommands | None = None  # scans at the door (needs the ticket signer)
+    waitlist: WaitlistCommands | None = None  # waiting lists of sold-out shows
+    presale: PresaleCommands | None = None  # a show's presale codes
 
     def close(self) -> None:
         if self.read_side is not None:

@@ -62,6 +62,15 @@ from domain.errors import (
     UnknownSectionError,
     UnknownTicketError,
 )
+from domain.presale import (
+    CodeExistsError,
+    CodeInvalidError,
+    CodeNotFoundError,
+    CodeRequiredError,
+    CodeUsedUpError,
+    InvalidCodesError,
+)
+from domain.waitlist import AlreadyWaitingError, EntryClosedError, TicketsAvailableError
 from infra.tokens import InvalidTokenError
 
 log = logging.getLogger(__name__)
@@ -134,6 +143,24 @@ def _to_problem(error: Exception) -> ProblemError:
             return ProblemError(422, "not-general-admission", str(error), section=error.section)
         case SaleNotOpenError():
             return ProblemError(409, "sale-not-open", str(error))
+        case AlreadyWaitingError():
+            return ProblemError(409, "already-waiting", str(error), entry_id=str(error.entry_id))
+        case TicketsAvailableError():
+            return ProblemError(409, "tickets-available", str(error), section=error.section)
+        case EntryClosedError():
+            return ProblemError(409, "illegal-transition", str(error), entry_status=error.status)
+        case CodeRequiredError():  # presale codes (domain/presale.py)
+            return ProblemError(403, "code-required", str(error))
+        case CodeInvalidError():
+            return ProblemError(422, "code-invalid", str(error), reason=error.reason)
+        case CodeUsedUpError():
+            return ProblemError(409, "code-used-up", str(error))
+        case InvalidCodesError():
+            return ProblemError(422, "invalid-codes", str(error))
+        case CodeExistsError():
+            return ProblemError(409, "code-exists", str(error), codes=error.codes[:100])
+        case CodeNotFoundError():
+            return ProblemError(404, "not-found", "presale code not found")
         case CustomerTicketLimitError():  # the customer's share of the show, not one booking's
             return ProblemError(
                 409,

@@ -33,6 +33,7 @@ from psycopg_pool import ConnectionPool
 from commands.errors import NotFoundError, StoreUnavailableError, VersionConflictError
 from domain.door import Ticket
 from domain.inventory import Claim, GeneralSection, Row
+from infra.personal_data import KeyRing, SealingMapper, key_ring_for, register_personal_data
 from infra.pool_revival import PoolReviver
 from infra.recorder import PIPELINE_LIMIT_BYTES, TicketBlitzRecorder
 
@@ -77,11 +78,23 @@ class TicketBlitz(Application[UUID]):
     """The event-sourced application: one store for shows, inventories, bookings, accounts."""
 
     name = "TicketBlitz"
+    keys: KeyRing
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        # Personal data is sealed with per-person keys kept beside the log (docs/PRIVACY.md).
+        self.keys = key_ring_for(self.env)
+        transcoder = self.construct_transcoder()
+        return self.factory.mapper(transcoder=transcoder, mapper_class=SealingMapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         for transcoding in STATE_RECORDS:
             transcoder.register(transcoding)
+        register_personal_data(transcoder, self.keys)
+
+    def close(self) -> None:
+        super().close()
+        self.keys.close()
 
 
 def application_env(database_url: str, pool_size: int) -> dict[str, str]:

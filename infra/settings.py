@@ -39,6 +39,8 @@ class Settings(BaseSettings):
 
     # Business rules that operators tune.
     hold_minutes: float = Field(default=10.0, gt=0)
+    # How long a waiting-list offer (seats held for a waiting fan) waits for its payment.
+    waitlist_offer_minutes: float = Field(default=30.0, gt=0)
     # An operator-wide ceiling on the tickets one customer holds and buys per show, on top of
     # each show's own cap (`max_tickets_per_customer`, 10 unless set when scheduling it).
     customer_ticket_limit: int | None = Field(default=None, ge=1)
@@ -101,6 +103,7 @@ class Settings(BaseSettings):
     # E-mail (the notifier).
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    public_url: str = "http://localhost:8080"  # where fans reach the API: links in e-mails
 
     # Read side: projections/ and read_api/.
     read_wait_seconds: float = Field(default=2.0, ge=0, le=60)  # bound of `after=` waits
@@ -109,6 +112,17 @@ class Settings(BaseSettings):
     projection_poll_seconds: float = Field(default=0.25, gt=0)  # fallback: NOTIFY wakes them
     projection_page_size: int = Field(default=1000, ge=1)
     rebuild_page_size: int = Field(default=5000, ge=1)
+
+    # Operations (infra/logs.py, http_shell/health.py, ticketblitz/ops_server.py). The log
+    # settings are read from the environment before anything else (they shape the first line).
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal, else JSON
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # `ticketblitz workers` and `projections run`: /healthz, /readyz and /metrics on this port
+    # (0: off).
+    ops_port: int = Field(default=0, ge=0, le=65535)
+    ops_host: str = "0.0.0.0"
+    # /readyz says "not ready" while a read model is more than this many seconds behind the log.
+    ready_max_projection_lag_seconds: float = Field(default=30.0, gt=0)
 
     # Blobs (poster images): in PostgreSQL by default (schema `blobs` of the event store's
     # database), or in an S3-compatible object store (compose.yaml: MinIO).

@@ -23,13 +23,16 @@ from domain.booking import Booking, BookingEvents, event_name
 from domain.door import DoorList
 from domain.ids import TICKETBLITZ_NAMESPACE, account_id_for
 from domain.show import Show
+from domain.waitlist import WaitingList
 from infra.log_follower import LoggedEvent
+from infra.personal_data import seal_people, unseal_people
 from process_managers.show_cancellation import SHOW_CANCELLED
 
 SCHEMA_VERSION = 1
 BOOKINGS = "bookings.v1"
 SHOWS = "shows.v1"
 TICKETS = "tickets.v1"  # ticket.* events (booking_id: the ticket's booking)
+WAITLIST = "waitlist.v1"  # waitlist.* events (booking_id: the entry's offer, once made)
 
 # Domain event type name -> integration event type.
 BOOKING_TYPES = {
@@ -60,11 +63,19 @@ SHOW_TYPES = {
     event_name(Show, "TransfersAllowedChanged"): "show.transfers_allowed_changed",
 }
 TICKET_TRANSFERRED = event_name(DoorList, "TicketTransferred")
+WAITLIST_OFFER_MADE = event_name(WaitingList, "OfferMade")
+WAITLIST_TYPES = {
+    event_name(WaitingList, "EntryJoined"): "waitlist.joined",
+    event_name(WaitingList, "EntryLeft"): "waitlist.left",
+    WAITLIST_OFFER_MADE: "waitlist.offered",
+    event_name(WaitingList, "OfferAccepted"): "waitlist.offer_accepted",
+    event_name(WaitingList, "OfferLapsed"): "waitlist.offer_lapsed",
+}
 
 
 def topic_names(prefix: str) -> dict[str, str]:
     """Topic of each stream, e.g. {"bookings.v1": "ticketblitz.bookings.v1"}."""
-    return {stream: f"{prefix}.{stream}" for stream in (BOOKINGS, SHOWS, TICKETS)}
+    return {stream: f"{prefix}.{stream}" for stream in (BOOKINGS, SHOWS, TICKETS, WAITLIST)}
 
 
 class IntegrationEvent(BaseModel):
@@ -85,14 +96,19 @@ class IntegrationEvent(BaseModel):
     def stream(self) -> str:
         if self.type.startswith("ticket."):
             return TICKETS
+        if self.type.startswith("waitlist."):
+            return WAITLIST
         return BOOKINGS if self.booking_id is not None else SHOWS
 
     def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
+        # People's e-mails and names travel encrypted for them (docs/PRIVACY.md).
+        sealed = self.model_copy(update={"payload": seal_people(self.payload)})
+        return sealed.model_dump_json().encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> IntegrationEvent:
-        return cls.model_validate_json(raw)
+        event = cls.model_validate_json(raw)
+        return event.model_copy(update={"payload": unseal_people(event.payload)})
 
 
 def event_id_for(aggregate_id: UUID, version: int) -> UUID:
@@ -132,7 +148,60 @@ class IntegrationEvents:
             return self._event(logged, SHOW_TYPES[name], show.id, None, _show_payload(show))
         if name == TICKET_TRANSFERRED:
             return self._ticket_transferred(logged)
+        if name in WAITLIST_TYPES:
+            return self._waitlist_event(logged, WAITLIST_TYPES[name])
         return None
+
+    def _waitlist_event(self, logged: LoggedEvent, kind: str) -> IntegrationEvent:
+        """`waitlist.*`: the entry after the event, with its customer, the show, and its
+        offer once made (the booking held for it: seats, places and amount)."""
+        waiting_list = self._state_after(logged)
+        assert isinstance(waiting_list, WaitingList)
+        event = logged.event
+        entry = waiting_list.entry(event.entry_id)
+        assert entry is not None  # every waiting-list event names an entry of the list
+        booking_id = None if entry.booking is None else UUID(entry.booking)
+        seats: list[str] = []
+        general: dict[str, int] = {}
+        amount: int | None = None
+        if logged.type_name == WAITLIST_OFFER_MADE:
+            seats, general = list(event.seats), dict(event.general)
+        booking = None if booking_id is None else self._booking(booking_id)
+        if booking is not None:
+            seats, general, amount = (
+                list(booking.seats),
+                dict(booking.general),
+                booking.amount_cents,
+            )
+        show = self._show(waiting_list.show_id)
+        payload = {
+            "status": entry.status,
+            "entry_id": str(event.entry_id),
+            "customer_id": str(UUID(entry.customer)),
+            "customer": self._customer(UUID(entry.customer)),
+            "quantity": entry.quantity,
+            "section": entry.section,
+            "joined_at": entry.joined_at.isoformat(),
+            "booking_id": None if booking_id is None else str(booking_id),
+            "seats": seats,
+            "general": general,
+            "amount_cents": amount,
+            "currency": None if show is None else show.currency,
+            "expires_at": None if entry.expires_at is None else entry.expires_at.isoformat(),
+            "reason": entry.reason,
+            "show": None if show is None else _show_summary(show),
+        }
+        return self._event(logged, kind, waiting_list.show_id, booking_id, payload)
+
+    def _booking(self, booking_id: UUID) -> Booking | None:
+        """An offer's booking: what it holds and costs never change once placed."""
+        cached = self._states.get(booking_id)
+        if isinstance(cached, Booking):
+            return cached
+        try:
+            return self._store.get(booking_id, Booking)
+        except NotFoundError:
+            return None
 
     def _ticket_transferred(self, logged: LoggedEvent) -> IntegrationEvent:
         """`ticket.transferred`: the receiver (and their e-mail, also when invited: then the
@@ -242,6 +311,7 @@ class IntegrationEvents:
             # Cancelled because its show was (then `reason` is "show cancelled"): its money,
             # if any, is refunded in full.
             "show_cancelled": booking.reason == SHOW_CANCELLED,
+            "offer": booking.offer,  # held for a waiting-list entry
             "show": None
             if show is None
             else {

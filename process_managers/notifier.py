@@ -32,6 +32,10 @@ the event alone, so the same e-mail is built however often it is retried.
 Times are shown on the venue's clock (the show's time zone) and money with its currency's
 decimals (domain/money.py: JPY none, KWD three).
 
+A fan the waiting list offers seats to gets one e-mail per offer (`waitlist.offered`, on the
+waitlist topic): what is held, until when (the venue's clock) and the link to pay it
+(`public_url`, process_managers/waitlist_mail.py).
+
 A booking-confirmed e-mail also suggests other shows ("You may also like": recommendations and
 a short pitch) through the `Suggest` port that the composition root plugs in (the recommender).
 The suggestions are made before step 2, within `suggest_timeout` seconds; when they fail or are
@@ -64,6 +68,7 @@ from infra.kafka import TopicIncarnations
 from infra.mailer import KIND_HEADER, MailRejectedError, MailUnavailableError, SmtpMailer
 from process_managers.integration_events import IntegrationEvent
 from process_managers.transfer_mail import TRANSFER_TYPES, compose_transfer
+from process_managers.waitlist_mail import DEFAULT_PUBLIC_URL, WAITLIST_MAIL_TYPES, compose_offer
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +127,17 @@ Attach = Callable[[IntegrationEvent, EmailMessage], None]
 
 
 def compose(
-    event: IntegrationEvent, sender: str, suggestions: Suggestions | None = None
+    event: IntegrationEvent,
+    sender: str,
+    suggestions: Suggestions | None = None,
+    public_url: str = DEFAULT_PUBLIC_URL,
 ) -> EmailMessage | None:
     """The e-mail an event deserves, or None (not every event is worth an e-mail); a
-    booking-confirmed one ends with the `suggestions`, if any."""
+    booking-confirmed one ends with the `suggestions`, if any; links start at `public_url`."""
     if event.type in TRANSFER_TYPES:  # a ticket's receiver (process_managers/transfer_mail.py)
         return compose_transfer(event, sender)
+    if event.type in WAITLIST_MAIL_TYPES:  # an offer (process_managers/waitlist_mail.py)
+        return compose_offer(event, sender, public_url)
     subject = SUBJECTS.get(event.type)
     payload = event.payload
     if event.type == "booking.cancelled" and payload.get("show_cancelled"):
@@ -278,6 +288,7 @@ class Notifier:
         suggest: Suggest | None = None,
         suggest_timeout: float = 5.0,
         attach: Attach | None = None,
+        public_url: str = DEFAULT_PUBLIC_URL,
     ) -> None:
         self._store = store
         self._mailer = mailer
@@ -287,6 +298,7 @@ class Notifier:
         self._suggest = suggest
         self._suggest_timeout = suggest_timeout
         self._attach = attach
+        self._public_url = public_url  # where fans reach TicketBlitz: links in e-mails
         self._suggesting = concurrent.futures.ThreadPoolExecutor(
             2, thread_name_prefix="notifier-suggest"
         )
@@ -362,7 +374,9 @@ class Notifier:
             return
         if self.refund_announced(event):
             return  # the show-cancelled e-mail said so already: one e-mail per booking
-        message = compose(event, self._mailer.sender, self.suggestions(event))
+        message = compose(
+            event, self._mailer.sender, self.suggestions(event), public_url=self._public_url
+        )
         if message is not None:
             if self._attach is not None and not self._handled(event.event_id):
                 self._attach(event, message)

@@ -20,6 +20,11 @@
   second run finds the sale already open (or closed): a ShowStatusError, which here means
   "nothing to do", so a sale opens exactly once.
 
+A show with a presale (`presale_opens_at`) also has a "presale" task, armed, moved and disarmed
+the same way (`Show.PresaleWindowChanged`): at that time its inventory records PresaleOpened
+(ShowCommands `open_presale_on_schedule`), from which only holds with a presale code are
+accepted until the sale opens; nothing to do once the sale is open or its window closed.
+
 The manual `open-sale` and `close-sale` stay as overrides, and each window task runs once, at
 its time, whatever the organiser did before: at `sale_opens_at` the sale opens unless it is
 already on sale or the show is cancelled (so a sale opened early stays open; one closed by hand
@@ -54,24 +59,38 @@ TASKS_DDL = """
 CREATE TABLE IF NOT EXISTS sale_window_tasks (
     task_id uuid PRIMARY KEY,
     show_id uuid NOT NULL,
-    action text NOT NULL CHECK (action IN ('open', 'close')),
+    action text NOT NULL CHECK (action IN ('open', 'close', 'presale')),
     due_at timestamptz NOT NULL,
     attempts integer NOT NULL DEFAULT 0,
     last_error text
 );
 -- Tables created before edits re-armed tasks lack the generation: the first one is 1.
 ALTER TABLE sale_window_tasks ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 1;
+-- Tables created before presales took only 'open' and 'close' tasks.
+DO $$ BEGIN
+    PERFORM pg_advisory_xact_lock(8318274291806334053);
+    IF EXISTS (
+        SELECT 1 FROM pg_constraint WHERE conname = 'sale_window_tasks_action_check'
+        AND pg_get_constraintdef(oid) NOT LIKE '%presale%'
+    ) THEN
+        ALTER TABLE sale_window_tasks DROP CONSTRAINT sale_window_tasks_action_check;
+        ALTER TABLE sale_window_tasks ADD CONSTRAINT sale_window_tasks_action_check
+            CHECK (action IN ('open', 'close', 'presale'));
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS sale_window_tasks_due ON sale_window_tasks (due_at);
 CREATE INDEX IF NOT EXISTS sale_window_tasks_show ON sale_window_tasks (show_id)
 """
 
 OPEN = "open"
 CLOSE = "close"
+PRESALE = "presale"
 SCHEDULED_EVENT = event_name(Show, "Scheduled")
 CANCELLED_EVENT = event_name(Show, "Cancelled")
 DELETED_EVENT = event_name(Show, "Deleted")
 RESCHEDULED_EVENT = event_name(Show, "Rescheduled")
 WINDOW_CHANGED_EVENT = event_name(Show, "SaleWindowChanged")
+PRESALE_CHANGED_EVENT = event_name(Show, "PresaleWindowChanged")
 # What a page does to a task: arm it if missing (a new show), re-arm it (move it, whether it
 # ran already or not), or disarm it.
 ARM = "arm"
@@ -104,7 +123,11 @@ class SaleWindowTasks:
             event = logged.event
             show_id = event.originator_id
             if logged.type_name == SCHEDULED_EVENT:
-                for action, attribute in ((OPEN, "sale_opens_at"), (CLOSE, "sale_closes_at")):
+                for action, attribute in (
+                    (OPEN, "sale_opens_at"),
+                    (CLOSE, "sale_closes_at"),
+                    (PRESALE, "presale_opens_at"),
+                ):
                     due_at = getattr(event, attribute, None)  # None: an older event
                     if due_at is not None:
                         decide(ARM, show_id, action, due_at)
@@ -118,9 +141,14 @@ class SaleWindowTasks:
                     decide(REARM, show_id, OPEN, event.sale_opens_at)
                 if event.sale_closes_at > event.timestamp:
                     decide(REARM, show_id, CLOSE, event.sale_closes_at)
+            elif logged.type_name == PRESALE_CHANGED_EVENT:
+                if event.presale_opens_at is None:
+                    decide(DISARM, show_id, PRESALE, None)
+                elif event.presale_opens_at > event.timestamp:
+                    decide(REARM, show_id, PRESALE, event.presale_opens_at)
             elif logged.type_name in (CANCELLED_EVENT, DELETED_EVENT):
                 gone.add(show_id)
-                for action in (OPEN, CLOSE):
+                for action in (OPEN, CLOSE, PRESALE):
                     tasks.pop(task_id_for(show_id, action), None)
         self._write(conn, tasks, gone)
 
@@ -206,6 +234,8 @@ class SaleWindows:
         future: Future[int]
         if action == OPEN:
             future = self._shows.open_sale_on_schedule(OpenSale(show_id=show_id))
+        elif action == PRESALE:
+            future = self._shows.open_presale_on_schedule(OpenSale(show_id=show_id))
         else:
             future = self._shows.close_sale(CloseSale(show_id=show_id))
         try:

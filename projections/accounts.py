@@ -1,5 +1,6 @@
 """Accounts, for the admin's list: who they are, their role, whether they are active. View:
-`read.accounts`. The password hash the account events carry never enters this read model."""
+`read.accounts`. The password hash the account events carry never enters this read model; an
+erased account's e-mail and name read "erased"."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from domain.account import Account
+from domain.account import ERASED, Account
 from projections.base import Page, Projection, event_type
 from projections.tables import Table
 
@@ -63,12 +64,17 @@ class Accounts(Projection):
     def _reactivated(self, page: Page, e: Any) -> None:
         page[ACCOUNTS].set(e.originator_id, active=True)
 
+    def _erased(self, page: Page, e: Any) -> None:
+        # The row stays (an admin sees that the account existed and was erased), nameless.
+        page[ACCOUNTS].set(e.originator_id, email=ERASED, name=ERASED, active=False)
+
     handlers = {
         event_type(Account, "Registered"): _registered,
         event_type(Account, "Renamed"): _renamed,
         event_type(Account, "RoleChanged"): _role_changed,
         event_type(Account, "Deactivated"): _deactivated,
         event_type(Account, "Reactivated"): _reactivated,
+        event_type(Account, "Erased"): _erased,
     }
 
 

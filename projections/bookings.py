@@ -39,6 +39,8 @@ BOOKINGS = Table(
         ("placed_at", "timestamptz NOT NULL"),
         ("updated_at", "timestamptz NOT NULL"),
         ("version", "integer NOT NULL"),
+        ("offer", "boolean NOT NULL"),  # held for a waiting-list entry (an offer)
+        ("code", "text"),  # the presale code it was booked with
     ),
     key=("booking_id",),
     # (show_id, placed_at, booking_id): a show's attendee list, page by page (read_api/reports.py)
@@ -73,6 +75,9 @@ class Bookings(Projection):
                 "placed_at": e.timestamp,
                 "updated_at": e.timestamp,
                 "version": e.originator_version,
+                # Placed events stored before offers and codes existed lack them.
+                "offer": bool(getattr(e, "offer", False)),
+                "code": getattr(e, "code", None),
             }
         )
 

@@ -37,6 +37,7 @@ SHOWS = Table(
         ("sale_closes_at", "timestamptz"),  # NULL: at the start (shows from before windows)
         ("time_zone", "text NOT NULL"),  # the venue's IANA zone ("UTC" for older shows)
         ("transfers_allowed", "boolean NOT NULL"),  # may its tickets change hands
+        ("presale_opens_at", "timestamptz"),  # NULL: no presale (codes only, before the sale)
     ),
     key=("show_id",),
     extra=(
@@ -79,6 +80,7 @@ class Catalog(Projection):
                 "sale_closes_at": e.sale_closes_at,
                 "time_zone": e.time_zone,
                 "transfers_allowed": True,  # until TransfersAllowedChanged says otherwise
+                "presale_opens_at": e.presale_opens_at,
             }
         )
 
@@ -111,6 +113,9 @@ class Catalog(Projection):
 
     def _sale_window_changed(self, page: Page, e: Any) -> None:
         self._changed(page, e, sale_opens_at=e.sale_opens_at, sale_closes_at=e.sale_closes_at)
+
+    def _presale_window_changed(self, page: Page, e: Any) -> None:
+        self._changed(page, e, presale_opens_at=e.presale_opens_at)
 
     def _tier_repriced(self, page: Page, e: Any) -> None:
         row = page[SHOWS].get(e.originator_id)
@@ -147,6 +152,7 @@ class Catalog(Projection):
         event_type(Show, "DetailsChanged"): _details_changed,
         event_type(Show, "Rescheduled"): _rescheduled,
         event_type(Show, "SaleWindowChanged"): _sale_window_changed,
+        event_type(Show, "PresaleWindowChanged"): _presale_window_changed,
         event_type(Show, "TierRepriced"): _tier_repriced,
         event_type(Show, "TimeZoneChanged"): _time_zone_changed,
         event_type(Show, "TransfersAllowedChanged"): _transfers_allowed_changed,

@@ -12,6 +12,7 @@ from projections.reports import Reports
 from projections.sales import Sales
 from projections.seat_map import SeatMap
 from projections.tickets import Tickets
+from projections.waitlist import Waitlist
 
 CATALOG = Catalog.kind
 SEAT_MAP = SeatMap.kind
@@ -20,9 +21,11 @@ SALES = Sales.kind
 REPORTS = Reports.kind
 ACCOUNTS = Accounts.kind
 TICKETS = Tickets.kind
+WAITLIST = Waitlist.kind
 
 PROJECTIONS: dict[str, type[Projection]] = {
-    kind.kind: kind for kind in (Catalog, SeatMap, Bookings, Sales, Reports, Accounts, Tickets)
+    kind.kind: kind
+    for kind in (Catalog, SeatMap, Bookings, Sales, Reports, Accounts, Tickets, Waitlist)
 }
 
 

@@ -94,6 +94,13 @@ class ProjectionRunners:
         """Block until stopped (the CLI's `projections run`)."""
         self._stop.wait()
 
+    def alive(self) -> bool:
+        """Whether every runner thread still runs (the ops port's /healthz); the rebuild of
+        stale read models ends when done, and is not counted."""
+        return bool(self._threads) and all(
+            t.is_alive() for t in self._threads if t.name != "projection-rebuild"
+        )
+
     def wait_for(
         self, position: int, names: Iterable[str] | None = None, timeout: float = 5.0
     ) -> bool:

@@ -9,8 +9,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
+from domain.account import ERASED, Account
 from domain.door import USED, VALID, VOID, DoorList
 from infra.log_follower import LoggedEvent
 from projections.base import Page, Projection, event_type
@@ -44,6 +46,7 @@ DOOR_LISTS = Table(
 
 ISSUED = event_type(DoorList, "TicketsIssued").__qualname__
 TRANSFERRED = event_type(DoorList, "TicketTransferred").__qualname__
+HOLDER_ERASED = event_type(Account, "Erased").__qualname__
 
 COLUMNS = (
     "ticket_id, show_id, booking_id, seat, section, holder_id, holder_name, status, "
@@ -66,6 +69,14 @@ class Tickets(Projection):
             changes[DOOR_LISTS].load(conn, self.schema, doors)
         if transferred:
             changes[TICKETS].load(conn, self.schema, transferred)
+        erased = [
+            logged.event.originator_id for logged in page if logged.type_name == HOLDER_ERASED
+        ]
+        if erased:  # their tickets stay (seats, status), but name nobody (docs/PRIVACY.md)
+            query = sql.SQL("SELECT ticket_id FROM {}.tickets WHERE holder_id = ANY(%s)")
+            found = conn.execute(query.format(sql.Identifier(self.schema)), (erased,))
+            held = [row[0] for row in found.fetchall()]
+            changes[TICKETS].load(conn, self.schema, held)
 
     def _created(self, page: Page, e: Any) -> None:
         page[DOOR_LISTS].insert({"door_list_id": e.originator_id, "show_id": e.show_id})
@@ -117,12 +128,19 @@ class Tickets(Projection):
             }
         )
 
+    def _holder_erased(self, page: Page, e: Any) -> None:
+        rows = page[TICKETS]
+        for row in [*rows.inserts.values(), *rows.loaded.values()]:
+            if row["holder_id"] == e.originator_id:
+                rows.set(row["ticket_id"], holder_name=ERASED)
+
     handlers = {
         event_type(DoorList, "Created"): _created,
         event_type(DoorList, "TicketsIssued"): _issued,
         event_type(DoorList, "TicketsVoided"): _voided,
         event_type(DoorList, "TicketAdmitted"): _admitted,
         event_type(DoorList, "TicketTransferred"): _transferred,
+        event_type(Account, "Erased"): _holder_erased,
     }
 
 

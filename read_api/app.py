@@ -17,6 +17,7 @@ from read_api import (
     shows,
     ticket_documents,
     tickets,
+    waitlist,
 )
 
 API_PREFIX = "/api/v1"
@@ -36,4 +37,5 @@ def query_router() -> APIRouter:
     router.include_router(accounts.router)  # the admin's account list (read model)
     router.include_router(admin_streams.router)  # from the event log itself (audit/)
     router.include_router(recommendations.router)  # the `rec` read model (recommender/)
+    router.include_router(waitlist.router)  # the caller's entries, a show's list (organiser)
     return router

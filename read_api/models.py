@@ -72,6 +72,11 @@ class ShowDetails(BaseModel):
     sale_closes_at: datetime | None = Field(
         default=None, description="when the sale closes by itself (null: at the start)"
     )
+    presale_opens_at: datetime | None = Field(
+        default=None,
+        description="when the presale opens (only holds with a presale `code` until "
+        "`sale_opens_at`; null: no presale)",
+    )
     time_zone: str = Field(
         default="UTC",
         description="the venue's IANA time zone: tickets, e-mails and calendars show the "
@@ -124,6 +129,12 @@ class BookingPublic(BaseModel):
     reason: str | None
     placed_at: datetime
     updated_at: datetime
+    offer: bool = Field(
+        default=False,
+        description="a waiting-list offer: held for the customer's waiting-list entry, to pay "
+        "before `hold_expires_at` like any hold",
+    )
+    code: str | None = Field(default=None, description="the presale code it was booked with")
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> BookingPublic:

@@ -27,6 +27,7 @@ from projections.reports import (
     attendee_page,
     movement_span,
     report_show,
+    sales_by_code,
     sales_series,
 )
 from read_api.deps import After, ReadSideDep, caught_up, query
@@ -76,6 +77,12 @@ class SalesBucket(SalesFigures):
     bucket_start: datetime = Field(description="start of the bucket (UTC)")
 
 
+class CodeSales(BaseModel):
+    code: str = Field(description="a presale code")
+    tickets: int = Field(description="tickets of confirmed bookings with it, net of refunds")
+    revenue_cents: int = Field(description="what they brought in, net of refunds, in cents")
+
+
 class SalesReport(BaseModel):
     show_id: UUID
     bucket: str
@@ -84,6 +91,9 @@ class SalesReport(BaseModel):
     currency: str
     series: list[SalesBucket] = Field(description="every bucket from start to end, in order")
     totals: SalesFigures = Field(description="the series summed")
+    by_code: list[CodeSales] = Field(
+        default_factory=list, description="the range's sales by presale code (net of refunds)"
+    )
     position: int = POSITION
 
 
@@ -321,16 +331,22 @@ async def sales(
     if begin is not None and until is not None and begin >= until:
         raise ProblemError(422, "invalid-range", "`from` must be before `to`")
 
-    def load() -> tuple[Window | None, dict[datetime, dict[str, int]]]:
+    Loaded = tuple[Window | None, dict[datetime, dict[str, int]], list[dict[str, Any]]]
+
+    def load() -> Loaded:
         with read.models.connection() as conn:
             span = None if begin and until else movement_span(conn, show_id)
             window = sales_window(bucket, begin, until, span)
             if window is None:
-                return None, {}
-            step = STEPS[bucket]
-            return window, sales_series(conn, show_id, bucket, window.start, window.end(step))
+                return None, {}, []
+            start, end = window.start, window.end(STEPS[bucket])
+            return (
+                window,
+                sales_series(conn, show_id, bucket, start, end),
+                sales_by_code(conn, show_id, start, end),
+            )
 
-    window, found = await query(load)
+    window, found, codes = await query(load)
     step = STEPS[bucket]
     series: list[SalesBucket] = []
     if window is not None:
@@ -347,5 +363,6 @@ async def sales(
         currency=show.currency,
         series=series,
         totals=SalesFigures(**totals),
+        by_code=[CodeSales(**c) for c in codes],
         position=position,
     )

@@ -10,10 +10,12 @@ from commands.checkins import CheckinCommands
 from commands.payments import PaymentCommands
 from commands.ports import Clock
 from commands.posters import PosterCommands
+from commands.presale import PresaleCommands
 from commands.seat_blocks import SeatBlockCommands
 from commands.show_writer import ShowWriters
 from commands.shows import ShowCommands
 from commands.transfers import TransferCommands
+from commands.waitlist import WaitlistCommands
 from domain.inventory import LapsedHoldLimit
 from http_shell.container import Container
 from infra.blobs import blob_store_for
@@ -22,6 +24,7 @@ from infra.event_store import PostgresEventStore
 from infra.images import process_poster
 from infra.passwords import Argon2PasswordHasher
 from infra.payments import gateway_for
+from infra.personal_data import StoreEraser
 from infra.read_cache import ReadCache
 from infra.redis_guard import IdempotencyRecords, RateLimiter, connect_redis
 from infra.settings import Settings
@@ -96,7 +99,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
             customer_ticket_limit=settings.customer_ticket_limit,
             lapsed_hold_limit=lapsed_hold_limit(settings),
         ),
-        accounts=AccountCommands(store, hasher),
+        accounts=AccountCommands(store, hasher, StoreEraser(store.app.keys, store.connection)),
         tokens=tokens,
         idempotency=(
             IdempotencyRecords(client, settings.idempotency_ttl_seconds) if client else None
@@ -119,6 +122,14 @@ def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
         store, writers, clock=clock, max_transfers=settings.max_ticket_transfers
     )
     container.checkins = CheckinCommands(store, writers, container.ticket_signer, clock)
+    container.waitlist = WaitlistCommands(
+        store,
+        writers,
+        clock=clock,
+        offer_duration=timedelta(minutes=settings.waitlist_offer_minutes),
+        customer_ticket_limit=settings.customer_ticket_limit,
+    )
+    container.presale = PresaleCommands(store, writers, clock=clock)
     container.posters = PosterCommands(store, container.blobs, process_poster)
     container.read_side = ReadSide(
         settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from infra.logs import configure_logging
 from infra.malloc_arenas import limit_malloc_arenas
 from infra.payments import register_emulator_webhook, webhook_secret_for
 from infra.settings import Settings
+from infra.tracing import configure_tracing, stop_tracing
 from process_managers.kafka_relay import rewind
 from ticketblitz.audit_cli import audit_app
 from ticketblitz.audit_worker import with_hash_chain
@@ -287,5 +289,7 @@ def refeed(
 def main() -> None:
     limit_malloc_arenas()  # before any thread: servers and followers live long
     configure_logging()  # JSON lines unless on a terminal (TICKETBLITZ_LOG_FORMAT, _LOG_LEVEL)
+    if configure_tracing(f"ticketblitz-{sys.argv[1] if len(sys.argv) > 1 else 'cli'}"):
+        atexit.register(stop_tracing)  # OTEL_EXPORTER_OTLP_ENDPOINT: flush the last spans
     app(prog_name="ticketblitz")
     sys.exit(0)

@@ -24,6 +24,7 @@ from ticketblitz.cli_support import (
     event_store,
     reported_errors,
 )
+from ticketblitz.ops_server import projections_ops_server
 
 projections_app = typer.Typer(no_args_is_help=True, help="The read models (projections/).")
 
@@ -47,11 +48,14 @@ def projections_run(
             poll_interval=settings.projection_poll_seconds,
             rebuild_stale=rebuild_stale,
         ).start()
+        ops = projections_ops_server(settings, store, runners.alive)  # TICKETBLITZ_OPS_PORT
         signal.signal(signal.SIGTERM, lambda *_: runners.request_stop())
         console.print(f"projections running: {', '.join(runners.names)}")
         with suppress(KeyboardInterrupt):
             runners.wait()
         runners.stop()
+        if ops is not None:
+            ops.stop()
 
 
 @projections_app.command("status")

@@ -16,9 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from http_shell.container import Container
+from http_shell.health import install_health
 from http_shell.metrics import install_metrics
 from http_shell.openapi import document_problems
 from http_shell.problems import install_problem_handlers, problem
+from http_shell.request_ids import RequestIds
+from infra.tracing import instrument_app
 from read_api.app import query_router
 from write_api.app import API_PREFIX, command_router
 from write_api.checkins import BATCH_PATH_PATTERN, CHECKIN_BATCH_BYTES
@@ -145,6 +148,9 @@ def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
     app.add_middleware(BodySizeLimit)
 
     install_metrics(app, container)
+    install_health(app, container)  # /healthz, /readyz
+    app.add_middleware(RequestIds)  # outermost: every answer and log line has the request id
+    instrument_app(app)  # traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set (infra/tracing.py)
 
     @app.get("/", include_in_schema=False)
     def home() -> dict[str, str]:

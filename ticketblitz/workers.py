@@ -1,8 +1,8 @@
 """The workers of `ticketblitz workers` (and `up`): payment saga, hold expiry, sale windows,
-show cancellation, reschedule notices, account deactivation, Kafka relay and notifier, each on
-its own thread. Everything they have done is in PostgreSQL (follower positions, task tables) or
-acknowledged by Kafka (committed offsets), so a worker process killed at any moment resumes
-where it stopped when it is started again."""
+show cancellation, reschedule notices, account deactivation, waiting-list offers, Kafka relay
+and notifier, each on its own thread. Everything they have done is in PostgreSQL (follower
+positions, task tables) or acknowledged by Kafka (committed offsets), so a worker process killed
+at any moment resumes where it stopped when it is started again."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from process_managers.hold_expiry import HoldDeadlines, HoldExpiry
 from process_managers.integration_events import (
     BOOKINGS,
     TICKETS,
+    WAITLIST,
     IntegrationEvents,
     topic_names,
 )
@@ -34,6 +35,7 @@ from process_managers.reschedule_notices import RescheduleNotices, RescheduleNot
 from process_managers.sale_windows import SaleWindows, SaleWindowTasks
 from process_managers.show_cancellation import ShowCancellation, ShowCancellationTasks
 from process_managers.ticket_mail import TicketAttachments
+from process_managers.waitlist_offers import WaitlistOffers, WaitlistOfferTasks
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,8 @@ def build_workers(container: Container) -> Workers:
     # Rare events, nobody waiting at a screen: a quarter of a second is soon enough.
     notices = RescheduleNotices(store, container.bookings, max(poll, 0.25), timeout)
     deactivation = AccountDeactivation(store, container.bookings, max(poll, 0.25), timeout)
+    assert container.waitlist is not None  # built by ticketblitz.bootstrap
+    offers = WaitlistOffers(store, container.waitlist, poll, timeout)
     workers = [
         follower("payment-saga-log", PaymentSagaTasks()),
         Worker("payment-saga", saga.run, saga.setup),
@@ -147,6 +151,8 @@ def build_workers(container: Container) -> Workers:
         Worker("reschedule-notices", notices.run, notices.setup),
         follower("account-deactivation-log", AccountDeactivationTasks()),
         Worker("account-deactivation", deactivation.run, deactivation.setup),
+        follower("waitlist-offers-log", WaitlistOfferTasks()),
+        Worker("waitlist-offers", offers.run, offers.setup),
     ]
     # Each follower and executor may hold a connection (two while it follows and listens), the
     # saga one per thread; the relay, notifier, hash chain and recommender come on top.
@@ -181,10 +187,12 @@ def build_workers(container: Container) -> Workers:
         store,
         mailer,
         lambda: group_consumer(settings, settings.kafka_notifier_group, "ticketblitz-notifier"),
-        [topics[BOOKINGS], topics[TICKETS]],  # tickets: the receiver of a transfer
+        # tickets: the receiver of a transfer; waitlist: the fan offered seats
+        [topics[BOOKINGS], topics[TICKETS], topics[WAITLIST]],
         container.mail_suggestions,
         # The booking-confirmed e-mail carries the tickets (PDF) and a calendar invite.
         attach=None if signer is None else TicketAttachments(signer),
+        public_url=settings.public_url,  # the waiting-list offer's link to pay
     )
     workers.append(Worker("notifier", notifier.run, notifier.setup, notifier.close))
     return Workers(workers)

@@ -1,6 +1,7 @@
-"""Accounts: the caller's own (`/me`: read, rename, change the password) and the admin's
-commands on any account (role, deactivate, reactivate). The admin's list and details are
-queries (read_api/accounts.py). No answer ever carries the password hash."""
+"""Accounts: the caller's own (`/me`: read, rename, change the password, export their data,
+erase themself) and the admin's commands on any account (role, deactivate, reactivate, erase).
+The admin's list and details are queries (read_api/accounts.py). No answer ever carries the
+password hash."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from commands.accounts import AccountChanged
+from commands.accounts import AccountChanged, EraseAccount, EraseMe
 from commands.models import (
     AccountName,
     ChangeAccountRole,
@@ -24,6 +25,7 @@ from commands.models import (
 )
 from domain.account import Account
 from http_shell.deps import AdminUser, ContainerDep, CurrentUser, enforce_rate_limit
+from projections.personal_export import personal_data_of
 
 router = APIRouter(tags=["accounts"])
 
@@ -43,6 +45,10 @@ class PasswordBody(Body):
 
 class RoleBody(Body):
     role: RoleName
+
+
+class EraseBody(Body):
+    password: Annotated[str, Field(min_length=1, max_length=128)]  # the caller's, re-entered
 
 
 class AccountPublic(BaseModel):
@@ -74,6 +80,22 @@ class PasswordChanged(BaseModel):
     token_type: str = "bearer"
     expires_in: int
     position: int
+
+
+class Erased(BaseModel):
+    account_id: UUID
+    status: str = "erased"
+    position: int  # pass as `after` to the query API: its read models say "erased" from there
+
+
+class PersonalData(BaseModel):
+    """Everything TicketBlitz keeps about the caller (docs/PRIVACY.md)."""
+
+    account: AccountPublic
+    bookings: list[dict[str, Any]]
+    tickets: list[dict[str, Any]]
+    waitlist_entries: list[dict[str, Any]]
+    emails_sent: list[dict[str, Any]]
 
 
 def _answer(changed: AccountChanged) -> AccountAnswer:
@@ -186,3 +208,56 @@ async def reactivate(account_id: UUID, admin: AdminUser, container: ContainerDep
     """Let a deactivated account log in again (its old tokens stay refused)."""
     command = SetAccountActive(account_id=account_id, active=True, actor_id=admin.account_id)
     return _answer(await run_in_threadpool(container.accounts.set_active, command))
+
+
+@router.get("/me/export", response_model=PersonalData, responses=UNAUTHORIZED)
+async def export_me(user: CurrentUser, container: ContainerDep) -> PersonalData:
+    """The caller's data: the account (from the log, never stale) and, from the read models,
+    their bookings, tickets, waiting-list entries, and the e-mails sent to them (a booking
+    made a moment ago may still be on its way to the read models)."""
+    account = await run_in_threadpool(container.accounts.get, user.account_id)
+
+    def load() -> dict[str, list[dict[str, Any]]]:
+        with container.store.connection() as conn:
+            return personal_data_of(conn, account.id, account.email)
+
+    return PersonalData(account=AccountPublic.of(account), **await run_in_threadpool(load))
+
+
+@router.delete(
+    "/me",
+    response_model=Erased,
+    responses={
+        **UNAUTHORIZED,
+        409: {"description": "`own-account`: an admin is erased by another admin"},
+        422: {"description": "`wrong-password` (nothing changed) or `validation-error`"},
+        429: {"description": "`rate-limited`: too many attempts (see Retry-After)"},
+    },
+)
+async def erase_me(body: EraseBody, user: CurrentUser, container: ContainerDep) -> Erased:
+    """Forget the caller (the password re-entered): every token stops working, unpaid holds
+    are released as for a deactivation, the e-mail, name and password hash become unreadable
+    everywhere (their key is destroyed); bookings and payments keep their amounts and ids."""
+    settings = container.settings
+    enforce_rate_limit(
+        container, f"password:{user.account_id}", settings.rate_limit_login_pair_per_minute
+    )
+    command = EraseMe(account_id=user.account_id, password=body.password)
+    changed = await run_in_threadpool(container.accounts.erase_me, command)
+    return Erased(account_id=changed.account.id, position=changed.position)
+
+
+@router.delete(
+    "/admin/accounts/{account_id}",
+    response_model=Erased,
+    responses={
+        **ADMIN_ONLY,
+        409: {"description": "`own-account`: an admin cannot erase their own account"},
+    },
+)
+async def erase(account_id: UUID, admin: AdminUser, container: ContainerDep) -> Erased:
+    """Forget an account, as `DELETE /me` does (not the caller's own: 409 `own-account`).
+    Erasing an erased account again is harmless."""
+    command = EraseAccount(account_id=account_id, actor_id=admin.account_id)
+    changed = await run_in_threadpool(container.accounts.erase, command)
+    return Erased(account_id=changed.account.id, position=changed.position)

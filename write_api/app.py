@@ -11,9 +11,11 @@ from write_api import (
     checkins,
     payments,
     posters,
+    presale_codes,
     seat_blocks,
     shows,
     transfers,
+    waitlist,
 )
 
 API_PREFIX = "/api/v1"
@@ -30,4 +32,6 @@ def command_router() -> APIRouter:
     router.include_router(payments.router)
     router.include_router(checkins.router)  # scans at the door
     router.include_router(transfers.router)  # tickets given to others
+    router.include_router(presale_codes.router)  # a show's presale codes
+    router.include_router(waitlist.router)  # waiting lists of sold-out shows
     return router

@@ -238,7 +238,16 @@ def test_operators_see_each_read_model_position_and_lag(api: Api):
     report = api.http.get("/projections").json()
 
     names = {p["name"] for p in report["projections"]}
-    assert names == {"catalog", "seat_map", "bookings", "sales", "accounts", "reports", "tickets"}
+    assert names == {
+        "catalog",
+        "seat_map",
+        "bookings",
+        "sales",
+        "accounts",
+        "reports",
+        "tickets",
+        "waitlist",
+    }
     for p in report["projections"]:
         assert 0 <= p["position"] <= report["head"]
         assert p["lag_events"] == report["head"] - p["position"]

@@ -134,6 +134,35 @@ def on_show(suffix: str = "", **show: Any) -> Callable[[World], str]:
     return lambda world: f"/shows/{world.show(**show)}{suffix}"
 
 
+def waiting_entry(world: World) -> str:
+    """The customer's entry on the waiting list of a fresh show, sold out by blocking its seats."""
+    show_id = world.show(open_sale=True)
+    seats = [f"A-1-{n}" for n in range(1, 11)]
+    blocked = world.api.http.post(
+        f"/shows/{show_id}/seats/block",
+        json={"seats": seats, "reason": "sold out"},
+        headers=world.people[OWNER],
+    )
+    assert blocked.status_code == 200, blocked.text
+    joined = world.api.http.post(
+        f"/shows/{show_id}/waitlist", json={"quantity": 1}, headers=world.people[CUSTOMER]
+    )
+    assert joined.status_code == 201, joined.text
+    return f"/waitlist/{joined.json()['entry_id']}"
+
+
+def presale_code(world: World) -> str:
+    """A presale code of a fresh show of the owner's."""
+    show_id = world.show()
+    created = world.api.http.post(
+        f"/shows/{show_id}/codes",
+        json={"codes": ["MATRIX1"], "max_uses": 1},
+        headers=world.people[OWNER],
+    )
+    assert created.status_code == 201, created.text
+    return f"/shows/{show_id}/codes/MATRIX1"
+
+
 def reading_show(suffix: str = "") -> Callable[[World], str]:
     """A query on a fresh show, once the read models have it (`after`)."""
 
@@ -164,6 +193,9 @@ CALLS = [
         lambda w: {"json": {"email": w.people[CUSTOMER]["email"], "password": PASSWORD}},
     ),
     Call("GET", "/me", SIGNED_IN),
+    Call("GET", "/me/export", SIGNED_IN),
+    # a wrong password: past the door, refused for what it says (nobody erased)
+    Call("DELETE", "/me", SIGNED_IN, lambda _: {"json": {"password": "not my password"}}),
     Call("PATCH", "/me", SIGNED_IN, lambda _: {"json": {"name": "Still Me"}}),
     # a wrong current password: past the door, refused for what it says (no change made)
     Call(
@@ -199,6 +231,12 @@ CALLS = [
         "/admin/accounts/{account_id}/deactivate",
         ADMINS,
         url=lambda w: f"/admin/accounts/{w.throwaway_account}/deactivate",
+    ),
+    Call(  # each role tries it on an account of its own to erase (the shared one stays)
+        "DELETE",
+        "/admin/accounts/{account_id}",
+        ADMINS,
+        url=lambda w: f"/admin/accounts/{w.api.new_customer()['account_id']}",
     ),
     Call(
         "GET",
@@ -345,7 +383,29 @@ CALLS = [
         lambda w: {"json": {"email": w.people[CUSTOMER]["email"]}},
         url=lambda w: f"/tickets/{w.ticket()[0]}/transfer",
     ),
+    # tickets are free: the customer gets 409 `tickets-available` (let through)
+    Call(
+        "POST",
+        "/shows/{show_id}/waitlist",
+        CUSTOMERS,
+        lambda _: {"json": {"quantity": 1}},
+        url=on_show("/waitlist", open_sale=True),
+    ),
+    # an entry of the customer's (a fresh one for each caller): theirs and the admins' to remove
+    Call("DELETE", "/waitlist/{entry_id}", BOOKING_OWNER, url=lambda w: waiting_entry(w)),
+    # presale codes: the show's organiser and admins
+    Call(
+        "POST",
+        "/shows/{show_id}/codes",
+        MANAGERS,
+        lambda _: {"json": {"count": 2, "max_uses": 5}},
+        url=on_show("/codes"),
+    ),
+    Call("GET", "/shows/{show_id}/codes", MANAGERS, url=on_show("/codes")),
+    Call("DELETE", "/shows/{show_id}/codes/{code}", MANAGERS, url=lambda w: presale_code(w)),
     Call("GET", "/me/tickets", SIGNED_IN),
+    Call("GET", "/me/waitlist", SIGNED_IN),  # each caller's own entries
+    Call("GET", "/shows/{show_id}/waitlist", MANAGERS, url=reading_show("/waitlist")),
     # the booking is cancelled: no ticket left (409 for those let through)
     Call(
         "GET",

@@ -262,7 +262,7 @@ def test_a_scheduled_event_stored_before_caps_existed_is_read_with_the_default_c
     mapper = BoxOffice(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper
     stored = mapper.to_stored_event(new_events(show)[0])
     state = json.loads(stored.state)
-    assert state["class_version"] == 4
+    assert state["class_version"] == 5
     del state["class_version"], state["max_tickets_per_customer"], state["organizer_id"]
     del state["time_zone"]
     old = StoredEvent(

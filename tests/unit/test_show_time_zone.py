@@ -70,7 +70,7 @@ def test_a_scheduled_event_stored_before_zones_reads_as_utc():
     mapper = _mapper()
     stored = mapper.to_stored_event(new_events(show)[0])
     state = json.loads(stored.state)
-    assert state["class_version"] == 4
+    assert state["class_version"] == 5
     state["class_version"] = 3
     del state["time_zone"]
     old = StoredEvent(

@@ -266,7 +266,7 @@ def test_an_inventory_loaded_from_a_version_2_snapshot_holds_sells_and_releases(
     assert state_of(store.repository.get(INVENTORY_ID)) == state_of(inventory)
 
 
-def test_an_upcast_inventory_snapshots_as_version_4_and_loads_the_same():
+def test_an_upcast_inventory_snapshots_as_version_5_and_loads_the_same():
     store = a_store()
     inventory = loaded(store, json.loads(VERSION_2_SNAPSHOT))
     inventory.release(HELD, "hold expired", at=T0 + timedelta(minutes=20))
@@ -277,7 +277,7 @@ def test_an_upcast_inventory_snapshots_as_version_4_and_loads_the_same():
     assert store.snapshots is not None
     [stored] = store.snapshots.recorder.select_events(INVENTORY_ID, desc=True, limit=1)
     state = json.loads(stored.state)["state"]
-    assert state["class_version"] == 4
+    assert state["class_version"] == 5
     assert (state["blocked"], state["ever_held"]) == ({}, True)  # upcast_v3_v4: conservative
     assert state["rows"][0] == {
         "_type_": "inventory_row",
