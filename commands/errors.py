@@ -67,6 +67,15 @@ class PaymentDeclinedError(CommandError):
         self.reason = reason
 
 
+class UnknownPaymentMethodError(CommandError):
+    """The payment provider does not know the payment method: nothing was charged and the
+    booking is as it was (the customer may pay with another method until the hold expires)."""
+
+    def __init__(self, payment_method: str) -> None:
+        super().__init__(f"the payment provider does not know payment method {payment_method}")
+        self.payment_method = payment_method
+
+
 class PaymentRefundedError(CommandError):
     """The charge went through, but the booking could no longer be confirmed (its show was
     cancelled or started, or it was cancelled meanwhile): the money is refunded."""

@@ -34,6 +34,7 @@ from commands.errors import (
     PaymentRefundedError,
     PaymentRejectedError,
     StoreUnavailableError,
+    UnknownPaymentMethodError,
 )
 from domain.errors import (
     CapacityBelowTakenError,
@@ -211,6 +212,10 @@ def _to_problem(error: Exception) -> ProblemError:
             return ProblemError(409, "own-account", str(error))
         case PaymentDeclinedError():
             return ProblemError(402, "payment-declined", str(error), reason=error.reason)
+        case UnknownPaymentMethodError():  # nothing charged, the booking as it was
+            return ProblemError(
+                422, "unknown-payment-method", str(error), payment_method=error.payment_method
+            )
         case PaymentRefundedError():
             return ProblemError(
                 409,

@@ -39,6 +39,7 @@ from commands.errors import (
     InvalidWebhookError,
     PaymentGatewayUnavailableError,
     PaymentRejectedError,
+    UnknownPaymentMethodError,
 )
 from commands.ports import PaymentNotice, PaymentOutcome, PaymentResult
 from infra.settings import Settings
@@ -175,14 +176,23 @@ class StripeGateway:
             return self._failed(booking_id, intent_id, error)
         except _TRANSIENT as error:
             raise PaymentGatewayUnavailableError(str(error)) from error
+        except stripe.InvalidRequestError as error:
+            if _names_missing_payment_method(error):  # a typo, or another Stripe's test card
+                raise UnknownPaymentMethodError(payment_method) from None
+            return self._not_confirmable(booking_id, intent_id, error)
         except stripe.StripeError as error:
-            # Not confirmable (already paid, unknown method, ...): the intent's state tells.
-            current = self._retrieve(intent_id)
-            result = _result_of(booking_id, current)
-            if result.outcome == "pending" and current.status in _UNTRIED:
-                return self._failed(booking_id, intent_id, error)
-            return result
+            return self._not_confirmable(booking_id, intent_id, error)
         return _result_of(booking_id, _read(intent.to_dict()))
+
+    def _not_confirmable(
+        self, booking_id: UUID, intent_id: str, error: stripe.StripeError
+    ) -> PaymentResult:
+        """Not confirmable (already paid, ...): the intent's state tells."""
+        current = self._retrieve(intent_id)
+        result = _result_of(booking_id, current)
+        if result.outcome == "pending" and current.status in _UNTRIED:
+            return self._failed(booking_id, intent_id, error)
+        return result
 
     def intent_result(self, booking_id: UUID, intent_id: str) -> PaymentResult:
         return _result_of(booking_id, self._retrieve(intent_id))
@@ -290,6 +300,18 @@ def _read(answer: dict[str, Any]) -> StripeIntent:
         raise PaymentGatewayUnavailableError(
             "Stripe answered an unreadable payment intent"
         ) from None
+
+
+def _names_missing_payment_method(error: stripe.StripeError) -> bool:
+    """Stripe's answer to a payment method it does not have (404 `resource_missing`; the
+    emulator says only 404)."""
+    code = None if error.error is None else error.error.code
+    param = None if error.error is None else error.error.param
+    return (
+        error.http_status == 404
+        and (code in (None, "resource_missing"))
+        and (param in (None, "payment_method"))
+    )
 
 
 def _error_message(error: stripe.StripeError) -> str | None:

@@ -36,7 +36,7 @@ from uuid import UUID
 
 import psycopg
 
-from commands.errors import PaymentRejectedError
+from commands.errors import PaymentRejectedError, UnknownPaymentMethodError
 from commands.models import (
     ConfirmBooking,
     RecordMismatchRefund,
@@ -164,9 +164,15 @@ class PaymentSaga:
 
     def _charge(self, booking: Booking) -> bool:
         assert booking.payment_intent_id is not None and booking.payment_method is not None
-        result = self._gateway.confirm_intent(
-            booking.id, booking.payment_intent_id, booking.payment_method
-        )
+        try:
+            result = self._gateway.confirm_intent(
+                booking.id, booking.payment_intent_id, booking.payment_method
+            )
+        except UnknownPaymentMethodError as error:
+            # Nothing charged and nobody to answer: the booking waits for its customer to pay
+            # with another method (POST /bookings/{id}/pay) until its hold expires.
+            log.warning("booking %s: %s; left for its customer to pay", booking.id, error)
+            return False
         return self._changed(self._payments.apply_result(result))
 
     def _confirm(self, booking: Booking) -> bool:

@@ -42,6 +42,11 @@ class WebhookReceived(BaseModel):
     response_model=PaymentPublic,
     responses={
         402: {"description": "card declined: the booking was cancelled and its seats released"},
+        422: {
+            "description": "`unknown-payment-method`: the payment provider does not know it; "
+            "nothing charged, the booking as it was (pay with another method); or an "
+            "invalid body"
+        },
         409: {
             "description": "the booking cannot be paid for (any more): `illegal-transition`, "
             "nothing charged; or `payment-refunded`: charged while the booking was cancelled "

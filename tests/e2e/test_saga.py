@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -136,6 +137,55 @@ def test_paying_with_a_declined_card_answers_402_and_cancels(system: SagaSystem)
     assert r.json()["reason"] == "Your card was declined."
     assert system.booking(held["booking_id"]).status == CANCELLED
     assert system.inventory(show_id).claim_of(system.booking(held["booking_id"]).id) is None
+
+
+def test_a_payment_method_stripe_does_not_know_is_a_422_and_the_booking_can_still_be_paid(
+    system: SagaSystem,
+):
+    """A newcomer tries real Stripe's `pm_card_chargeDeclined` (the emulator does not have it):
+    nothing is charged, the hold is not lost, and a known method pays it."""
+    api = system.api
+    show_id = show_starting(api, in_days(30))
+    fan = api.new_customer()
+    auth = {"Authorization": fan["Authorization"]}
+    held = book(api, fan, show_id, seats=["A-1-7"])
+    pay = f"/bookings/{held['booking_id']}/pay"
+
+    unknown = api.http.post(pay, json={"payment_method": "pm_card_chargeDeclined"}, headers=auth)
+
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["type"].endswith("/unknown-payment-method")
+    assert unknown.json()["payment_method"] == "pm_card_chargeDeclined"
+    booking = system.booking(held["booking_id"])
+    assert booking.status in {HELD, PAYMENT_REQUESTED} and booking.paid_cents == 0
+    assert system.inventory(show_id).lapses == {}  # no lapsed hold counted against the fan
+    paid = api.http.post(pay, json={"payment_method": VISA}, headers=auth)
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == CONFIRMED
+
+
+def test_a_booking_made_with_an_unknown_payment_method_waits_for_its_customer(
+    system: SagaSystem, caplog: pytest.LogCaptureFixture
+):
+    api = system.api
+    show_id = show_starting(api, in_days(30))
+    fan = api.new_customer()
+    with caplog.at_level(logging.WARNING, logger="process_managers.payment_saga"):
+        held = book(api, fan, show_id, seats=["A-1-8"], payment_method="pm_card_chargeDeclined")
+        wait_until(
+            lambda: any(held["booking_id"] in r.getMessage() for r in caplog.records),
+            30,
+            "the saga to try the charge and leave the booking to its customer",
+        )
+    booking = system.booking(held["booking_id"])
+    assert booking.status == PAYMENT_REQUESTED and booking.paid_cents == 0
+    paid = api.http.post(
+        f"/bookings/{held['booking_id']}/pay",
+        json={"payment_method": VISA},
+        headers={"Authorization": fan["Authorization"]},
+    )
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == CONFIRMED
 
 
 def test_someone_else_cannot_pay_for_a_booking(system: SagaSystem):
