@@ -7,6 +7,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from http_shell.examples import add_request_examples
+
+API_PREFIX = "/api/v1"
+
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["type", "title", "status", "detail"],
@@ -64,6 +68,7 @@ def document_problems(app: FastAPI) -> None:
                     }
         for unused in ("HTTPValidationError", "ValidationError"):
             schema["components"]["schemas"].pop(unused, None)
+        add_request_examples(schema, API_PREFIX)
         app.openapi_schema = schema
         return schema
 

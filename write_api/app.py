@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from http_shell.openapi import API_PREFIX as API_PREFIX
 from write_api import (
     accounts,
     auth,
@@ -17,8 +18,6 @@ from write_api import (
     transfers,
     waitlist,
 )
-
-API_PREFIX = "/api/v1"
 
 
 def command_router() -> APIRouter:
