@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # Security.
     jwt_secret: SecretStr | None = None
     jwt_ttl_seconds: int = Field(default=3600, ge=60)
+    # Every token says who issued it and for whom; tokens of another issuer or audience are 401.
+    jwt_issuer: str = Field(default="ticketblitz", min_length=1)
+    jwt_audience: str = Field(default="ticketblitz-api", min_length=1)
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     argon2_time_cost: int = Field(default=2, ge=1)

@@ -3,7 +3,12 @@
 A token names its account (`sub`) and the account's session generation when it was issued
 (`gen`; tokens issued before generations existed have none: generation 0). Its `role` claim
 is informative only: the role that counts is the account's current one, read at each request
-(http_shell/deps.py), as is whether the account is active and the generation still current."""
+(http_shell/deps.py), as is whether the account is active and the generation still current
+(a password change or a deactivation moves the generation: older tokens are refused).
+
+A token also says who issued it (`iss`) and for whom (`aud`), both required and checked, so a
+token another service signed with a shared secret, or one minted for another audience, is
+refused (TICKETBLITZ_JWT_ISSUER, TICKETBLITZ_JWT_AUDIENCE)."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from uuid import UUID
 import jwt
 
 ALGORITHM = "HS256"
+ISSUER = "ticketblitz"  # the defaults of TICKETBLITZ_JWT_ISSUER and TICKETBLITZ_JWT_AUDIENCE
+AUDIENCE = "ticketblitz-api"
 
 
 class InvalidTokenError(Exception):
@@ -39,17 +46,25 @@ class Principal:
 
 
 class TokenService:
-    def __init__(self, secret: str, ttl_seconds: int) -> None:
+    def __init__(
+        self, secret: str, ttl_seconds: int, issuer: str = ISSUER, audience: str = AUDIENCE
+    ) -> None:
         if len(secret) < 32:
             raise ValueError("the JWT secret must be at least 32 characters")
+        if not issuer or not audience:
+            raise ValueError("the JWT issuer and audience must not be empty")
         self._secret = secret
         self.ttl_seconds = ttl_seconds
+        self.issuer = issuer
+        self.audience = audience
 
     def issue(
         self, account_id: UUID, role: str, generation: int = 0, now: datetime | None = None
     ) -> str:
         issued = now or datetime.now(UTC)
         claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
             "sub": str(account_id),
             "role": role,
             "gen": generation,
@@ -66,7 +81,9 @@ class TokenService:
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
-                options={"require": ["exp", "sub", "role"]},
+                issuer=self.issuer,
+                audience=self.audience,
+                options={"require": ["exp", "sub", "role", "iss", "aud"]},
             )
             generation = claims.get("gen", 0)
             if type(generation) is not int or generation < 0:

@@ -1,7 +1,7 @@
-"""The show catalog: searchable (full text on title and description), filtered by category and
-date, sorted by start time. View: `read.shows`. An organiser's edits update a show's row
-(current details, start, sale window, prices and the venue's time zone); a deleted show leaves
-the catalog."""
+"""The show catalog: searchable (full text on title, description and category), filtered by
+category and date, sorted by start time. View: `read.shows`. An organiser's edits update a
+show's row (current details, start, sale window, prices and the venue's time zone); a deleted
+show leaves the catalog."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ SHOWS = Table(
     extra=(
         "search tsvector GENERATED ALWAYS AS ("
         "setweight(to_tsvector('english'::regconfig, title), 'A') || "
-        "setweight(to_tsvector('english'::regconfig, description), 'B')) STORED",
+        "setweight(to_tsvector('english'::regconfig, description), 'B') || "
+        # q=jazz finds the jazz shows, whatever their titles say
+        "setweight(to_tsvector('english'::regconfig, category), 'A')) STORED",
     ),
     indexes=(
         "(starts_at, show_id)",

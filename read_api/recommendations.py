@@ -13,7 +13,7 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 
 from commands.errors import StoreUnavailableError
-from http_shell.deps import CustomerUser
+from http_shell.deps import CurrentUser
 from http_shell.problems import ProblemError
 from infra.log_follower import wait_for_position
 from read_api.deps import After, refuse_unknown_position
@@ -100,7 +100,7 @@ async def _run(function: Any, *args: Any) -> Any:
 @router.get("/me/recommendations", response_model=RecommendationPage, responses=RESPONSES)
 async def my_recommendations(
     request: Request,
-    user: CustomerUser,
+    user: CurrentUser,
     limit: RecLimit = 10,
     after: After = None,
     explain: Annotated[
@@ -110,7 +110,14 @@ async def my_recommendations(
     """Upcoming shows on sale nearest to the shows the caller booked (`source: vector`), or
     the most booked ones for a customer with no confirmed booking yet (`source: popular`).
     While vector search is slow or failing, the caller's last vector answer (`source: cache`),
-    else the popular shows."""
+    else the popular shows. Only customers book, so only they have recommendations (403)."""
+    if user.role != "customer":
+        raise ProblemError(
+            403,
+            "forbidden",
+            "recommendations are for customers, made from their bookings; this"
+            f" {user.role} account books no tickets and has none",
+        )
     recommender = await _ready(request, after)
     found: Recommendations = await _run(recommender.for_customer, user.account_id, limit)
     page = _answer(found)

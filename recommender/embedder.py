@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
+
+from recommender.gemini import (
+    KEY_COOLDOWN_SECONDS,
+    AllKeysFailedError,
+    KeyRotation,
+    google_api_keys,
+)
+from recommender.settings import RecommenderSettings
 
 DIMENSION = 256
 
@@ -97,26 +106,35 @@ class OfflineEmbedder:
 
 
 class GeminiEmbedder:
-    """Google's embedding model through langchain_google_genai, cut to `dimension` values.
+    """Google's embedding model through langchain_google_genai, cut to `dimension` values,
+    over the API keys in turn, each behind a breaker of its own (recommender/gemini.py).
 
-    Used only when GOOGLE_API_KEY is set; the client is built on first use. It is NOT exercised
-    by our tests (they run without network or key): only the offline embedder is tested. Any
-    failure of the model is raised as EmbeddingError, and the projection keeps the show pending.
+    Used only when a Google API key is set; each key's client is built on first use. Gemini
+    itself is NOT exercised by our tests (no network, no key): the rotation is, with
+    LangChain's fake embeddings (`clients`). Any failure of every key is raised as
+    EmbeddingError, and the projection keeps the show pending.
     """
 
     dimension = DIMENSION
 
-    def __init__(self, model: str = "models/gemini-embedding-001") -> None:
+    def __init__(
+        self,
+        model: str = "models/gemini-embedding-001",
+        keys: Sequence[str] = (),
+        cooldown: float = KEY_COOLDOWN_SECONDS,
+        clients: KeyRotation[Any] | None = None,
+    ) -> None:
         self.model_name = f"gemini:{model}:{DIMENSION}"
         self._model = model
-        self._client: Any = None
+        if clients is None:
+            clients = KeyRotation([partial(self._client, key) for key in keys], cooldown)
+        self._clients = clients
 
-    def _embeddings(self) -> Any:
-        if self._client is None:
-            from langchain_google_genai import GoogleGenerativeAIEmbeddings
+    def _client(self, key: str) -> Any:
+        from langchain_google_genai import GoogleGenerativeAIEmbeddings
+        from pydantic import SecretStr
 
-            self._client = GoogleGenerativeAIEmbeddings(model=self._model)
-        return self._client
+        return GoogleGenerativeAIEmbeddings(model=self._model, api_key=SecretStr(key))
 
     def embed(self, shows: list[ShowText]) -> list[list[float]]:
         texts = [
@@ -124,8 +142,10 @@ class GeminiEmbedder:
             for s in shows  # genre first
         ]
         try:
-            raw = self._embeddings().embed_documents(texts, output_dimensionality=DIMENSION)
-        except Exception as error:  # the client raises many kinds; all mean "not now"
+            raw = self._clients.call(
+                lambda client: client.embed_documents(texts, output_dimensionality=DIMENSION)
+            )
+        except AllKeysFailedError as error:
             raise EmbeddingError(str(error)) from error
         vectors: list[list[float]] = []
         for values in raw:
@@ -135,11 +155,14 @@ class GeminiEmbedder:
         return vectors
 
 
-def embedder_from_env() -> Embedder:
-    """Gemini when GOOGLE_API_KEY is set, else the offline embedder."""
-    if os.environ.get("GOOGLE_API_KEY"):
-        return GeminiEmbedder()
-    return OfflineEmbedder()
+def embedder_from_env(settings: RecommenderSettings | None = None) -> Embedder:
+    """Gemini over the Google API keys set (GOOGLE_API_KEYS or GOOGLE_API_KEY), with the
+    embedding model of the settings; without a key, the offline embedder."""
+    keys = google_api_keys()
+    if not keys:
+        return OfflineEmbedder()
+    tuning = settings or RecommenderSettings()
+    return GeminiEmbedder(tuning.embedding_model, keys, tuning.key_cooldown_seconds)
 
 
 def to_pgvector(vector: list[float]) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 
 from infra.event_store import PostgresEventStore
-from recommender.embedder import Embedder, ShowText, to_pgvector
+from recommender.embedder import Embedder, ShowText
+from recommender.vectors import Vector, use_vectors
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,13 @@ class EmbeddingQueue:
                 (str(error)[:500], ids),
             )
             return Embedded(0, str(error) or type(error).__name__)
+        use_vectors(conn)
         with conn.cursor() as cur:
             cur.executemany(
-                f"UPDATE {self.schema}.show_vectors SET embedding = %s::vector, model = %s"
+                f"UPDATE {self.schema}.show_vectors SET embedding = %s, model = %s"
                 " WHERE show_id = %s",
                 [
-                    (to_pgvector(v), self.embedder.model_name, i)
+                    (Vector(v), self.embedder.model_name, i)
                     for v, i in zip(vectors, ids, strict=True)
                 ],
             )

@@ -33,14 +33,16 @@ from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.show import ON_SALE
 from infra.event_store import PostgresEventStore
 from infra.read_cache import ReadCache
-from recommender.pitch import Pitch, PitchShow, PitchWriter
+from recommender.pitch import COMING_UP, Pitch, PitchShow, PitchWriter, because_you_enjoyed
 from recommender.projection import SCHEMA
+from recommender.settings import RecommenderSettings
+from recommender.vectors import Vector, use_vectors
+
+__all__ = ["BookingSuggestions", "Recommender", "RecommenderSettings", "write_pitch"]
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +51,6 @@ Row = tuple[Any, ...]
 
 ITERATIVE_SCAN_SINCE = (0, 8, 0)  # pgvector version with `hnsw.iterative_scan`
 CACHE_PREFIX = "tb:rec:"
-
-
-class RecommenderSettings(BaseSettings):
-    """Tuning of the recommender's serving side (TICKETBLITZ_REC_* variables)."""
-
-    model_config = SettingsConfigDict(env_prefix="TICKETBLITZ_REC_", extra="ignore")
-
-    vector_timeout_ms: int = Field(default=250, ge=1)  # statement_timeout of vector queries
-    ef_search: int = Field(default=100, ge=1, le=1000)  # hnsw.ef_search (pgvector's range)
-    cache_ttl_seconds: float = Field(default=24 * 3600, gt=0)  # stored answers (cache tier)
-    pitch_timeout_seconds: float = Field(default=4.0, gt=0)  # each LLM call
-    mail_shows: int = Field(default=3, ge=1, le=10)  # shows in the booking-confirmed e-mail
 
 
 @dataclass(frozen=True)
@@ -116,7 +106,7 @@ _UPCOMING = "v.on_sale AND v.starts_at > now()"
 
 # The customer's shows (with the one just booked, if any) and the mean of their vectors.
 _PROFILE = f"""/* recommender:profile */
-SELECT coalesce(array_agg(m.show_id), '{{}}'), avg(v.embedding)::text
+SELECT coalesce(array_agg(m.show_id), '{{}}'), avg(v.embedding)
 FROM (SELECT show_id FROM {SCHEMA}.customer_shows WHERE customer_id = %(c)s
       UNION SELECT %(b)s::uuid WHERE %(b)s::uuid IS NOT NULL) m
 LEFT JOIN {SCHEMA}.show_vectors v ON v.show_id = m.show_id AND v.model = %(m)s
@@ -138,7 +128,7 @@ ORDER BY distance, show_id
 
 # A row if the show is known; its vector, or NULL while it waits for one (of this model).
 _SHOW_VECTOR = f"""/* recommender:show */
-SELECT CASE WHEN model = %(m)s THEN embedding::text END FROM {SCHEMA}.show_vectors
+SELECT CASE WHEN model = %(m)s THEN embedding END FROM {SCHEMA}.show_vectors
 WHERE show_id = %(s)s
 """
 
@@ -176,6 +166,17 @@ SELECT v.category FROM (
     UNION SELECT %(b)s::uuid WHERE %(b)s::uuid IS NOT NULL) m
 JOIN {SCHEMA}.show_vectors v USING (show_id)
 GROUP BY v.category ORDER BY count(*) DESC, v.category LIMIT 3
+"""
+
+# For each recommended show, the customer's show (or `booked`) nearest to it by embedding.
+_CLOSEST_BOOKED = f"""
+SELECT DISTINCT ON (r.show_id) r.show_id, b.title
+FROM {SCHEMA}.show_vectors r
+JOIN {SCHEMA}.show_vectors b ON b.model = r.model AND b.embedding IS NOT NULL
+WHERE r.show_id = ANY(%(r)s) AND r.model = %(m)s AND r.embedding IS NOT NULL
+  AND b.show_id IN (SELECT show_id FROM {SCHEMA}.customer_shows WHERE customer_id = %(c)s
+                    UNION SELECT %(b)s::uuid WHERE %(b)s::uuid IS NOT NULL)
+ORDER BY r.show_id, r.embedding <=> b.embedding, b.show_id
 """
 
 
@@ -234,6 +235,16 @@ class Recommender:
         with self.store.connection() as conn:
             rows = conn.execute(_LIKED, {"c": customer_id, "b": booked}).fetchall()
         return [str(r[0]) for r in rows]
+
+    def closest_booked(
+        self, customer_id: UUID, show_ids: Sequence[UUID], booked: UUID | None = None
+    ) -> dict[UUID, str]:
+        """For each of `show_ids`, the title of the customer's show (or `booked`) nearest to
+        it by embedding: what "Similar to ..." may truly say."""
+        params = {"r": list(show_ids), "m": self.model, "c": customer_id, "b": booked}
+        with self.store.connection() as conn:
+            rows = conn.execute(_CLOSEST_BOOKED, params).fetchall()
+        return {row[0]: str(row[1]) for row in rows}
 
     def _answer(self, key: str, limit: int, exclude: set[UUID], ask: Ask) -> Recommendations | None:
         """`ask` PostgreSQL, storing its vector answers; when PostgreSQL cannot be reached,
@@ -305,6 +316,7 @@ class Recommender:
     @contextmanager
     def _vector_search(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
         """A transaction whose statements are bounded by the vector timeout."""
+        use_vectors(conn)  # vectors come and go as pgvector.Vector
         with conn.transaction():
             conn.execute(
                 "SELECT set_config('statement_timeout', %s, true),"
@@ -318,7 +330,7 @@ class Recommender:
             yield
 
     def _nearest(
-        self, conn: psycopg.Connection[Any], vector: str, exclude: Sequence[UUID], limit: int
+        self, conn: psycopg.Connection[Any], vector: Vector, exclude: Sequence[UUID], limit: int
     ) -> list[Row]:
         """On the HNSW index; exactly if its candidates were filtered below `limit`."""
         params = {"p": vector, "m": self.model, "x": list(exclude), "n": limit}
@@ -393,9 +405,34 @@ def write_pitch(
     found: Recommendations,
     booked: UUID | None = None,
 ) -> Pitch:
-    """The pitch for these recommendations, in the light of what the customer booked."""
+    """The pitch for these recommendations, each show with its true reason (`reasons`)."""
     liked = recommender.liked_categories(customer_id, booked)
-    return writer.write([PitchShow(i.title, i.category, i.venue) for i in found.items], liked)
+    why = reasons(recommender, customer_id, found, liked, booked)
+    shows = [PitchShow(i.title, i.category, i.venue, why[i.show_id]) for i in found.items]
+    return writer.write(shows, liked)
+
+
+def reasons(
+    recommender: Recommender,
+    customer_id: UUID,
+    found: Recommendations,
+    liked: Sequence[str],
+    booked: UUID | None = None,
+) -> dict[UUID, str]:
+    """Why each show is recommended, truly: a show of a genre the customer booked "Because you
+    enjoyed <genre>"; another one the embeddings chose "Similar to <the booked show nearest
+    to it>"; the popular tier's shows (and any show left) "Coming up"."""
+    genres = {genre.casefold() for genre in liked}
+    why = {
+        i.show_id: because_you_enjoyed(i.category)
+        for i in found.items
+        if i.category.casefold() in genres
+    }
+    others = [i.show_id for i in found.items if i.show_id not in why]
+    if others and found.source in ("vector", "cache"):
+        for show_id, title in recommender.closest_booked(customer_id, others, booked).items():
+            why[show_id] = f"Similar to {title}"
+    return {i.show_id: why.get(i.show_id, COMING_UP) for i in found.items}
 
 
 @dataclass(frozen=True)

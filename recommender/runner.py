@@ -12,8 +12,13 @@
   the record before each stored offset is read again and compared with the digest stored with
   that offset, and on every poll a partition whose high watermark is below the position is
   noticed. Such a partition is read again from its beginning, which changes nothing that was
-  applied. Not detected: a broker that restarted empty *and* was re-fed beyond the stored offset
-  while this consumer was connected and did not poll; run `ticketblitz recommender rebuild`.
+  applied. Records are compared by their integration event's id (the relay seals people's data
+  afresh at each publication, so the bytes differ). A partition shorter than the position is
+  an ordinary restart (said at INFO); when its last applied record is read again it is
+  compared, and only a different event there (or at the stored offset when the session
+  starts) is warned about: the history really changed. Not detected: a broker that restarted
+  empty *and* was re-fed beyond the stored offset while this consumer was connected and did
+  not poll; run `ticketblitz recommender rebuild`.
 - **Malformed records** are logged, recorded in `rec.skipped_records` and skipped; a batch that
   PostgreSQL refuses is applied again record by record, and the refused record is skipped.
 - **After each poll**, the due pending embeddings are embedded (survival mode: when the embedder
@@ -31,6 +36,7 @@ the pending queue) and `recommender_status`, behind `ticketblitz recommender ...
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -87,7 +93,18 @@ def topics_for(settings: Settings) -> list[str]:
 
 
 def digest(value: bytes | None) -> bytes:
-    return hashlib.blake2b(value or b"", digest_size=16).digest()
+    """What identifies a record: its integration event's id (the same when the relay publishes
+    the event again, though people's data is sealed afresh each time), else its bytes."""
+    identity = value or b""
+    with suppress(ValueError, TypeError, AttributeError):
+        identity = f"event:{json.loads(identity)['event_id']}".encode()
+    return hashlib.blake2b(identity, digest_size=16).digest()
+
+
+def same_record(value: bytes | None, expected: bytes) -> bool:
+    """Whether a record is the one `expected` digests (also as digested before records were
+    identified by their event: offsets stored by an older version)."""
+    return expected in (digest(value), hashlib.blake2b(value or b"", digest_size=16).digest())
 
 
 def _lock_key(name: str) -> int:
@@ -130,6 +147,10 @@ class _Position:
     stored: int  # the next offset, as stored in PostgreSQL
     next: int  # the next offset to read
     anchor: tuple[int, bytes] | None = None  # (offset, digest) of the record before `stored`
+    # (offset, digest) of the last record applied, while the partition is read again after
+    # the broker held fewer records: compared when it is read again (did history change?).
+    verify: tuple[int, bytes] | None = None
+    last: tuple[int, bytes] | None = None  # (offset, digest) of the last record applied
 
 
 class _Session:
@@ -156,7 +177,7 @@ class _Session:
             offset = stored[(tp.topic, tp.partition)]
             position = _Position(offset.next_offset, offset.next_offset)
             if offset.next_offset > 0 and offset.last_digest is not None:
-                position.anchor = (offset.next_offset - 1, offset.last_digest)
+                position.anchor = position.last = (offset.next_offset - 1, offset.last_digest)
                 position.next = offset.next_offset - 1  # read it again, to compare
             self.positions[tp] = position
         consumer.assign(partitions)
@@ -186,12 +207,15 @@ class _Session:
         position = self.positions[tp]
         if position.anchor is not None:
             first = records[0]
-            if (first.offset, digest(first.value)) != position.anchor:
+            offset, expected = position.anchor
+            if first.offset != offset or not same_record(first.value, expected):
                 self._rewind(tp, f"the record at offset {position.anchor[0]} is not the one read")
                 return []
             position.anchor = None
             position.next = first.offset + 1
             records = records[1:]
+        if position.verify is not None:
+            self._verify(tp, position, records)
         if records and records[0].offset > position.next:
             log.warning(
                 "recommender: %s[%s] offsets %s to %s are no longer in the topic (retention?)",
@@ -208,9 +232,44 @@ class _Session:
             if highwater is None:
                 continue
             if position.anchor is not None and highwater <= position.anchor[0]:
-                self._rewind(tp, f"it holds {highwater} records, {position.stored} were read")
+                self._reread(tp, f"it holds {highwater} records, {position.stored} were read")
             elif position.anchor is None and highwater < position.next:
-                self._rewind(tp, f"it holds {highwater} records, {position.next} were read")
+                self._reread(tp, f"it holds {highwater} records, {position.next} were read")
+
+    def _reread(self, tp: Any, why: str) -> None:
+        """The broker holds fewer records than were read: it restarted (the embedded one keeps
+        topics in memory, and `up` feeds it the log again), an ordinary restart. Read the
+        partition again from its start, quietly; whether its history is the same is known
+        when the last record applied is read again (`_verify`)."""
+        log.info(
+            "recommender: %s[%s] is shorter than before (%s; a broker restart?): reading it"
+            " again from the start",
+            tp.topic,
+            tp.partition,
+            why,
+        )
+        position = self.positions[tp]
+        position.verify = position.verify or position.last
+        self._seek_start(tp)
+
+    def _verify(self, tp: Any, position: _Position, records: list[Any]) -> None:
+        """Read again after a shorter broker: the record where the last applied one was must
+        be the same event, else the history changed (warned: not an ordinary restart)."""
+        assert position.verify is not None
+        offset, expected = position.verify
+        found = next((r for r in records if r.offset == offset), None)
+        if found is None and (not records or records[-1].offset < offset):
+            return  # not there yet
+        position.verify = None
+        if found is None or not same_record(found.value, expected):
+            log.warning(
+                "recommender: the history of %s[%s] changed: the record at offset %s is not"
+                " the one applied before (records are applied again; run `ticketblitz"
+                " recommender rebuild` if the recommendations look wrong)",
+                tp.topic,
+                tp.partition,
+                offset,
+            )
 
     def _rewind(self, tp: Any, why: str) -> None:
         log.warning(
@@ -219,6 +278,9 @@ class _Session:
             tp.partition,
             why,
         )
+        self._seek_start(tp)
+
+    def _seek_start(self, tp: Any) -> None:
         self.consumer.seek(tp, 0)
         self.positions[tp].anchor = None
         self.positions[tp].next = 0
@@ -250,7 +312,10 @@ class _Session:
                 save_offsets(conn, self.projection.schema, expected, reached)
                 self.projection.apply_one_by_one(conn, changes)
         for tp, records in batch.items():
-            self.positions[tp].stored = self.positions[tp].next = records[-1].offset + 1
+            last = records[-1]
+            position = self.positions[tp]
+            position.stored = position.next = last.offset + 1
+            position.last = (last.offset, digest(last.value))
 
 
 class RecommenderConsumer:

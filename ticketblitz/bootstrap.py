@@ -75,7 +75,12 @@ def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
     """`clock` decides every time-bound rule of the commands (tests move it)."""
     if settings.database_url is None:
         raise ConfigurationError("TICKETBLITZ_DATABASE_URL is not set and no stack was started")
-    tokens = TokenService(jwt_secret_for(settings), settings.jwt_ttl_seconds)
+    tokens = TokenService(
+        jwt_secret_for(settings),
+        settings.jwt_ttl_seconds,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
     store = PostgresEventStore(settings.database_url, pool_size=settings.db_pool_size)
     writers = ShowWriters(
         store,

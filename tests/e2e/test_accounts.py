@@ -377,6 +377,8 @@ def forged(account_id: str | UUID, secret: str = TEST_JWT_SECRET, **claims: Any)
     """A token signed with `secret` (the server's by default) claiming whatever is asked."""
     now = datetime.now(UTC)
     payload = {
+        "iss": "ticketblitz",  # the server's issuer and audience (infra/tokens.py)
+        "aud": "ticketblitz-api",
         "sub": str(account_id),
         "role": "admin",
         "iat": now,

@@ -31,6 +31,7 @@ from infra.mailer import SmtpMailer
 from process_managers.integration_events import IntegrationEvent
 from process_managers.notifier import Notifier, compose
 from recommender.pitch import PitchWriter
+from recommender.projection import SCHEMA
 from recommender.queries import BookingSuggestions, Recommender
 from tests.e2e.rec_catalog import CATALOG
 from tests.e2e.rec_support import by_genre, index_shows, publish_catalog
@@ -50,6 +51,7 @@ class PromptedChatModel(FakeListChatModel):
     answer each customer differently:
 
     - to a jazz fan, a pitch of the first show listed, claiming to name an invented one too;
+      if some shows listed are not jazz, a pitch calling them all jazz (issue 17: refused);
     - to a comedy fan, a pitch of an invented show;
     - to a rock fan, nothing until `released` is set (it hangs).
     """
@@ -65,6 +67,10 @@ class PromptedChatModel(FakeListChatModel):
             raise FakeListChatModelError("no answer")
         if "liked: comedy" in prompt:
             return json.dumps({"text": f"Do not miss {INVENTED}!", "shows": [INVENTED]})
+        genres = re.findall(r"^- .+ \((\w+), at ", prompt, flags=re.MULTILINE)
+        if "liked: jazz" in prompt and set(genres) != {"jazz"}:
+            names = ", ".join(listed[:-1]) + " and " + listed[-1]
+            return json.dumps({"text": f"Because you enjoyed jazz: {names}!", "shows": listed})
         text = f"More jazz for you: {listed[0]} is coming up."
         return json.dumps({"text": text, "shows": [listed[0], INVENTED]})
 
@@ -164,6 +170,43 @@ def test_with_the_model_hanging_the_template_writes_the_pitch_and_the_email_goes
     section, listed = suggested(body)
     assert set(listed) <= titles("rock") - {booked}
     assert "Because you enjoyed rock: " in section
+
+
+def test_a_fan_whose_genre_runs_out_is_given_the_true_reason_for_each_show(
+    system: SagaSystem, mailbox: Mailbox, catalog: dict[str, list[str]]
+):
+    """Issue 17: "Because you enjoyed jazz:" was followed by a ballet and a comedy. Given a
+    fan who holds five of the six jazz shows (four recorded by the recommender, the fifth just
+    booked) and a model that calls every show jazz; when the booking is confirmed; then the
+    model's pitch is refused, and the template names the one jazz show left "Because you
+    enjoyed jazz" and the others "Similar to" a show the fan booked."""
+    fan = system.api.new_customer()
+    with system.store.connection() as conn:
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.customer_shows (customer_id, show_id)"
+            " SELECT %s, unnest(%s::uuid[])",
+            (UUID(fan["account_id"]), [UUID(s) for s in catalog["jazz"][1:5]]),
+        )
+    book(system.api, fan, catalog["jazz"][0], quantity=1, payment_method=VISA)
+    mail = mailbox.wait_for(lambda m: m["To"] == fan["email"], timeout=30)
+    body = mail.get_body(("plain",))
+    assert body is not None
+
+    section, listed = suggested(body.get_content())
+
+    genre = {title: g for g, shows in CATALOG.items() for title, _ in shows}
+    booked = [title for title, _ in CATALOG["jazz"][:5]]
+    assert len(listed) == 3 and [genre[t] for t in listed].count("jazz") == 1
+    (left,) = [t for t in listed if genre[t] == "jazz"]
+    assert left == CATALOG["jazz"][5][0]
+    pitch = " ".join(section.split("  * ")[0].split())  # the paragraph, unwrapped
+    assert f"Because you enjoyed jazz: {left}." in pitch
+    others = [t for t in listed if t != left]
+    for reason in re.findall(r"(?:^|\. )([^.:]+): ", pitch):
+        assert reason == "Because you enjoyed jazz" or (
+            reason.startswith("Similar to ") and reason.removeprefix("Similar to ") in booked
+        ), pitch
+    assert all(t in pitch and f"jazz: {t}" not in pitch for t in others), pitch
 
 
 def confirmed_event(show_id: str, title: str) -> IntegrationEvent:

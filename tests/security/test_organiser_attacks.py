@@ -180,6 +180,8 @@ def png(width: int = 8, height: int = 8) -> bytes:
 def forged(account_id: str, secret: str = TEST_JWT_SECRET, **claims: Any) -> str:
     now = datetime.now(UTC)
     payload = {"sub": account_id, "role": "admin", "gen": 0, "iat": now, **claims}
+    payload.setdefault("iss", "ticketblitz")  # the server's issuer and audience (infra/tokens.py)
+    payload.setdefault("aud", "ticketblitz-api")
     payload.setdefault("exp", now + timedelta(minutes=10))
     return jwt.encode(payload, secret, algorithm="HS256")
 
