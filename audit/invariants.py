@@ -106,6 +106,30 @@ class RevenueSource(Protocol):
 Check = Callable[["Invariants", int, Any, Any], None]
 
 
+def add_check(checks: dict[type, Check], kind: type, check: Check) -> None:
+    """Run `check` too for events of `kind`, after the rules that run already (a feature's
+    rules added to CHECKS); adding the same check again adds nothing."""
+    existing = checks.get(kind)
+    if existing is None:
+        checks[kind] = check
+    elif check not in _parts(existing):
+        checks[kind] = _chain((*_parts(existing), check))
+
+
+def _parts(check: Check) -> tuple[Check, ...]:
+    parts: tuple[Check, ...] = getattr(check, "parts", (check,))
+    return parts
+
+
+def _chain(parts: tuple[Check, ...]) -> Check:
+    def run(audit: Invariants, position: int, e: Any, aggregate: Any) -> None:
+        for part in parts:
+            part(audit, position, e, aggregate)
+
+    run.parts = parts  # type: ignore[attr-defined]
+    return run
+
+
 class Invariants:
     """Feed it every event in log order (`apply`); it keeps the aggregates and the findings."""
 

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from audit.invariants import add_check
 from domain.ids import presale_codes_id_for
 from domain.inventory import SeatInventory
 from domain.presale import EXPIRED, NOT_YET_VALID, PresaleCodes
@@ -83,24 +84,11 @@ def _held(audit: Findings, position: int, e: Any, inventory: SeatInventory) -> N
         )
 
 
-def _both(first: Check, second: Check) -> Check:
-    def run(audit: Any, position: int, e: Any, aggregate: Any) -> None:
-        first(audit, position, e, aggregate)
-        second(audit, position, e, aggregate)
-
-    run.presale_rules = True  # type: ignore[attr-defined]
-    return run
-
-
 PRESALE_CHECKS: dict[type, Check] = {SeatInventory.SeatsHeld: _held}
 
 
 def install(checks: dict[type, Check]) -> None:
-    """Add the presale rules to an audit's CHECKS (a rule of the same event already there runs
-    first); idempotent."""
+    """Add these rules to an audit's CHECKS (after the rules already there for the same event);
+    idempotent."""
     for kind, check in PRESALE_CHECKS.items():
-        existing = checks.get(kind)
-        if existing is None:
-            checks[kind] = check
-        elif existing is not check and not getattr(existing, "presale_rules", False):
-            checks[kind] = _both(existing, check)
+        add_check(checks, kind, check)

@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 from weakref import WeakKeyDictionary
 
+from audit.invariants import add_check
 from domain.ids import inventory_id_for
 from domain.inventory import SeatInventory
 from domain.waitlist import (
@@ -124,15 +125,6 @@ def _seats_held(audit: Any, position: int, e: Any, inventory: Any) -> None:
     )
 
 
-def _both(first: Check, second: Check) -> Check:
-    def check(audit: Any, position: int, e: Any, aggregate: Any) -> None:
-        first(audit, position, e, aggregate)
-        second(audit, position, e, aggregate)
-
-    check.waitlist_rules = True  # type: ignore[attr-defined]
-    return check
-
-
 WAITLIST_CHECKS: dict[type, Check] = {
     WaitingList.EntryJoined: _joined,  # type: ignore[attr-defined]
     WaitingList.OfferMade: _offer_made,  # type: ignore[attr-defined]
@@ -141,11 +133,7 @@ WAITLIST_CHECKS: dict[type, Check] = {
 
 
 def install(checks: dict[type, Check]) -> None:
-    """Add the waiting-list rules to an audit's CHECKS (a rule of the same event already there
-    runs first); idempotent."""
+    """Add these rules to an audit's CHECKS (after the rules already there for the same event);
+    idempotent."""
     for kind, check in WAITLIST_CHECKS.items():
-        existing = checks.get(kind)
-        if existing is None:
-            checks[kind] = check
-        elif existing is not check and not getattr(existing, "waitlist_rules", False):
-            checks[kind] = _both(existing, check)
+        add_check(checks, kind, check)

@@ -36,7 +36,6 @@ from commands.errors import (
     InvalidTicketSecretError,
     NotFoundError,
 )
-from commands.futures import then
 from commands.models import Command
 from commands.ports import Clock, EventStore, SignedTicket, TicketSigner
 from commands.show_writer import ShowBatch, ShowWriters
@@ -244,8 +243,7 @@ class CheckinCommands:
         def decide(batch: ShowBatch) -> Admission:
             return batch.door_list().admit(signed.ticket_id, scan.gate, scan.scan_id, at)
 
-        future = self._writers.for_show(command.show_id).submit(decide)
-        return then(future, lambda done: ScanAnswer.of(*done))
+        return self._writers.for_show(command.show_id).submit_then(decide, _scan_answer)
 
     # --- scans made offline, uploaded later ---
 
@@ -325,6 +323,10 @@ class _ChunkDecision:
             replayed=admission.replayed,
             clamped=clamped,
         )
+
+
+def _scan_answer(done: tuple[Admission, int]) -> ScanAnswer:
+    return ScanAnswer.of(*done)
 
 
 def _refused(

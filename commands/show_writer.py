@@ -6,6 +6,11 @@ worker thread: it takes the cross-process show lock, checks the cached inventory
 decides every queued command against it and appends all their events in one transaction. A lone
 command therefore goes at once, and under load a batch costs one round of locks and one commit.
 Each command still gets its own answer: its result, or its own error.
+
+When the process traces (infra/tracing.py sets `trace_with`), each command takes its caller's
+trace context along: a batch is a span linked to every command's trace (it belongs to many), and
+each decision a span in its command's own trace, whose context the event store writes beside
+the events that decision made (passed in OpenTelemetry's context under `DECISION_SPANS`).
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Link, SpanContext, Tracer, get_current_span
 
 from commands.errors import (
     CommandError,
@@ -32,19 +39,19 @@ from commands.errors import (
 )
 from commands.ports import EventStore
 from commands.replies import LoopReply, Reply, ThreadReply, deliver
-from domain.account import Account
-from domain.booking import Booking
+from commands.show_batch import Companions as Companions
+from commands.show_batch import ShowBatch as ShowBatch
+from commands.show_batch import load_door_list as load_door_list
 from domain.door import DoorList
 from domain.errors import DomainError
 from domain.ids import door_list_id_for, inventory_id_for
 from domain.inventory import SeatInventory
-from domain.show import Show
 
 T = TypeVar("T")
+R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
 
-UNKNOWN_HOLDER = "Ticket holder"
 SNAPSHOT_DEBT_LIMIT = 10  # x snapshot_every: snapshot even while busy beyond this many events
 # A drain that just committed keeps the show lock this long for the next commands (gates and
 # fans answered a moment ago ask again at once): their batch skips the lock and the version
@@ -52,186 +59,17 @@ SNAPSHOT_DEBT_LIMIT = 10  # x snapshot_every: snapshot even while busy beyond th
 LINGER_SECONDS = 0.002
 MAX_LOCK_HOLD_SECONDS = 0.1
 
-
-class ShowBatch:
-    """What a decision sees: the show's inventory, its door list (tickets) and the bookings it
-    touches in this batch."""
-
-    def __init__(
-        self,
-        inventory: SeatInventory,
-        store: EventStore,
-        door_lists: Callable[[], DoorList] | None = None,
-        companions: Companions | None = None,
-    ) -> None:
-        self.inventory = inventory
-        self._store = store
-        self._companions = Companions(store) if companions is None else companions
-        self._companion_pending_at_load: dict[UUID, int] = {}
-        self._bookings: dict[UUID, Booking] = {}
-        self._show: Show | None = None
-        self._touched: list[Booking] = []  # bookings the current decision looked at
-        self._door_lists = door_lists
-        self._door_list: DoorList | None = None
-        self._door_pending_at_load = 0  # its Created, when this batch created it
-        self._names: dict[UUID, str] = {}  # ticket holders' names, by account
-
-    def door_list(self) -> DoorList:
-        """The show's tickets, loaded on first use (a show without tickets yet gets an empty
-        door list, saved with the batch). Batches that never ask do not load it."""
-        if self._door_list is None:
-            if self._door_lists is not None:
-                door = self._door_lists()
-            else:
-                door = load_door_list(self._store, self.inventory.show_id)
-            self._door_list = door
-            # Creating it is no change a failing decision made half-way.
-            self._door_pending_at_load = len(door.pending_events)
-        return self._door_list
-
-    def companion(self, aggregate_id: UUID, kind: type[A], new: Callable[[], A]) -> A:
-        """Another aggregate of the show decided in its writer (its waiting list, its presale
-        codes): loaded on first use, or `new()` if it has none yet (saved with the batch once
-        the decision changed it). Cached by the writer between batches like the inventory."""
-        found = self.find_companion(aggregate_id, kind)
-        if found is None:
-            found = new()
-            if found.id != aggregate_id:  # its class must derive the id (create_id)
-                raise ValueError(f"a new {kind.__name__} has id {found.id}, not {aggregate_id}")
-            self._companions.adopt(aggregate_id, found)
-            # Creating it is no change a failing decision made half-way.
-            self._companion_pending_at_load[aggregate_id] = len(found.pending_events)
-        return found
-
-    def find_companion(self, aggregate_id: UUID, kind: type[A]) -> A | None:
-        """The companion aggregate if the show has one (None: never created, nothing made)."""
-        found = self._companions.find(aggregate_id, kind)
-        if found is not None and aggregate_id not in self._companion_pending_at_load:
-            self._companion_pending_at_load[aggregate_id] = len(found.pending_events)
-        return found
-
-    def show(self) -> Show:
-        """The Show aggregate itself, loaded on first use (sale status changes need it)."""
-        if self._show is None:
-            self._show = self._store.get(self.inventory.show_id, Show)
-        return self._show
-
-    def show_starts_at(self) -> datetime:
-        """When the show starts: the inventory knows (inventories created before they recorded
-        it ask the Show, loaded once per batch)."""
-        known = self.inventory.starts_at
-        return self.show().starts_at if known is None else known
-
-    def booking(self, booking_id: UUID) -> Booking:
-        found = self._bookings.get(booking_id)
-        if found is None:
-            found = self._store.get(booking_id, Booking)
-            self._bookings[booking_id] = found
-        self._touched.append(found)
-        return found
-
-    def holder_name(self, account_id: UUID) -> str:
-        """The name tickets print for an account (its current name; a booking whose customer
-        has no account, e.g. made by a script, gets a generic one)."""
-        name = self._names.get(account_id)
-        if name is None:
-            try:
-                name = self._store.get(account_id, Account).name
-            except NotFoundError:
-                name = UNKNOWN_HOLDER
-            self._names[account_id] = name
-        return name
-
-    def booking_exists(self, booking_id: UUID) -> bool:
-        return booking_id in self._bookings or self._store.exists(booking_id)
-
-    def add_booking(self, booking: Booking) -> None:
-        self._bookings[booking.id] = booking
-        self._touched.append(booking)
-
-    def begin_decision(self) -> int:
-        """Start a decision; returns the pending-event count to compare after it."""
-        self._touched = []
-        return self.pending_count()
-
-    def pending_count(self) -> int:
-        """Pending events of what the current decision can have changed (cheap per decision)."""
-        shows: list[Aggregate] = [] if self._show is None else [self._show]
-        candidates: list[Aggregate] = [self.inventory, *shows, *self._touched]
-        door = self._door_list
-        door_pending = 0 if door is None else len(door.pending_events) - self._door_pending_at_load
-        companions = sum(
-            len(self._companions.loaded(aggregate_id).pending_events) - at_load
-            for aggregate_id, at_load in self._companion_pending_at_load.items()
-        )
-        return sum(len(a.pending_events) for a in candidates) + door_pending + companions
-
-    def changed(self) -> list[Aggregate]:
-        shows: list[Aggregate] = [] if self._show is None else [self._show]
-        # The door list last: on a tie of timestamps the log keeps this order, and a booking's
-        # confirmation (or cancellation) must come before its tickets' issue (or voiding).
-        doors: list[Aggregate] = [] if self._door_list is None else [self._door_list]
-        companions = [self._companions.loaded(i) for i in self._companion_pending_at_load]
-        everything: list[Aggregate] = [
-            self.inventory,
-            *shows,
-            *self._bookings.values(),
-            *companions,
-            *doors,
-        ]
-        return [a for a in everything if a.pending_events]
+# OpenTelemetry's context key under which a batch's save finds the decide span of each of its
+# events, by (aggregate id, version) (infra/tracing.py `event_traceparents`).
+DECISION_SPANS = "ticketblitz.decision-spans"
+DecisionSpans = dict[tuple[UUID, int], SpanContext]
+_tracer: Tracer | None = None  # None: this process does not trace (nothing captured)
 
 
-class Companions:
-    """A show's other aggregates decided in its writer, cached between batches; each one's
-    version is checked against the store at its first use in a drain (another process may
-    have written it), and absence is cached too (a show without a waiting list costs one
-    version query per drain, not a load per batch)."""
-
-    def __init__(self, store: EventStore) -> None:
-        self._store = store
-        self._cached: dict[UUID, Aggregate | None] = {}  # None: the store has none
-        self._checked: set[UUID] = set()
-
-    def new_drain(self) -> None:
-        self._checked.clear()
-
-    def forget(self) -> None:
-        self._cached.clear()
-        self._checked.clear()
-
-    def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:
-        if aggregate_id not in self._checked:
-            self._checked.add(aggregate_id)
-            version = self._store.version_of(aggregate_id)
-            cached = self._cached.get(aggregate_id)
-            fresh = (cached is None and version is None and aggregate_id in self._cached) or (
-                cached is not None and not cached.pending_events and cached.version == version
-            )
-            if not fresh:
-                self._cached[aggregate_id] = (
-                    None if version is None else self._store.get(aggregate_id, kind)
-                )
-        found = self._cached.get(aggregate_id)
-        if found is not None and not isinstance(found, kind):
-            raise NotFoundError(kind.__name__, aggregate_id)
-        return found
-
-    def adopt(self, aggregate_id: UUID, aggregate: Aggregate) -> None:
-        self._cached[aggregate_id] = aggregate
-
-    def loaded(self, aggregate_id: UUID) -> Aggregate:
-        found = self._cached.get(aggregate_id)
-        assert found is not None, aggregate_id
-        return found
-
-
-def load_door_list(store: EventStore, show_id: UUID) -> DoorList:
-    """The show's door list from the store, or a new (unsaved) one if it has none yet."""
-    try:
-        return store.get(door_list_id_for(show_id), DoorList)
-    except NotFoundError:
-        return DoorList(show_id=show_id)
+def trace_with(tracer: Tracer | None) -> None:
+    """Trace the writers' batches and decisions with `tracer` (None: stop)."""
+    global _tracer
+    _tracer = tracer
 
 
 Decision = Callable[[ShowBatch], T]
@@ -242,6 +80,7 @@ class _Queued(Generic[T]):
     decide: Decision[T]
     reply: Reply  # gets (ok, (result, position)) or (False, error)
     outcome: tuple[bool, Any] | None = None  # (ok, value or error) decided in this attempt
+    context: otel_context.Context | None = None  # the caller's trace context, when tracing
 
 
 class ShowWriter:
@@ -273,6 +112,7 @@ class ShowWriter:
         self._door_list: DoorList | None = None
         self._door_checked = False
         self._door_snapshot_version = 0
+        self._door_snapshot_aside = False  # a copy is being snapshotted on another thread
         self._companions = Companions(store)  # its waiting list, its presale codes
         self._last_command_at = time.monotonic()
         self.batches = 0
@@ -291,14 +131,21 @@ class ShowWriter:
     def submit(self, decide: Decision[T]) -> Future[tuple[T, int]]:
         """Queue a decision; the future gives (its result, global position after the commit)."""
         reply = ThreadReply()
-        self._enqueue(_Queued(decide, reply))
+        self._enqueue(_Queued(decide, reply, context=_caller_context()))
+        return reply.future
+
+    def submit_then(self, decide: Decision[T], answer: Callable[[tuple[T, int]], R]) -> Future[R]:
+        """`submit`, the future giving answer((result, position)), computed on the writer's
+        thread as it answers (an exception there fails the future)."""
+        reply = ThreadReply(answer)
+        self._enqueue(_Queued(decide, reply, context=_caller_context()))
         return reply.future
 
     def submit_async(self, decide: Decision[T]) -> asyncio.Future[tuple[T, int]]:
         """`submit` for a caller on an event loop (call it on the loop's thread): the loop is
         woken once per batch rather than once per command."""
         reply = LoopReply()
-        self._enqueue(_Queued(decide, reply))
+        self._enqueue(_Queued(decide, reply, context=_caller_context()))
         return reply.future
 
     def _enqueue(self, queued: _Queued[Any]) -> None:
@@ -327,7 +174,7 @@ class ShowWriter:
                 if self._snapshot_debt() >= SNAPSHOT_DEBT_LIMIT * self._snapshot_every:
                     self._snapshot()
                 if self._door_snapshot_debt() >= SNAPSHOT_DEBT_LIMIT * self._snapshot_every:
-                    self._snapshot_door_list()
+                    self._snapshot_door_list_aside()
         except BaseException as error:  # the lock or the store failed: every waiter hears it
             self._forget()
             self._fail_all(error)
@@ -452,11 +299,28 @@ class ShowWriter:
     def _attempt(self, batch: list[_Queued[Any]], alone: bool = False) -> bool:
         """Decide the whole batch against the cached inventory and commit it once.
         False means a version conflict: the cache was dropped and the batch must be redone."""
+        tracer = _tracer
+        if tracer is None:
+            return self._decide_and_commit(batch, alone, None)
+        links = [Link(c) for q in batch if (c := _span_context(q.context)) is not None]
+        attributes: dict[str, str | int] = {"show_id": str(self.show_id), "batch.size": len(batch)}
+        with tracer.start_as_current_span(
+            "show-writer.commit", context=otel_context.Context(), links=links, attributes=attributes
+        ):
+            return self._decide_and_commit(batch, alone, {})
+
+    def _decide_and_commit(
+        self, batch: list[_Queued[Any]], alone: bool, decided: DecisionSpans | None
+    ) -> bool:
         ctx = ShowBatch(self._load_inventory(), self._store, self._load_door_list, self._companions)
         for queued in batch:
             before = ctx.begin_decision()
             try:
-                queued.outcome = (True, queued.decide(ctx))
+                if decided is None:  # not tracing: not even a context manager per command
+                    queued.outcome = (True, queued.decide(ctx))
+                else:
+                    with self._deciding(queued, ctx, decided):
+                        queued.outcome = (True, queued.decide(ctx))
             except (DomainError, NotFoundError) as error:
                 if ctx.pending_count() != before:
                     # A decision failed half-way: the cached state is no longer trustworthy.
@@ -467,7 +331,8 @@ class ShowWriter:
                     return self._run_alone(batch)
                 queued.outcome = (False, error)
         try:
-            position = self._store.save(*ctx.changed())
+            with _decisions_known(decided):
+                position = self._store.save(*ctx.changed())
         except VersionConflictError:
             self._forget()
             return False
@@ -475,6 +340,38 @@ class ShowWriter:
         self.commands += len(batch)
         deliver(_answer(queued, position) for queued in batch)
         return True
+
+    @contextmanager
+    def _deciding(
+        self, queued: _Queued[Any], ctx: ShowBatch, decided: DecisionSpans | None
+    ) -> Iterator[None]:
+        """The decision's span, in its command's trace; notes it as the span of the events the
+        decision made (those pending and not yet noted: earlier decisions' are)."""
+        tracer = _tracer
+        if tracer is None or decided is None:
+            yield
+            return
+        batch_span = get_current_span().get_span_context()
+        with tracer.start_as_current_span(
+            "show-writer.decide",
+            context=queued.context,
+            links=[Link(batch_span)],
+            attributes={"show_id": str(self.show_id)},
+            record_exception=False,  # a refusal (seat taken, ...) is the command's answer
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield
+            except (DomainError, NotFoundError) as error:
+                span.set_attribute("ticketblitz.refused", type(error).__name__)
+                raise
+            made = span.get_span_context()
+            for aggregate in ctx.decided():
+                for event in reversed(aggregate.pending_events):
+                    key = (event.originator_id, event.originator_version)
+                    if key in decided:
+                        break  # this one and those before it were decided earlier
+                    decided[key] = made
 
     def _snapshot(self) -> None:
         """So that loading a hot show never replays thousands of events."""
@@ -497,16 +394,61 @@ class ShowWriter:
         except CommandError:
             log.warning("snapshot of %s failed; will retry later", self.door_list_id)
 
+    def _snapshot_door_list_aside(self) -> None:
+        """A busy show's door list: a copy of it snapshotted on another thread, so the scans
+        queued meanwhile wait for the copy (milliseconds), not the snapshot (a 20,000-ticket
+        door list's took 0.3-0.5 s). Its events are all in the store: a snapshot of a version
+        that is committed needs no show lock."""
+        door = self._door_list
+        if door is None or door.pending_events or self._door_snapshot_aside:
+            return
+        self._door_snapshot_aside = True
+        self._executor.submit(self._snapshot_copy, door.copy())
+
+    def _snapshot_copy(self, door: DoorList) -> None:
+        try:
+            self._store.snapshot(door)
+            self._door_snapshot_version = max(self._door_snapshot_version, door.version)
+        except CommandError:
+            log.warning("snapshot of %s failed; will retry later", self.door_list_id)
+        finally:
+            self._door_snapshot_aside = False
+
     def _run_alone(self, batch: list[_Queued[Any]]) -> bool:
         """Slow path after a half-applied decision: one commit per command, fresh state each."""
         for queued in batch:
-            sub = [_Queued(queued.decide, queued.reply)]
+            sub = [_Queued(queued.decide, queued.reply, context=queued.context)]
             for _ in range(5):
                 if self._attempt(sub, alone=True):
                     break
             else:
                 deliver([(queued.reply, False, ConcurrencyError("try again"))])
         return True
+
+
+def _caller_context() -> otel_context.Context | None:
+    """The trace context to decide a command in: the caller's, when this process traces."""
+    return None if _tracer is None else otel_context.get_current()
+
+
+def _span_context(context: otel_context.Context | None) -> SpanContext | None:
+    if context is None:
+        return None
+    found = get_current_span(context).get_span_context()
+    return found if found.is_valid else None
+
+
+@contextmanager
+def _decisions_known(decided: DecisionSpans | None) -> Iterator[None]:
+    """Let the event store find each event's decide span while the batch is saved."""
+    if not decided:
+        yield
+        return
+    token = otel_context.attach(otel_context.set_value(DECISION_SPANS, decided))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def _answer(queued: _Queued[Any], position: int) -> tuple[Reply, bool, Any]:

@@ -18,10 +18,12 @@ most once, and never while void; a booking's tickets are issued once.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -55,6 +57,9 @@ class Ticket:
     admitted_at: datetime | None = None
     gate: str | None = None
     transfers: int = 0  # how often this place changed hands before this ticket
+
+
+_ticket_fields = attrgetter(*(f.name for f in fields(Ticket)))
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,17 @@ class DoorList(Aggregate):
     def has_tickets(self, booking_id: UUID) -> bool:
         return booking_id.hex in self.by_booking
 
+    def copy(self) -> DoorList:
+        """The same door list with records of its own: a snapshot of the copy can be encoded
+        and written while this one goes on admitting (a copy of 20,000 tickets takes
+        milliseconds, their snapshot a few hundred)."""
+        twin = copy.copy(self)
+        twin.tickets = {key: Ticket(*_ticket_fields(t)) for key, t in self.tickets.items()}
+        twin.by_booking = {key: list(ids) for key, ids in self.by_booking.items()}
+        twin.scans = dict(self.scans)
+        vars(twin)["_pending_events"] = []  # the library's list: a shallow copy would share it
+        return twin
+
     # --- commands ---
 
     def issue(
@@ -205,13 +221,25 @@ class DoorList(Aggregate):
         if ticket is None:
             raise UnknownTicketError(ticket_id)
         if self.scans.get(scan_id) == key:
-            return Admission(ADMITTED, _view(key, ticket), ticket.admitted_at, ticket.gate, True)
+            view = _view(key, ticket, ticket_id)
+            return Admission(ADMITTED, view, ticket.admitted_at, ticket.gate, True)
         if ticket.status == VOID:
-            return Admission(REFUSED_VOID, _view(key, ticket), ticket.admitted_at, ticket.gate)
+            return Admission(
+                REFUSED_VOID, _view(key, ticket, ticket_id), ticket.admitted_at, ticket.gate
+            )
         if ticket.status == USED:
-            return Admission(ALREADY_ADMITTED, _view(key, ticket), ticket.admitted_at, ticket.gate)
-        self._ticket_admitted(ticket_id=ticket_id, gate=gate, scan_id=scan_id, at=at)
-        return Admission(ADMITTED, _view(key, ticket), at, gate)
+            view = _view(key, ticket, ticket_id)
+            return Admission(ALREADY_ADMITTED, view, ticket.admitted_at, ticket.gate)
+        # The event class directly, not through `_ticket_admitted(...)`: the decorator's
+        # argument plumbing costs about 10 us of each scan. Same event, same state change.
+        self.trigger_event(
+            cast(Any, DoorList).TicketAdmitted,
+            ticket_id=ticket_id,
+            gate=gate,
+            scan_id=scan_id,
+            at=at,
+        )
+        return Admission(ADMITTED, _view(key, ticket, ticket_id), at, gate)
 
     @event("TicketAdmitted")
     def _ticket_admitted(self, ticket_id: UUID, gate: str, scan_id: str, at: datetime) -> None:
@@ -266,9 +294,9 @@ class DoorList(Aggregate):
         self.by_booking[old.booking].append(new_key)
 
 
-def _view(key: str, ticket: Ticket) -> DoorTicket:
+def _view(key: str, ticket: Ticket, ticket_id: UUID | None = None) -> DoorTicket:
     return DoorTicket(
-        ticket_id=UUID(key),
+        ticket_id=UUID(key) if ticket_id is None else ticket_id,
         booking_id=UUID(ticket.booking),
         seat=ticket.seat,
         section=ticket.section,

@@ -17,7 +17,7 @@ import psycopg
 from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent, UUIDAsHex
 from eventsourcing.utils import resolve_topic
 
-from infra.event_store import EVENTS_TABLE
+from infra.event_store import EVENTS_TABLE, TRACEPARENT_COLUMN
 
 Row = tuple[int, UUID, int, str, bytes]
 """(notification_id, originator_id, originator_version, topic, state): a record as stored."""
@@ -42,6 +42,29 @@ def read_rows(
         params = (after, upto, limit)
     rows: list[Row] = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
     return rows
+
+
+def read_traceparents(conn: psycopg.Connection[Any], after: int, upto: int) -> dict[int, str]:
+    """The trace contexts stored beside the events after `after` up to `upto`, by position
+    (events stored without one, untraced, are left out). Not part of `Row`: the audit's hash
+    chain covers what an event says, not who was tracing it."""
+    rows = conn.execute(
+        f"SELECT notification_id, {TRACEPARENT_COLUMN} FROM {EVENTS_TABLE} "
+        f"WHERE notification_id > %s AND notification_id <= %s "
+        f"AND {TRACEPARENT_COLUMN} IS NOT NULL",
+        (after, upto),
+    ).fetchall()
+    return {int(position): str(traceparent) for position, traceparent in rows}
+
+
+def read_traceparent(conn: psycopg.Connection[Any], stream_id: UUID, version: int) -> str | None:
+    """The trace context stored beside one event of a stream, if any."""
+    row = conn.execute(
+        f"SELECT {TRACEPARENT_COLUMN} FROM {EVENTS_TABLE} "
+        "WHERE originator_id = %s AND originator_version = %s",
+        (stream_id, version),
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 FOLLOWER_CACHED_UUIDS = 10_000  # for followers that live long: 2 MB at most, not 90

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import fields
 from datetime import datetime
@@ -35,12 +35,15 @@ from domain.door import Ticket
 from domain.inventory import Claim, GeneralSection, Row
 from infra.personal_data import KeyRing, SealingMapper, key_ring_for, register_personal_data
 from infra.pool_revival import PoolReviver
-from infra.recorder import PIPELINE_LIMIT_BYTES, TicketBlitzRecorder
+from infra.recorder import PIPELINE_LIMIT_BYTES, TRACEPARENTS, TicketBlitzRecorder
+from infra.tracing import event_traceparents
 
 A = TypeVar("A", bound=Aggregate)
 
 EVENTS_TABLE = "ticketblitz_events"
+TRACEPARENT_COLUMN = "traceparent"  # an event's trace context: beside it, never in its state
 APPEND_FUNCTION = "ticketblitz_append_events"
+FEW_EVENTS = 32  # untraced appends of up to this many events pass one parameter per value
 _CREATE_FUNCTION_LOCK = 0x7469636B6574  # serializes CREATE OR REPLACE FUNCTION across processes
 
 
@@ -143,7 +146,7 @@ class PostgresEventStore:
         assert isinstance(recorder, TicketBlitzRecorder)  # APPLICATION_RECORDER_TOPIC
         self.reviver.add(recorder.datastore.pool)  # snapshots share this datastore
         self._held = threading.local()  # the connection of the show lock this thread holds
-        self._append = self._create_append_function(recorder)
+        self._append, self._append_traced = self._create_append_function(recorder)
         snapshots = self.app.snapshots
         assert snapshots is not None and isinstance(snapshots.recorder, PostgresAggregateRecorder)
         self._insert_snapshot = SQL(
@@ -154,11 +157,16 @@ class PostgresEventStore:
             Identifier(snapshots.recorder.events_table_name),
         )
 
-    def _create_append_function(self, recorder: TicketBlitzRecorder) -> Composed:
+    def _create_append_function(self, recorder: TicketBlitzRecorder) -> tuple[Composed, Composed]:
         """The recorder's append (same table lock, NOTIFY, insert) as one server-side function:
         a save on the connection that holds the show lock is then one round trip, instead of a
         pooled connection's ping, the pipelined statements and the commit (docs/PERFORMANCE.md,
-        check-in)."""
+        check-in). Returns the calls without and with the events' trace contexts.
+
+        Also adds the events' nullable `traceparent` column to a table made before it existed
+        (docs/OBSERVABILITY.md). The function has two overloads: with the contexts (5 arrays)
+        and without (4 arrays, as before), which processes of the previous release still call
+        during a rolling upgrade."""
         datastore = recorder.datastore
         table = SQL("{0}.{1}").format(
             Identifier(datastore.schema), Identifier(recorder.events_table_name)
@@ -166,7 +174,7 @@ class PostgresEventStore:
         function = SQL("{0}.{1}").format(Identifier(datastore.schema), Identifier(APPEND_FUNCTION))
         create = SQL(
             "CREATE OR REPLACE FUNCTION {function}("
-            "ids {id_type}[], versions bigint[], topics text[], states bytea[]) "
+            "ids {id_type}[], versions bigint[], topics text[], states bytea[]{traced}) "
             "RETURNS bigint LANGUAGE plpgsql AS $body$ "
             "DECLARE last bigint; "
             "BEGIN "
@@ -174,22 +182,65 @@ class PostgresEventStore:
             "LOCK TABLE {table} IN EXCLUSIVE MODE; "
             "NOTIFY {channel}; "
             "WITH added AS ("
-            "INSERT INTO {table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id) "
+            "INSERT INTO {table} (originator_id, originator_version, topic, state{column}) "
+            "SELECT * FROM unnest(ids, versions, topics, states{array}) "
+            "RETURNING notification_id) "
             "SELECT max(notification_id) INTO last FROM added; "
             "RETURN last; "
             "END $body$"
-        ).format(
-            function=function,
-            id_type=Identifier(datastore.originator_id_type),
-            timeout=Literal(f"{datastore.lock_timeout}s"),
-            table=table,
-            channel=Identifier(recorder.channel_name),
         )
+        names = {
+            "function": function,
+            "id_type": Identifier(datastore.originator_id_type),
+            "timeout": Literal(f"{datastore.lock_timeout}s"),
+            "table": table,
+            "channel": Identifier(recorder.channel_name),
+        }
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_FUNCTION_LOCK,))
-            conn.execute(create)
-        return SQL("SELECT {0}(%b, %b, %b, %b)").format(function)
+            missing = conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attname = %s AND NOT attisdropped)",
+                (table.as_string(conn), TRACEPARENT_COLUMN),
+            ).fetchone()
+            # Looked up first: ALTER takes the table's exclusive lock even when there is nothing
+            # to add, and would make every start wait for the log's readers.
+            if missing and missing[0]:
+                conn.execute(
+                    SQL("ALTER TABLE {0} ADD COLUMN IF NOT EXISTS {1} text").format(
+                        table, Identifier(TRACEPARENT_COLUMN)
+                    )
+                )
+            conn.execute(create.format(traced=SQL(""), column=SQL(""), array=SQL(""), **names))
+            conn.execute(
+                create.format(
+                    traced=SQL(", traceparents text[]"),
+                    column=SQL(", {0}").format(Identifier(TRACEPARENT_COLUMN)),
+                    array=SQL(", traceparents"),
+                    **names,
+                )
+            )
+        self._append_function = function
+        self._append_id_type = names["id_type"]
+        self._append_by_count: dict[int, bytes] = {}
+        return (
+            SQL("SELECT {0}(%b, %b, %b, %b)").format(function),
+            SQL("SELECT {0}(%b, %b, %b, %b, %b)").format(function),
+        )
+
+    def _append_statement(self, count: int, conn: psycopg.Connection[Any]) -> bytes:
+        """For a few events, the arrays built by the server from one parameter per value:
+        psycopg dumps scalars in C, lists in Python (about 25 vs 5 us for 4 events). As bytes:
+        psycopg would compose it again at each call (about 14 us)."""
+        found = self._append_by_count.get(count)
+        if found is None:
+            values = SQL(", ").join([SQL("%b")] * count)
+            statement = SQL(
+                "SELECT {0}(ARRAY[{1}]::{2}[], ARRAY[{1}]::bigint[], ARRAY[{1}]::text[], "
+                "ARRAY[{1}]::bytea[])"
+            ).format(self._append_function, values, self._append_id_type)
+            found = self._append_by_count[count] = statement.as_bytes(conn)
+        return found
 
     def reserve_connections(self, extra: int) -> None:
         """Let `connection()` open `extra` more connections: a process whose long-running
@@ -242,33 +293,45 @@ class PostgresEventStore:
         events = list(heapq.merge(*per_aggregate, key=_decided_at))
         if not events:
             return self.head_position()
+        traceparents = event_traceparents(events)  # None unless tracing
         held: psycopg.Connection[Any] | None = getattr(self._held, "conn", None)
         if held is not None:
             stored = [self.app.mapper.to_stored_event(e) for e in events]
             if sum(len(e.state) for e in stored) <= PIPELINE_LIMIT_BYTES:
-                return self._append_on(held, stored)
+                return self._append_on(held, stored, traceparents)
+        traced = {} if traceparents is None else {TRACEPARENTS: traceparents}
         try:
             # The application's `save` would only add runtime Protocol checks per aggregate
             # (about 10 us each) and hooks this application does not use.
-            recordings = self.app.events.put(events)
+            recordings = self.app.events.put(events, **traced)
         except IntegrityError as error:
             raise VersionConflictError(str(error)) from error
         except PersistenceError as error:
             raise self._unavailable(error) from error
         return max(r.notification.id for r in recordings)
 
-    def _append_on(self, conn: psycopg.Connection[Any], stored: list[StoredEvent]) -> int:
+    def _append_on(
+        self,
+        conn: psycopg.Connection[Any],
+        stored: list[StoredEvent],
+        traceparents: Sequence[str | None] | None = None,
+    ) -> int:
         """One statement on the show lock's (autocommit) connection: its own transaction."""
+        arrays: tuple[list[Any], ...] = (
+            [e.originator_id for e in stored],
+            [e.originator_version for e in stored],
+            [e.topic for e in stored],
+            [e.state for e in stored],
+        )
         try:
-            row = conn.execute(
-                self._append,
-                (
-                    [e.originator_id for e in stored],
-                    [e.originator_version for e in stored],
-                    [e.topic for e in stored],
-                    [e.state for e in stored],
-                ),
-            ).fetchone()
+            if traceparents is None and len(stored) <= FEW_EVENTS:
+                values = [v for array in arrays for v in array]
+                row = conn.execute(self._append_statement(len(stored), conn), values).fetchone()
+            elif traceparents is None:
+                row = conn.execute(self._append, arrays).fetchone()
+            else:
+                traced = (*arrays, list(traceparents))
+                row = conn.execute(self._append_traced, traced).fetchone()
         except psycopg.errors.UniqueViolation as error:
             raise VersionConflictError(str(error)) from error
         except psycopg.Error as error:  # no retry elsewhere: the show lock went with it

@@ -28,6 +28,7 @@ class OutgoingMessage:
     topic: str
     key: str
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()  # e.g. the trace context (infra/tracing.py)
 
 
 class KafkaPublisher:
@@ -55,7 +56,12 @@ class KafkaPublisher:
             return
         try:
             producer = self._producer or self._connect()
-            sent = [producer.send(m.topic, key=m.key.encode(), value=m.value) for m in messages]
+            sent = [
+                producer.send(
+                    m.topic, key=m.key.encode(), value=m.value, headers=list(m.headers) or None
+                )
+                for m in messages
+            ]
             producer.flush(timeout=self._timeout)
             for future in sent:
                 future.get(timeout=0)  # raises the delivery error, if any

@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -42,6 +42,8 @@ from eventsourcing.persistence import PersistenceError
 from psycopg_pool import PoolTimeout
 
 from commands.ports import Connections, EventLog
+from infra import tracing
+from infra.decoding import read_traceparents
 from infra.event_store import EVENTS_TABLE
 
 log = logging.getLogger(__name__)
@@ -210,6 +212,7 @@ class LoggedEvent:
 
     position: int
     event: Any  # an aggregate event of domain/ (typed by the handlers that match on it)
+    traceparent: str | None = None  # the trace that made it (read only while tracing)
 
     @property
     def type_name(self) -> str:
@@ -241,7 +244,13 @@ class PositionMovedError(Exception):
 
 
 def read_page(store: EventLog, after: int, limit: int) -> list[LoggedEvent]:
-    return [LoggedEvent(position, event) for position, event in store.events_after(after, limit)]
+    page = [LoggedEvent(position, event) for position, event in store.events_after(after, limit)]
+    if page and tracing.tracing_on():  # one more query, for the trace contexts
+        with store.connection() as conn:
+            found = read_traceparents(conn, after, page[-1].position)
+        if found:
+            page = [replace(e, traceparent=found.get(e.position)) for e in page]
+    return page
 
 
 PageReader = Callable[[EventLog, int, int], list[LoggedEvent]]
@@ -315,6 +324,15 @@ class LogFollower:
         page = self.reader(self.store, after, limit or self.page_size)
         if not page:
             return after
+        # A page serves many traces: linked to each (nothing unless tracing).
+        with tracing.linked_span(
+            f"follow {self.name}",
+            (e.traceparent for e in page),
+            {"follower": self.name, "page.size": len(page)},
+        ):
+            return self._apply(after, page)
+
+    def _apply(self, after: int, page: Sequence[LoggedEvent]) -> int:
         last = page[-1]
         with self.store.connection() as conn, conn.transaction():
             self._lock_position(conn, after)

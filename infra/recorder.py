@@ -1,6 +1,6 @@
 """The library's PostgreSQL recorder, made safe and cheaper for large group commits.
 
-Three changes to eventsourcing 9.5.6's application recorder, same table lock, NOTIFY, RETURNING
+Four changes to eventsourcing 9.5.6's application recorder, same table lock, NOTIFY, RETURNING
 and single transaction:
 
 - Rows go as four plain arrays (`unnest(uuid[], bigint[], text[], bytea[])`, sent in binary)
@@ -9,6 +9,9 @@ and single transaction:
 - A pipelined insert of about 1 MB of events never returned (psycopg 3.3.9, unix socket: the
   client waited in `pipeline.sync()` while the server waited for the client). Large appends
   (big group-commit batches) therefore go without the pipeline, a few more round trips.
+- Each event's trace context, when the caller passes `traceparents=[...]` (one per event, or
+  None), goes in the nullable `traceparent` column beside it (infra/tracing.py); without it the
+  insert is the same as before.
 - Two attempts per call instead of the library's ten: each attempt may wait for the pool's
   timeout, so with the database down a request heard about it only after about 50 s. A dropped
   connection needs one more attempt (the pool replaces it, infra/pool_revival.py); a longer
@@ -28,6 +31,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 PIPELINE_LIMIT_BYTES = 256 * 1024
+TRACEPARENTS = "traceparents"  # the keyword argument of the events' trace contexts
 ATTEMPTS = 2
 _retried = retry((InterfaceError, OperationalError), max_attempts=ATTEMPTS, wait=0.2)
 _Library = PostgresApplicationRecorder  # its retried methods keep the plain one in __wrapped__
@@ -49,6 +53,16 @@ class TicketBlitzRecorder(PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
             id_type=Identifier(self.datastore.originator_id_type),
         )
+        self._insert_traced_arrays_statement = SQL(
+            "INSERT INTO {schema}.{table} "
+            "(originator_id, originator_version, topic, state, traceparent) "
+            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], "
+            "%b::text[]) RETURNING notification_id"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+            id_type=Identifier(self.datastore.originator_id_type),
+        )
 
     @_retried
     def insert_events(
@@ -62,19 +76,24 @@ class TicketBlitzRecorder(PostgresApplicationRecorder):
         return self._insert_without_pipeline(stored_events, **kwargs)
 
     def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        traceparents: Sequence[str | None] | None = None,
+        **_: Any,
     ) -> None:
         self._lock_table(curs)
         self._notify_channel(curs)
-        curs.execute(
-            self._insert_arrays_statement,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
+        arrays: tuple[list[Any], ...] = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
         )
+        if traceparents is None:
+            curs.execute(self._insert_arrays_statement, arrays)
+        else:
+            curs.execute(self._insert_traced_arrays_statement, (*arrays, list(traceparents)))
 
     def _insert_without_pipeline(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -7,6 +7,9 @@ an outage the relay resumes where it stopped. Delivery is at least once (a crash
 broker's ack and the commit publishes a page again); the stable event ids let consumers
 deduplicate. A broker that lost its data (the embedded one keeps topics in memory) is re-fed
 with `ticketblitz relay refeed --from POS`, which moves the relay's position back.
+
+When tracing, each message is a PRODUCER span in the trace of the event it comes from, ended
+once the broker acknowledged it, and carries that span's context in a `traceparent` header.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from opentelemetry.trace import Span
 
 from commands.ports import Connections
+from infra import tracing
 from infra.kafka import KafkaPublisher, OutgoingMessage
 from infra.log_follower import LoggedEvent
 from process_managers.integration_events import IntegrationEvents
@@ -40,16 +45,26 @@ class KafkaRelay:
         """Nothing in PostgreSQL; the publisher creates its topics when it connects."""
 
     def handle(self, conn: psycopg.Connection[Any], page: Sequence[LoggedEvent]) -> None:
+        spans: list[Span | None] = []
         try:
-            messages = [
-                OutgoingMessage(self._topics[e.stream], str(e.show_id), e.to_json())
-                for logged in page
-                if (e := self._events.build(logged)) is not None
-            ]
+            messages = []
+            for logged in page:
+                event = self._events.build(logged)
+                if event is None:
+                    continue
+                topic = self._topics[event.stream]
+                span = tracing.start_producer_span(topic, logged.traceparent, event.event_id)
+                spans.append(span)
+                headers = tracing.kafka_headers(span)
+                messages.append(
+                    OutgoingMessage(topic, str(event.show_id), event.to_json(), headers)
+                )
             self._publisher.publish(messages)
-        except BaseException:
+        except BaseException as error:
+            tracing.end_producer_spans(spans, error)
             self._events.forget()  # the page will be redone: rebuild states from the store
             raise
+        tracing.end_producer_spans(spans, None)
 
 
 def rewind(store: Connections, position: int, name: str = RELAY_NAME) -> int:

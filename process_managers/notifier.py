@@ -64,6 +64,7 @@ from commands.ports import AggregateHistory, Connections
 from commands.venue_time import local_time_of
 from domain.booking import PAYMENT_EVENTS, BookingEvents
 from domain.money import money
+from infra import tracing
 from infra.kafka import TopicIncarnations
 from infra.mailer import KIND_HEADER, MailRejectedError, MailUnavailableError, SmtpMailer
 from process_managers.integration_events import IntegrationEvent
@@ -355,7 +356,9 @@ class Notifier:
                     consumer.seek(partition, record.offset)  # not handled: next poll
                     break
                 try:
-                    self.handle(record.value)
+                    # In the trace of the event (the relay's header), when tracing.
+                    with tracing.consumer_span(partition.topic, record.headers, __name__):
+                        self.handle(record.value)
                 except MailUnavailableError as error:
                     log.warning("notifier: mail server unavailable: %s", error)
                     consumer.seek(partition, record.offset)  # this record again, later
@@ -380,7 +383,10 @@ class Notifier:
         if message is not None:
             if self._attach is not None and not self._handled(event.event_id):
                 self._attach(event, message)
-            self.send_once(event.event_id, event.type, message)
+            # The kind of e-mail in the trace, never the address.
+            kind = {"email.kind": str(message[KIND_HEADER] or event.type)}
+            with tracing.span_in_trace_of("smtp.send", None, attributes=kind):
+                self.send_once(event.event_id, event.type, message)
 
     def refund_announced(self, event: IntegrationEvent) -> bool:
         """Whether this is the refund of a booking whose show was cancelled after it was paid:

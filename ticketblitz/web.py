@@ -23,6 +23,8 @@ from http_shell.problems import install_problem_handlers, problem
 from http_shell.request_ids import RequestIds
 from infra.tracing import instrument_app
 from read_api.app import query_router
+from web.app import install_web
+from web.organizer_show import POSTER_FORM_BYTES, POSTER_FORM_PATH
 from write_api.app import API_PREFIX, command_router
 from write_api.checkins import BATCH_PATH_PATTERN, CHECKIN_BATCH_BYTES
 from write_api.posters import POSTER_PATH, POSTER_UPLOAD_BYTES
@@ -34,6 +36,7 @@ IO_THREADS = 64
 LARGER_BODIES = (
     ("PUT", re.compile(API_PREFIX + POSTER_PATH), POSTER_UPLOAD_BYTES),
     ("POST", re.compile(API_PREFIX + BATCH_PATH_PATTERN), CHECKIN_BATCH_BYTES),  # offline scans
+    ("POST", re.compile(POSTER_FORM_PATH), POSTER_FORM_BYTES),  # the organiser page's upload
 )
 
 
@@ -144,6 +147,8 @@ def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
         app.include_router(command_router())
     if "read" in apis:
         app.include_router(query_router())
+        # The pages (web/) read like the query API; their forms call the container's commands.
+        install_web(app)
 
     app.add_middleware(BodySizeLimit)
 
@@ -152,13 +157,14 @@ def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
     app.add_middleware(RequestIds)  # outermost: every answer and log line has the request id
     instrument_app(app)  # traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set (infra/tracing.py)
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/api", include_in_schema=False)
     def home() -> dict[str, str]:
-        """Where to go from here (a newcomer's first request)."""
+        """Where to go from here (a newcomer's first request; `/` is the web's home page)."""
         return {
             "name": "TicketBlitz",
             "version": package_version("ticketblitz"),
             "apis": " and ".join(apis),
+            "home": "/" if "read" in apis else "",
             "docs": "/docs",
             "redoc": "/redoc",
             "openapi": "/openapi.json",

@@ -1,5 +1,6 @@
-"""A newcomer without internet: `/` says where to go, `/docs` and `/redoc` load every asset
-from this server (no CDN), and the OpenAPI document they render is there."""
+"""A newcomer without internet: `/api` says where to go (`/` is the web's home page), `/docs`
+and `/redoc` load every asset from this server (no CDN), and the OpenAPI document they render
+is there."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ def test_the_api_docs_load_only_this_servers_files(root: str, page: str):
             assert len(fetched.content) > 0
 
 
-def test_the_root_says_where_the_docs_and_the_api_are(root: str):
-    answer = httpx.get(root + "/", timeout=30)
+def test_api_says_where_the_docs_and_the_api_are(root: str):
+    answer = httpx.get(root + "/api", timeout=30)
     assert answer.status_code == 200
     home = answer.json()
     assert home["name"] == "TicketBlitz"

@@ -67,7 +67,7 @@ def test_status_shows_each_read_model_with_its_lag(database: str, tmp_path: Path
         (
             ["rebuild", "turnstiles"],
             "unknown projection 'turnstiles' "
-            "(known: catalog, seat_map, bookings, sales, reports, accounts, tickets)",
+            "(known: catalog, seat_map, bookings, sales, reports, accounts, tickets, waitlist)",
         ),
     ],
 )

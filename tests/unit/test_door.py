@@ -285,3 +285,26 @@ def test_events_and_a_snapshot_of_many_tickets_survive_the_store():
     assert reloaded.admit(ticket_id_for(bookings[0], 0), "south", "scan-9", T0).result == (
         ALREADY_ADMITTED
     )
+
+
+def test_a_copy_snapshots_the_same_state_and_does_not_follow_later_scans():
+    """Given a door list with an admission, saved; when it is copied and the original goes on
+    admitting; then the copy's snapshot is the state at the copy, loaded as a door list."""
+    app = SnapshottingDoor(env=IN_MEMORY)
+    door = DoorList(show_id=uuid4())
+    booking_id = issued(door, ["A-1-1", "A-1-2"])
+    door.admit(ticket_id_for(booking_id, 0), "north", "scan-1", T0)
+    app.save(door)
+
+    copy = door.copy()
+    door.admit(ticket_id_for(booking_id, 1), "south", "scan-2", T0)
+
+    assert (copy.id, copy.version, copy.pending_events) == (door.id, door.version - 1, [])
+    assert len(door.pending_events) == 1
+    second = copy.ticket(ticket_id_for(booking_id, 1))
+    assert second is not None and second.status == VALID
+    assert "scan-2" not in copy.scans
+    app.snapshots.put([Snapshot.take(copy)])  # type: ignore[union-attr]
+    loaded: DoorList = app.repository.get(door.id)
+    assert state_of(loaded) == state_of(copy)
+    assert loaded.admit(ticket_id_for(booking_id, 1), "west", "scan-3", T0).result == ADMITTED

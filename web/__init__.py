@@ -1,0 +1,1 @@
+"""The web pages: server-rendered HTML for fans, organisers and the door (issue 18)."""
