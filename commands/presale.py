@@ -14,16 +14,15 @@ import secrets
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
 from commands.errors import ForbiddenError
 from commands.futures import then
 from commands.models import CreatePresaleCodes, RevokePresaleCode
-from commands.ports import Clock, EventStore
-from commands.show_writer import ShowBatch, ShowWriters
-from commands.shows import Manager
+from commands.show_writer import ShowBatch
+from commands.shows import Manager, ShowScoped
 from domain.errors import ShowDeletedError, ShowStatusError
 from domain.ids import presale_codes_id_for
 from domain.presale import CodeNotFoundError, CodeTerms, PresaleCode, PresaleCodes
@@ -84,16 +83,7 @@ class CodePage:
     position: int
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class PresaleCommands:
-    def __init__(self, store: EventStore, writers: ShowWriters, clock: Clock = _utc_now) -> None:
-        self._store = store
-        self._writers = writers
-        self._clock = clock
-
+class PresaleCommands(ShowScoped):
     def create_codes(self, command: CreatePresaleCodes, by: Manager) -> Future[CodesCreated]:
         """CodesCreated (and the show's PresaleCodes, on its first codes): all or nothing."""
         request = command.request

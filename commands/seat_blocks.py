@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 from uuid import UUID
 
@@ -17,9 +16,8 @@ from pydantic import AfterValidator, Field
 from commands.errors import ForbiddenError
 from commands.futures import then
 from commands.models import Code, Command, Reason, SeatIdStr
-from commands.ports import Clock, EventStore
-from commands.show_writer import ShowBatch, ShowWriters
-from commands.shows import Manager
+from commands.show_writer import ShowBatch
+from commands.shows import Manager, ShowScoped
 from domain.errors import ShowDeletedError, ShowStatusError
 from domain.inventory import SeatInventory
 from domain.seatmap import MAX_SEATS_PER_SHOW
@@ -79,16 +77,7 @@ class CapacityChanged:
     position: int
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class SeatBlockCommands:
-    def __init__(self, store: EventStore, writers: ShowWriters, clock: Clock = _utc_now) -> None:
-        self._store = store
-        self._writers = writers
-        self._clock = clock
-
+class SeatBlockCommands(ShowScoped):
     def block_seats(self, command: BlockSeats, by: Manager) -> Future[SeatsChanged]:
         """SeatsBlocked for the seats not blocked yet; a held or sold seat refuses the lot."""
         seats, reason = list(command.seats), command.reason

@@ -70,12 +70,16 @@ def _edit_of(changes: ShowChanges) -> ShowEdit:
     )
 
 
-class ShowCommands:
+class ShowScoped:
+    """Handlers of commands on one show at a time: the store, the shows' writers, the clock."""
+
     def __init__(self, store: EventStore, writers: ShowWriters, clock: Clock = _utc_now) -> None:
         self._store = store
         self._writers = writers
         self._clock = clock
 
+
+class ShowCommands(ShowScoped):
     def schedule_show(
         self,
         command: ScheduleShow,

@@ -3,8 +3,6 @@ attendee list as CSV and the sales over time (projections/reports.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,10 +13,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from domain.money import plain_amount
 from http_shell.deps import CurrentUser
 from http_shell.problems import ProblemError
 from infra.tokens import Principal
+from projections.attendee_csv import COLUMNS, attendee_row, csv_chunk
 from projections.read_side import ReadSide
 from projections.registry import ACCOUNTS, BOOKINGS, REPORTS
 from projections.reports import (
@@ -38,26 +36,6 @@ router = APIRouter(prefix="/shows", tags=["reports"])
 MAX_POINTS = 10_000  # buckets in one series: a week of minutes, a year of hours
 PAGE_ROWS = 1000  # attendee rows read per query while the CSV streams out
 STEPS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-COLUMNS = (
-    "booking_id",
-    "customer_id",
-    "customer_name",
-    "customer_email",
-    "seats",
-    "tickets",
-    "status",
-    "amount",
-    "paid",
-    "refunded",
-    "currency",
-    "reason",
-    "placed_at",
-    "updated_at",
-)
-
 COMMON: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid access token"},
     403: {"description": "neither the show's organiser nor an admin (`forbidden`)"},
@@ -128,53 +106,6 @@ async def managed_show(
 
 
 # --- the attendee list ---
-
-
-def money(cents: int, currency: str = "") -> str:
-    """Minor units in the currency's units, with its decimals (ISO 4217; two by default), no
-    thousands separator: 4500 EUR -> "45.00", 4500 JPY -> "4500", 4500 KWD -> "4.500"."""
-    return plain_amount(cents, currency)
-
-
-def neutralised(text: str | None) -> str:
-    """Text a spreadsheet shows as text: a leading formula character gets a quote before it."""
-    if not text:
-        return ""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def seats_cell(seats: list[str], general: dict[str, int]) -> str:
-    """Seat ids, then general admission per section: "A-1-3 A-1-4 GA:2"."""
-    return " ".join([*seats, *(f"{section}:{n}" for section, n in sorted(general.items()))])
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
-def attendee_row(row: dict[str, Any]) -> list[str]:
-    return [
-        str(row["booking_id"]),
-        str(row["customer_id"]),
-        neutralised(row["customer_name"]),
-        neutralised(row["customer_email"]),
-        neutralised(seats_cell(row["seats"], row["general"])),
-        str(row["quantity"]),
-        row["status"],
-        money(row["amount_cents"], row["currency"]),
-        money(row["paid_cents"], row["currency"]),
-        money(row["refunded_cents"], row["currency"]),
-        row["currency"],
-        neutralised(row["reason"]),
-        _utc(row["placed_at"]),
-        _utc(row["updated_at"]),
-    ]
-
-
-def csv_chunk(rows: Sequence[Sequence[str]]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out).writerows(rows)  # RFC 4180: quotes, commas and line breaks quoted, CRLF
-    return out.getvalue().encode("utf-8")
 
 
 @router.get(

@@ -5,8 +5,6 @@ codes; the attendee list as CSV) and the forms it posts."""
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +18,8 @@ from commands.models import CreatePresaleCodes, PresaleCodesRequest, RevokePresa
 from commands.seat_blocks import BlockSeats, UnblockSeats
 from commands.shows import Manager
 from domain.account import Account
-from domain.money import plain_amount
 from infra.images import FORMATS, MAX_UPLOAD_BYTES, media_type
+from projections.attendee_csv import COLUMNS, attendee_row, csv_chunk
 from projections.read_side import ReadSide
 from projections.registry import CATALOG, SALES, SEAT_MAP
 from projections.reports import attendee_page
@@ -41,7 +39,6 @@ POSTER_FORM_PATH = r"/organizer/shows/[^/]+/poster"
 POSTER_FORM_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
 SHOWN_MODELS = (CATALOG, SEAT_MAP, SALES)  # what the console's pages read
 CSV_PAGE = 1000
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")  # a spreadsheet would compute these
 
 
 DONE = {
@@ -291,55 +288,6 @@ async def revoke_code(request: Request, show_id: UUID) -> Response:
 
 # --- the attendee list (the same columns as GET /api/v1/shows/{id}/attendees.csv) ---
 
-COLUMNS = (
-    "booking_id",
-    "customer_id",
-    "customer_name",
-    "customer_email",
-    "seats",
-    "tickets",
-    "status",
-    "amount",
-    "paid",
-    "refunded",
-    "currency",
-    "reason",
-    "placed_at",
-    "updated_at",
-)
-
-
-def _cell(text: str | None) -> str:
-    if not text:
-        return ""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def _row(r: dict[str, Any]) -> list[str]:
-    places = [*r["seats"], *(f"{s}:{n}" for s, n in sorted(r["general"].items()))]
-    return [
-        str(r["booking_id"]),
-        str(r["customer_id"]),
-        _cell(r["customer_name"]),
-        _cell(r["customer_email"]),
-        _cell(" ".join(places)),
-        str(r["quantity"]),
-        r["status"],
-        plain_amount(r["amount_cents"], r["currency"]),
-        plain_amount(r["paid_cents"], r["currency"]),
-        plain_amount(r["refunded_cents"], r["currency"]),
-        r["currency"],
-        _cell(r["reason"]),
-        r["placed_at"].astimezone(UTC).isoformat(),
-        r["updated_at"].astimezone(UTC).isoformat(),
-    ]
-
-
-def _csv(rows: list[list[str]] | tuple[tuple[str, ...]]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out).writerows(rows)
-    return out.getvalue().encode("utf-8")
-
 
 @router.get("/organizer/shows/{show_id}/attendees.csv")
 async def attendees(request: Request, show_id: UUID) -> Response:
@@ -352,10 +300,10 @@ async def attendees(request: Request, show_id: UUID) -> Response:
             return attendee_page(conn, show_id, keyset, CSV_PAGE)
 
     async def body() -> AsyncIterator[bytes]:
-        yield _csv((COLUMNS,))
+        yield csv_chunk([COLUMNS])
         rows = await asyncio.to_thread(page, None)
         while rows:
-            yield _csv([_row(r) for r in rows])
+            yield csv_chunk([attendee_row(r) for r in rows])
             if len(rows) < CSV_PAGE:
                 return
             rows = await asyncio.to_thread(page, (rows[-1]["placed_at"], rows[-1]["booking_id"]))

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from commands.models import ScheduleShow, ShowChanges
 from commands.venue_time import local_time, local_time_of, valid_time_zone
 from domain.money import amount, minor_units, money, plain_amount
-from read_api.reports import money as csv_money
+from projections.attendee_csv import money as csv_money
 
 
 @pytest.mark.parametrize(

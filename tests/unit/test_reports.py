@@ -10,13 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from http_shell.problems import ProblemError
+from projections.attendee_csv import csv_chunk, money, neutralised, seats_cell
 from read_api.reports import (
     MAX_POINTS,
-    csv_chunk,
-    money,
-    neutralised,
     sales_window,
-    seats_cell,
 )
 
 
