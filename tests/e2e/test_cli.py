@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version as package_version
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.process_support import wait_healthy
 from ticketblitz.demo import DEMO_CUSTOMER
 from ticketblitz.http_server import free_port
 
@@ -42,16 +42,7 @@ def running_up(data_dir: Path, port: int) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "ticketblitz up did not become healthy"
-            time.sleep(0.2)
+        wait_healthy(process, base, 60, "ticketblitz up")
         yield base
     finally:
         process.send_signal(signal.SIGINT)

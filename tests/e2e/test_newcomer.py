@@ -11,14 +11,13 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.e2e.process_support import wait_healthy
 from tests.e2e.test_cli import clean_env
 from ticketblitz.http_server import free_port
 
@@ -72,16 +71,7 @@ def running(checkout: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "make run did not become healthy"
-            time.sleep(0.3)
+        wait_healthy(process, base, 120, "make run")
         yield base, process
     finally:
         if process.poll() is None:
