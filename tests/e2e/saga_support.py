@@ -207,6 +207,47 @@ def show_starting(
     return api.publish_show(body)
 
 
+def open_organisers_show(
+    api: Api,
+    organizer: dict[str, str],
+    title: str,
+    seats: int = 10,
+    ga_tier: str = "STD",
+    **changes: Any,
+) -> str:
+    """A show the organiser schedules (so manages) and opens: `seats` seats in row 1 of A (STD,
+    45.00), 50 general admission in GA (`ga_tier`: STD, or FLOOR at 30.00); `changes` override
+    the request's fields."""
+    tiers = [{"code": "STD", "price_cents": 4500}]
+    if ga_tier != "STD":
+        tiers.append({"code": ga_tier, "price_cents": 3000})
+    body = {
+        "title": f"{title} {uuid4().hex[:6]}",
+        "category": "jazz",
+        "venue": "Blue Hall",
+        "starts_at": in_days(30).isoformat(),
+        "currency": "EUR",
+        "price_tiers": tiers,
+        "sections": [
+            {
+                "code": "A",
+                "kind": "seated",
+                "tier": "STD",
+                "rows": [{"label": "1", "seats": seats}],
+            },
+            {"code": "GA", "kind": "general", "tier": ga_tier, "capacity": 50},
+        ],
+        **changes,
+    }
+    auth = {"Authorization": organizer["Authorization"]}
+    r = api.http.post("/shows", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    show_id: str = r.json()["show_id"]
+    r = api.http.post(f"/shows/{show_id}/open-sale", headers=auth)
+    assert r.status_code == 200, r.text
+    return show_id
+
+
 def in_days(days: float) -> datetime:
     return datetime.now(UTC) + timedelta(days=days)
 

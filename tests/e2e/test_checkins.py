@@ -24,7 +24,15 @@ from audit.verify import verify
 from domain.booking import CONFIRMED, REFUNDED
 from domain.door import USED, DoorList
 from domain.ids import door_list_id_for
-from tests.e2e.saga_support import VISA, SagaSystem, book, in_days, running_system, wait_until
+from tests.e2e.saga_support import (
+    VISA,
+    SagaSystem,
+    book,
+    in_days,
+    open_organisers_show,
+    running_system,
+    wait_until,
+)
 from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
@@ -51,24 +59,7 @@ def auth(account: dict[str, str]) -> dict[str, str]:
 
 
 def organisers_show(system: SagaSystem, organizer: dict[str, str]) -> str:
-    body = {
-        "title": f"Door night {uuid4().hex[:6]}",
-        "category": "jazz",
-        "venue": "Blue Hall",
-        "starts_at": in_days(30).isoformat(),
-        "currency": "EUR",
-        "price_tiers": [{"code": "STD", "price_cents": 4500}],
-        "sections": [
-            {"code": "A", "kind": "seated", "tier": "STD", "rows": [{"label": "1", "seats": 20}]},
-            {"code": "GA", "kind": "general", "tier": "STD", "capacity": 50},
-        ],
-    }
-    r = system.api.http.post("/shows", json=body, headers=auth(organizer))
-    assert r.status_code == 201, r.text
-    show_id: str = r.json()["show_id"]
-    r = system.api.http.post(f"/shows/{show_id}/open-sale", headers=auth(organizer))
-    assert r.status_code == 200, r.text
-    return show_id
+    return open_organisers_show(system.api, organizer, "Door night", seats=20)
 
 
 def paid_tickets(system: SagaSystem, show_id: str, **request: Any) -> tuple[str, list[dict]]:

@@ -16,6 +16,7 @@ from uuid import uuid4
 import pytest
 
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, PAYMENT_REQUESTED, REFUNDED, Booking
+from projections.attendee_csv import COLUMNS
 from read_api import reports
 from tests.e2e.conftest import Api
 from tests.e2e.saga_support import (
@@ -23,7 +24,7 @@ from tests.e2e.saga_support import (
     VISA,
     SagaSystem,
     book,
-    in_days,
+    open_organisers_show,
     running_system,
 )
 from ticketblitz.embedded import StackEndpoints
@@ -62,28 +63,7 @@ def customer_named(api: Api, name: str) -> dict[str, str]:
 
 def organisers_show(api: Api, organizer: dict[str, str]) -> str:
     """A show the organiser schedules (seats in A, general admission in GA), on sale."""
-    body = {
-        "title": f"Report night {uuid4().hex[:6]}",
-        "category": "jazz",
-        "venue": "Blue Hall",
-        "starts_at": in_days(30).isoformat(),
-        "currency": "EUR",
-        "price_tiers": [
-            {"code": "STD", "price_cents": 4500},
-            {"code": "FLOOR", "price_cents": 3000},
-        ],
-        "sections": [
-            {"code": "A", "kind": "seated", "tier": "STD", "rows": [{"label": "1", "seats": 10}]},
-            {"code": "GA", "kind": "general", "tier": "FLOOR", "capacity": 50},
-        ],
-    }
-    auth = {"Authorization": organizer["Authorization"]}
-    r = api.http.post("/shows", json=body, headers=auth)
-    assert r.status_code == 201, r.text
-    show_id: str = r.json()["show_id"]
-    r = api.http.post(f"/shows/{show_id}/open-sale", headers=api.admin())
-    assert r.status_code == 200, r.text
-    return show_id
+    return open_organisers_show(api, organizer, "Report night", ga_tier="FLOOR")
 
 
 def money(cents: int) -> str:
@@ -101,7 +81,7 @@ def get_csv(api: Api, show_id: str, auth: dict[str, str], after: int) -> list[di
     assert r.headers["content-disposition"] == f'attachment; filename="attendees-{show_id}.csv"'
     assert int(r.headers["x-position"]) >= after
     lines = list(csv.reader(io.StringIO(r.content.decode("utf-8"), newline="")))
-    assert tuple(lines[0]) == reports.COLUMNS
+    assert tuple(lines[0]) == COLUMNS
     return [dict(zip(lines[0], line, strict=True)) for line in lines[1:]]
 
 

@@ -20,7 +20,13 @@ from domain.booking import CONFIRMED, REFUNDED
 from domain.door import DoorList
 from domain.ids import door_list_id_for, ticket_id_for
 from tests.e2e.conftest import Api
-from tests.e2e.saga_support import VISA, SagaSystem, book, in_days, running_system
+from tests.e2e.saga_support import (
+    VISA,
+    SagaSystem,
+    book,
+    open_organisers_show,
+    running_system,
+)
 from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
@@ -43,27 +49,7 @@ def auth(account: dict[str, str]) -> dict[str, str]:
 
 def organisers_show(api: Api, organizer: dict[str, str]) -> str:
     """A show of the organiser's on sale: seats in A, general admission in GA."""
-    body = {
-        "title": f"Ticket night {uuid4().hex[:6]}",
-        "category": "jazz",
-        "venue": "Blue Hall",
-        "starts_at": in_days(30).isoformat(),
-        "currency": "EUR",
-        "price_tiers": [
-            {"code": "STD", "price_cents": 4500},
-            {"code": "FLOOR", "price_cents": 3000},
-        ],
-        "sections": [
-            {"code": "A", "kind": "seated", "tier": "STD", "rows": [{"label": "1", "seats": 10}]},
-            {"code": "GA", "kind": "general", "tier": "FLOOR", "capacity": 50},
-        ],
-    }
-    r = api.http.post("/shows", json=body, headers=auth(organizer))
-    assert r.status_code == 201, r.text
-    show_id: str = r.json()["show_id"]
-    r = api.http.post(f"/shows/{show_id}/open-sale", headers=auth(organizer))
-    assert r.status_code == 200, r.text
-    return show_id
+    return open_organisers_show(api, organizer, "Ticket night", ga_tier="FLOOR")
 
 
 def paid_booking(system: SagaSystem, customer: dict[str, str], show_id: str, **request: Any) -> str:

@@ -27,7 +27,7 @@ from tests.e2e.saga_support import (
     VISA,
     SagaSystem,
     book,
-    in_days,
+    open_organisers_show,
     running_system,
     topic_events,
 )
@@ -56,25 +56,7 @@ def auth(account: dict[str, str]) -> dict[str, str]:
 
 def organisers_show(system: SagaSystem, organizer: dict[str, str], **changes: Any) -> str:
     """A show of the organiser's on sale: seats in A, general admission in GA."""
-    body = {
-        "title": f"Transfer night {uuid4().hex[:6]}",
-        "category": "jazz",
-        "venue": "Blue Hall",
-        "starts_at": in_days(30).isoformat(),
-        "currency": "EUR",
-        "price_tiers": [{"code": "STD", "price_cents": 4500}],
-        "sections": [
-            {"code": "A", "kind": "seated", "tier": "STD", "rows": [{"label": "1", "seats": 10}]},
-            {"code": "GA", "kind": "general", "tier": "STD", "capacity": 50},
-        ],
-        **changes,
-    }
-    r = system.api.http.post("/shows", json=body, headers=auth(organizer))
-    assert r.status_code == 201, r.text
-    show_id: str = r.json()["show_id"]
-    r = system.api.http.post(f"/shows/{show_id}/open-sale", headers=auth(organizer))
-    assert r.status_code == 200, r.text
-    return show_id
+    return open_organisers_show(system.api, organizer, "Transfer night", **changes)
 
 
 def a_fan(system: SagaSystem, name: str) -> dict[str, str]:
