@@ -72,11 +72,12 @@ class BenchStack:
 
 
 @contextmanager
-def bench_stack(redis: bool = False) -> Iterator[BenchStack]:
-    """A fresh embedded PostgreSQL 16 (and Valkey if asked) in /tmp/tbb-XXXX, removed after."""
+def bench_stack(redis: bool = False, stripe: bool = False) -> Iterator[BenchStack]:
+    """A fresh embedded PostgreSQL 16 (and Valkey, the Stripe emulator if asked) in
+    /tmp/tbb-XXXX, removed after."""
     data_dir = Path(tempfile.mkdtemp(prefix="tbb-", dir="/tmp"))
     stack = EmbeddedStack(
-        data_dir / "s", postgres=True, redis=redis, kafka=False, stripe=False, smtp=False
+        data_dir / "s", postgres=True, redis=redis, kafka=False, stripe=stripe, smtp=False
     )
     try:
         endpoints = stack.start()
@@ -91,6 +92,7 @@ def bench_settings(stack: BenchStack, **overrides: Any) -> Settings:
         "data_dir": stack.data_dir / "app",
         "database_url": stack.database_url,
         "redis_url": stack.endpoints.redis_url,
+        "stripe_api_base": stack.endpoints.stripe_api_base,
         "jwt_secret": SecretStr(BENCH_JWT_SECRET),
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,

@@ -4,7 +4,10 @@
 
 CONFIG: {"url", "tokens": [one bearer token per client], "show_id", "rows": [[label, seats]],
 "chosen_ratio", "max_quantity", "max_tickets_per_customer", "seed", "timeout", "max_seconds",
-"client"}. Every client loops on `POST /api/v1/bookings` (1-4 seats, chosen or best-available,
+"client"}; optional "show_ids" (several shows on sale at once: fan i asks for show i mod n),
+"pay_share" and "payment_method" (that share of fans pays with each hold and polls the booking
+until it is confirmed: RESULT's "confirmed" holds hold-to-confirmed seconds).
+Every client loops on `POST /api/v1/bookings` (1-4 seats, chosen or best-available,
 bench/mix.py) until the show is sold out or the client holds its share of the show (the show's
 `max_tickets_per_customer`; a 409 `ticket-limit-reached` ends it too), recording each request's
 latency. RESULT holds the latencies, the answers by kind,
@@ -116,17 +119,19 @@ async def _client(
     out: dict[str, Any],
     stop: asyncio.Event,
     deadline: float,
+    payer: Payer | None = None,
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = out["latencies"]
     held_latencies: list[float] = out["held_latencies"]
     while not fan.done and not stop.is_set() and time.perf_counter() < deadline:
         ask = fan.next_ask()
+        asked = ask.body(show_id)
+        if payer is not None:  # pays with the hold (the README's walkthrough)
+            asked["payment_method"] = payer.method
         started = time.perf_counter()
         try:
-            status, body = await http.request(
-                "POST", "/api/v1/bookings", ask.body(show_id), headers
-            )
+            status, body = await http.request("POST", "/api/v1/bookings", asked, headers)
         except TransportError as error:
             kind = f"transport:{error}"
             out["kinds"][kind] = out["kinds"].get(kind, 0) + 1
@@ -137,7 +142,10 @@ async def _client(
         out["statuses"][str(status)] = out["statuses"].get(str(status), 0) + 1
         if status == 201:
             held_latencies.append(ended - started)
-            out["holds"].append([body["booking_id"], body["seats"], round(ended - t0, 4)])
+            hold = [body["booking_id"], body["seats"], round(ended - t0, 4), show_id]
+            out["holds"].append(hold)
+            if payer is not None:
+                payer.watch(body["booking_id"], ended, headers)
             fan.learn(ask, HELD, body["seats"])
             kind = HELD
         elif status == 409:
@@ -159,20 +167,62 @@ async def _client(
         mode[kind] = mode.get(kind, 0) + 1
 
 
+class Payer:
+    """A fan who pays with each hold: polls each booking (`GET /bookings/{id}`, its own
+    connection) until the read side says "confirmed"; records hold answer -> seen confirmed."""
+
+    def __init__(self, http: Connection, method: str, out: dict[str, Any], deadline: float):
+        self.method = method
+        self._http = http
+        self._out = out
+        self._deadline = deadline
+        self._lock = asyncio.Lock()  # one request at a time on the connection
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    def watch(self, booking_id: str, held_at: float, headers: dict[str, str]) -> None:
+        self.tasks.append(asyncio.create_task(self._poll(booking_id, held_at, headers)))
+
+    async def _poll(self, booking_id: str, held_at: float, headers: dict[str, str]) -> None:
+        status = "unseen"
+        while time.perf_counter() < self._deadline + 30:
+            await asyncio.sleep(0.02)
+            try:
+                async with self._lock:
+                    code, body = await self._http.request(
+                        "GET", f"/api/v1/bookings/{booking_id}", None, headers
+                    )
+            except TransportError:
+                continue
+            if code == 200 and isinstance(body, dict):
+                status = str(body.get("status"))
+                if status == "confirmed":
+                    self._out["confirmed"].append(time.perf_counter() - held_at)
+                    return
+                if status in ("cancelled", "expired"):
+                    break
+        self._out["not_confirmed"][status] = self._out["not_confirmed"].get(status, 0) + 1
+
+
 async def run(config: dict[str, Any]) -> dict[str, Any]:
     tokens: list[str] = config["tokens"]
     clients = len(tokens)
     view = SeatView(config["rows"])
     rng = random.Random(config.get("seed", 7))
+    # Several shows on sale at once: fan i asks for show i mod n (each its own seat view).
+    show_ids: list[str] = config.get("show_ids") or [config["show_id"]]
+    views = [view] + [SeatView(config["rows"]) for _ in show_ids[1:]]
     fans = [
         Fan(
-            view,
+            views[i % len(show_ids)],
             random.Random(rng.random()),
             float(config.get("chosen_ratio", 0.5)),
             int(config.get("max_quantity", 4)),
             _optional_int(config.get("max_tickets_per_customer")),
         )
-        for _ in range(clients)
+        for i in range(clients)
     ]
     out: dict[str, Any] = {
         "latencies": [],
@@ -181,6 +231,8 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         "kinds": {},
         "by_mode": {"chosen": {}, "best": {}},
         "holds": [],
+        "confirmed": [],
+        "not_confirmed": {},
     }
     # One connection per fan (a shared httpx pool of 200 connections costs httpx far more CPU
     # per request than the server spends on it).
@@ -190,18 +242,27 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     try:
         # Open every connection before the clock starts (both designs get the same warm start).
         await asyncio.gather(*(http.request("GET", "/health") for http in https))
-        stop = asyncio.Event()
+        stops = {show: asyncio.Event() for show in show_ids}  # one fan saw it sold out
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         out["started_at"] = time.time()
         deadline = t0 + float(config.get("max_seconds", 150.0))
+        share = float(config.get("pay_share", 0.0))
+        paying = {i for i in range(clients) if share > 0 and int(i * share) != int((i + 1) * share)}
+        payers = {
+            i: Payer(kind(config["url"], timeout), config["payment_method"], out, deadline)
+            for i in paying
+        }
         await asyncio.gather(
             *(
-                _client(http, token, fan, config["show_id"], t0, out, stop, deadline)
-                for http, token, fan in zip(https, tokens, fans, strict=True)
+                _client(http, token, fan, show, t0, out, stops[show], deadline, payers.get(i))
+                for i, (http, token, fan) in enumerate(zip(https, tokens, fans, strict=True))
+                for show in [show_ids[i % len(show_ids)]]
             )
         )
         elapsed = time.perf_counter() - t0
+        await asyncio.gather(*(t for p in payers.values() for t in p.tasks))
+        await asyncio.gather(*(p.close() for p in payers.values()))
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         await asyncio.gather(*(http.close() for http in https))

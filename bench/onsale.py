@@ -4,6 +4,7 @@ same framework and the same load generator, in the same run.
     .venv/bin/python -m bench.onsale [--seats 10000] [--clients 200] [--rounds 2]
         [--baseline-pool 16] [--baseline-mode wait|skip-locked] [--client httpx|raw]
         [--ceiling] [--py-spy] [--what-if NAME]
+        [--workers N] [--shows S] [--pay-share F]   (bench/onsale_scale.py)
 
 The real app (`ticketblitz.web.create_app` over `bootstrap(settings)`, embedded PostgreSQL 16
 and Valkey, rate limits off) is served by uvicorn in this process; the seed-style app
@@ -53,6 +54,9 @@ from bench.common import (
     schedule_hot_show,
     verify_inventory,
 )
+from bench.onsale_scale import add_scale_arguments
+from bench.onsale_scale import run as scale_run
+from bench.onsale_scale import wanted as scale_wanted
 from bench.profiling import PySpy, top_costs
 from bench.report import (
     HotShowRun,
@@ -84,8 +88,10 @@ def run_loadgen(
     max_seconds: float,
     postmaster: int | None = None,
     client: str = "httpx",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run bench/loadgen.py in its own process; its result plus this process's CPU use."""
+    """Run bench/loadgen.py in its own process; its result plus this process's CPU use.
+    `extra`: more of the load generator's settings (several shows, paying fans)."""
     config = {
         "url": url,
         "tokens": tokens,
@@ -98,6 +104,7 @@ def run_loadgen(
         "timeout": 30.0,
         "max_seconds": max_seconds,
         "client": client,
+        **(extra or {}),
     }
     with tempfile.TemporaryDirectory(prefix="tbl-", dir="/tmp") as tmp:
         config_path, result_path = Path(tmp) / "config.json", Path(tmp) / "result.json"
@@ -142,6 +149,9 @@ def run_loadgen(
         "cpu": used,
     }
     result["_holds"] = [(h[0], h[1]) for h in holds]
+    result["_hold_shows"] = [h[3] for h in holds]
+    result["confirmed"] = raw["confirmed"]
+    result["not_confirmed"] = raw["not_confirmed"]
     return result
 
 
@@ -161,7 +171,11 @@ def main() -> None:
     parser.add_argument(
         "--ceiling", action="store_true", help="also the in-memory app (the HTTP ceiling)"
     )
+    add_scale_arguments(parser)
     args = parser.parse_args()
+    if scale_wanted(args):  # our API in processes of its own, several shows, paying fans
+        scale_run(args)
+        return
     whatif.check(args.what_if)
     if (why := check_share(max(args.seats, args.warmup_seats), args.clients)) is not None:
         parser.error(why)

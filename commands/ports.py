@@ -47,6 +47,11 @@ class EventStore(Protocol):
         """Hold the cross-process lock that makes this process the show's only writer."""
         ...
 
+    def catch_up(self, aggregate: A) -> A:
+        """The aggregate with the events stored after its version applied (one read): a
+        writer's cached copy after another process wrote, without a reload."""
+        ...
+
 
 class Connections(Protocol):
     """The event store's database, for the tables a process manager keeps beside the log."""

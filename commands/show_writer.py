@@ -58,6 +58,11 @@ SNAPSHOT_DEBT_LIMIT = 10  # x snapshot_every: snapshot even while busy beyond th
 # checks. Never beyond MAX_LOCK_HOLD in one go, so another process's writer gets its turn.
 LINGER_SECONDS = 0.002
 MAX_LOCK_HOLD_SECONDS = 0.1
+# When another process sells the same show (`serve --workers N`), turns are short and never
+# linger: the fans whose requests reached the other process wait for our turn to end. A wait
+# for the lock longer than CONTENDED_WAIT_SECONDS means someone else held it.
+SHARED_LOCK_HOLD_SECONDS = 0.02
+CONTENDED_WAIT_SECONDS = 0.001
 
 # OpenTelemetry's context key under which a batch's save finds the decide span of each of its
 # events, by (aggregate id, version) (infra/tracing.py `event_traceparents`).
@@ -118,6 +123,12 @@ class ShowWriter:
         self.batches = 0
         self.commands = 0
         self.conflicts = 0
+        # Where a drain's time goes besides deciding (bench onsale --workers): waiting for the
+        # show lock (another process holds it) and catching up on the other's events.
+        self.drains = 0
+        self.lock_wait_seconds = 0.0
+        self.catch_up_seconds = 0.0
+        self.caught_up = 0  # drains that found another process had written meanwhile
 
     @property
     def inventory_cached(self) -> bool:
@@ -161,12 +172,23 @@ class ShowWriter:
 
     def _drain(self) -> None:
         try:
+            asked_at = time.monotonic()
             with self._store.show_lock(self.show_id):
                 locked_at = time.monotonic()
-                self._refresh_cache()
+                self.lock_wait_seconds += locked_at - asked_at
+                self.drains += 1
+                shared = self._refresh_cache()
+                self.catch_up_seconds += time.monotonic() - locked_at
+                # Another process sells this show too (we waited for the lock, or it wrote
+                # since our last drain): it is likely waiting now. Hand over sooner and never
+                # linger, so that its fans do not wait out our whole turn.
+                shared = shared or locked_at - asked_at > CONTENDED_WAIT_SECONDS
+                hold = SHARED_LOCK_HOLD_SECONDS if shared else MAX_LOCK_HOLD_SECONDS
                 while batch := self._take_batch():
                     self._run(batch)
-                    if time.monotonic() - locked_at < MAX_LOCK_HOLD_SECONDS:
+                    if time.monotonic() - locked_at >= hold:
+                        break
+                    if not shared:
                         self._await_more(LINGER_SECONDS)
                 # Snapshots wait for a quiet moment (tidy_when_idle): a big one takes tens
                 # of milliseconds, which fans of a hot show would spend waiting. Unless so many
@@ -251,21 +273,33 @@ class ShowWriter:
             self._queue.clear()
         deliver((queued.reply, False, error) for queued in waiting)
 
-    def _refresh_cache(self) -> None:
-        """Another process may have written since our last batch: the version tells."""
+    def _refresh_cache(self) -> bool:
+        """Another process may have written since our last batch: catch up. True if it had."""
         self._door_checked = False  # checked when a batch of this drain first asks for it
         self._companions.new_drain()
         if self._inventory is None:
-            return
-        if self._store.version_of(self.inventory_id) != self._inventory.version:
-            self._inventory = None
+            return False
+        # One read: the events another process stored since, applied to the cached copy
+        # (nothing to read when this process wrote last).
+        version = self._inventory.version
+        try:
+            self._inventory = self._store.catch_up(self._inventory)
+        except Exception:
+            self._inventory = None  # loaded afresh by the first batch
+            raise
+        if self._inventory.version == version:
+            return False
+        self.caught_up += 1
+        return True
 
     def _load_inventory(self) -> SeatInventory:
         if self._inventory is None:
+            started = time.monotonic()
             try:
                 self._inventory = self._store.get(self.inventory_id, SeatInventory)
             except NotFoundError:
                 raise NotFoundError("show", self.show_id) from None
+            self.catch_up_seconds += time.monotonic() - started
             self._snapshot_version = self._inventory.version  # loaded from one, or near enough
         return self._inventory
 
@@ -521,6 +555,10 @@ class ShowWriters:
             "commands": sum(w.commands for w in writers),
             "conflicts": sum(w.conflicts for w in writers),
             "cached_inventories": sum(w.inventory_cached for w in writers),
+            "drains": sum(w.drains for w in writers),
+            "caught_up": sum(w.caught_up for w in writers),
+            "lock_wait_ms": round(1000 * sum(w.lock_wait_seconds for w in writers)),
+            "catch_up_ms": round(1000 * sum(w.catch_up_seconds for w in writers)),
         }
 
     def close(self) -> None:

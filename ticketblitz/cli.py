@@ -44,6 +44,7 @@ from ticketblitz.projections_cli import projections_app
 from ticketblitz.recommender_cli import recommender_app
 from ticketblitz.recommender_worker import with_recommender
 from ticketblitz.running_stack import RECORDED, data_dir_lock, record_endpoints
+from ticketblitz.served import APP_FACTORY, SERVE_APIS_ENV
 from ticketblitz.tickets_cli import tickets_app
 from ticketblitz.web import APIS, create_app
 from ticketblitz.workers import Workers, build_workers
@@ -89,6 +90,16 @@ def _check_port_free(host: str, port: int) -> None:
             raise CliError(f"port {port} on {host} is already in use (try --port)") from None
 
 
+ApiProcesses = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=64,
+        help="API processes sharing the port (each stateless; docs/SCALING.md)",
+    ),
+]
+
+
 def _serve(container: Container, host: str, port: int, apis: tuple[str, ...] = APIS) -> None:
     uvicorn.run(
         create_app(container, apis),
@@ -101,12 +112,35 @@ def _serve(container: Container, host: str, port: int, apis: tuple[str, ...] = A
     )
 
 
+def _serve_workers(
+    workers: int, host: str, port: int, apis: tuple[str, ...], env: dict[str, str]
+) -> None:
+    """`workers` API processes on one port: uvicorn binds it once and its supervisor spawns
+    the processes, which accept on the shared socket (the kernel hands each connection to one
+    idle accepter), and restarts any that dies. Each builds its own container from the
+    TICKETBLITZ_* settings (`env` added to this process's environment first)."""
+    os.environ.update(env)
+    os.environ[SERVE_APIS_ENV] = ",".join(apis)
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        proxy_headers=False,
+    )
+
+
 @app.command()
 def up(
     port: Port = 8080,
     host: Host = "127.0.0.1",
     demo: Annotated[bool, typer.Option(help="load demo shows and accounts")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="where embedded data lives")] = None,
+    workers: ApiProcesses = 1,
 ) -> None:
     """Start the embedded stack for every server not configured, then serve the APIs."""
     with reported_errors():
@@ -117,10 +151,10 @@ def up(
         _check_port_free(host, port)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         with data_dir_lock(settings.data_dir.resolve()):
-            _up(settings, host, port, demo)
+            _up(settings, host, port, demo, workers)
 
 
-def _up(settings: Settings, host: str, port: int, demo: bool) -> None:
+def _up(settings: Settings, host: str, port: int, demo: bool, workers: int = 1) -> None:
     """`up` with the data directory held."""
     stack = EmbeddedStack(
         settings.data_dir.resolve(),
@@ -172,13 +206,30 @@ def _up(settings: Settings, host: str, port: int, demo: bool) -> None:
                 },
             )
             _announce(settings, endpoints_text(settings), host, port, demo)
-            _serve(container, host, port)
+            if workers > 1:  # the API in processes of their own; followers stay in this one
+                _serve_workers(workers, host, port, APIS, _served_env(settings))
+            else:
+                _serve(container, host, port)
         finally:
             if running is not None:
                 running.stop()
             container.close()
     finally:
         stack.stop()
+
+
+def _served_env(settings: Settings) -> dict[str, str]:
+    """The settings `up` found or started, for API processes of their own."""
+    found = {
+        "data_dir": settings.data_dir.resolve(),
+        "database_url": settings.database_url,
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "redis_url": settings.redis_url,
+        "stripe_api_base": settings.stripe_api_base,
+        "smtp_host": settings.smtp_host,
+        "smtp_port": settings.smtp_port,
+    }
+    return {f"TICKETBLITZ_{k.upper()}": str(v) for k, v in found.items() if v is not None}
 
 
 def _reachable(host: str) -> str:
@@ -222,6 +273,7 @@ def serve(
     port: Port = 8080,
     host: Host = "0.0.0.0",
     api: Annotated[ApiChoice, typer.Option(help="which API this process serves")] = ApiChoice.all,
+    workers: ApiProcesses = 1,
 ) -> None:
     """Serve the APIs against external servers only (TICKETBLITZ_* URLs, as in compose.yaml).
     Read models are kept up to date by `ticketblitz projections run`, a process of its own."""
@@ -230,8 +282,11 @@ def serve(
         if settings.database_url is None:
             raise CliError("TICKETBLITZ_DATABASE_URL is not set (use `ticketblitz up` to embed)")
         _check_port_free(host, port)
-        container = bootstrap(settings)
         apis = APIS if api is ApiChoice.all else (api.value,)
+        if workers > 1:
+            _serve_workers(workers, host, port, apis, {})
+            return
+        container = bootstrap(settings)
         try:
             _serve(container, host, port, apis)
         finally:
