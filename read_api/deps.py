@@ -14,9 +14,7 @@ from uuid import UUID
 
 import psycopg
 from fastapi import Depends, Query, Request
-from fastapi.responses import Response
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel
 
 from http_shell.problems import ProblemError
 from projections.positions import lowest
@@ -100,33 +98,6 @@ async def _wait(read: ReadSide, names: Collection[str], after: int) -> tuple[int
         return await read.positions.wait_async(names, after, read.settings.read_wait_seconds)
     except (psycopg.OperationalError, PoolTimeout) as error:
         raise unavailable() from error
-
-
-async def cached_json(
-    read: ReadSide,
-    key: str,
-    names: Collection[str],
-    after: int | None,
-    load: Callable[[int], BaseModel | bytes | None],
-    missing: str,
-) -> Response:
-    """A hot read through the cache: an entry is served only if it is at least as recent as
-    `after`; otherwise wait for the read models, load (`load(position)`) and cache the answer.
-    `load` answers a model or JSON already encoded; `None` is a 404 naming `missing`."""
-    hit = await asyncio.to_thread(read.cache.get, key, after)
-    if hit is not None:
-        return _json(hit.body, "hit")
-    position = await caught_up(read, names, after)
-    body = await query(load, position)
-    if body is None:
-        raise ProblemError(404, "not-found", f"{missing} not found")
-    encoded = body if isinstance(body, bytes) else body.model_dump_json().encode()
-    await asyncio.to_thread(read.cache.put, key, position, encoded)
-    return _json(encoded, "miss" if read.cache.enabled else "bypass")
-
-
-def _json(body: bytes, cache: str) -> Response:
-    return Response(body, media_type="application/json", headers={"X-Cache": cache})
 
 
 def encode_cursor(at: datetime, row_id: UUID) -> str:

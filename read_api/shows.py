@@ -6,25 +6,27 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
+from http_shell.conditional import conditional, entity_tag
 from http_shell.deps import AdminUser
 from http_shell.problems import ProblemError
 from projections.queries import ShowFilter
-from projections.registry import CATALOG, SALES, SEAT_MAP
+from projections.read_side import ReadSide
+from projections.registry import CATALOG, SALES
 from read_api.deps import (
     NO_NUL,
     After,
     Cursor,
     Limit,
     ReadSideDep,
-    cached_json,
     caught_up,
     decode_cursor,
     encode_cursor,
     query,
 )
+from read_api.hot_reads import HotReads, HotResource, hot_reads_of
 from read_api.models import (
     SeatMap,
     SectionAvailability,
@@ -40,6 +42,16 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such show
 BEHIND: dict[int | str, dict[str, Any]] = {
     503: {"description": "the read models have not reached `after` yet (see Retry-After)"}
 }
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "not modified: the `If-None-Match` tag is the current one (no body)"}
+}
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="the `ETag` of an earlier answer: 304 (no body) if it is still current",
+    ),
+]
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -49,8 +61,9 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-@router.get("", response_model=ShowPage, responses=BEHIND)
+@router.get("", response_model=ShowPage, responses={**NOT_MODIFIED, **BEHIND})
 async def list_shows(
+    request: Request,
     read: ReadSideDep,
     q: Annotated[
         str | None,
@@ -66,8 +79,11 @@ async def list_shows(
     limit: Limit = 20,
     cursor: Cursor = None,
     after: After = None,
-) -> ShowPage:
-    """Shows sorted by start time, optionally searched and filtered; `next_cursor` pages on."""
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Shows sorted by start time, optionally searched and filtered; `next_cursor` pages on.
+    Answers carry an `ETag` (304 on a matching `If-None-Match`); `position` is the catalog's,
+    so the tag changes whenever the catalog's position moves."""
     where = ShowFilter(
         text=(q or "").strip() or None,
         category=category,
@@ -94,50 +110,97 @@ async def list_shows(
     ]
     more = len(rows) > limit
     last = items[-1] if items else None
-    return ShowPage(
+    body = ShowPage(
         items=items,
         next_cursor=encode_cursor(last.starts_at, last.show_id) if more and last else None,
         position=position,
-    )
+    ).model_dump_json()
+    encoded = body.encode()
+    return conditional(encoded, entity_tag(encoded), _tags(request, if_none_match))
 
 
-@router.get("/{show_id}", response_model=ShowDetails, responses={**NOT_FOUND, **BEHIND})
-async def show_details(show_id: UUID, read: ReadSideDep, after: After = None) -> Response:
-    """A show, its sale window, its organiser, its current prices and how many tickets each
-    section has left (cached briefly). A deleted show is not found."""
-
-    def load(position: int) -> ShowDetails | None:
-        found = read.models.show(show_id)
-        if found is None:
-            return None
-        show, rows = found
-        # Prices as the catalog has them: the current ones, after any repricing.
-        tiers = show["price_tiers"]
-        sections = [
-            SectionAvailability.of({**r, "price_cents": tiers.get(r["tier"], r["price_cents"])})
-            for r in rows
-        ]
-        return ShowDetails(
+def load_show_details(read: ReadSide, show_id: UUID, position: int) -> bytes | None:
+    found = read.models.show(show_id)
+    if found is None:
+        return None
+    show, rows = found
+    # Prices as the catalog has them: the current ones, after any repricing.
+    tiers = show["price_tiers"]
+    sections = [
+        SectionAvailability.of({**r, "price_cents": tiers.get(r["tier"], r["price_cents"])})
+        for r in rows
+    ]
+    return (
+        ShowDetails(
             **{k: show[k] for k in ShowDetails.model_fields if k in show},
             capacity=sum(s.capacity for s in sections),
             available=sum(s.available for s in sections),
             sections=sections,
             position=position,
         )
+        .model_dump_json()
+        .encode()
+    )
 
-    return await cached_json(read, f"show:{show_id}", [CATALOG, SEAT_MAP], after, load, "show")
+
+def load_seat_map(read: ReadSide, show_id: UUID, position: int) -> bytes | None:
+    # The catalog too (HotResource.models): a deleted show leaves it, its seat map with it.
+    return read.models.seat_map_json(show_id, position)
 
 
-@router.get("/{show_id}/seats", response_model=SeatMap, responses={**NOT_FOUND, **BEHIND})
-async def seat_map(show_id: UUID, read: ReadSideDep, after: After = None) -> Response:
-    """Every seat of the show with its status, by section and row (cached briefly)."""
+SHOW_PAGE = HotResource("show", load_show_details)
+SEAT_MAP_PAGE = HotResource("seats", load_seat_map)
+# Path suffixes under /shows/{id} answered before the routing (read_api/hot_reads.py).
+HOT_RESOURCES = {"": SHOW_PAGE, "/seats": SEAT_MAP_PAGE}
+HOT = {**NOT_FOUND, **BEHIND, **NOT_MODIFIED}
 
-    def load(position: int) -> bytes | None:
-        return read.models.seat_map_json(show_id, position)
 
-    # The catalog too: a deleted show leaves it, and its seat map with it.
-    models = [CATALOG, SEAT_MAP]
-    return await cached_json(read, f"seats:{show_id}", models, after, load, "show")
+async def _hot(
+    request: Request,
+    read: ReadSide,
+    resource: HotResource,
+    show_id: UUID,
+    after: int | None,
+    if_none_match: str | None,
+) -> Response:
+    hot: HotReads | None = hot_reads_of(request)
+    assert hot is not None  # read is not None: the app serves read models
+    answer, cache = await hot.answer(resource, show_id, after)
+    return conditional(answer.body, answer.etag, _tags(request, if_none_match), cache)
+
+
+def _tags(request: Request, first: str | None) -> str | None:
+    """Every If-None-Match header line as one list (a client may send several)."""
+    return ", ".join(request.headers.getlist("if-none-match")) or first
+
+
+@router.get("/{show_id}", response_model=ShowDetails, responses=HOT)
+async def show_details(
+    show_id: UUID,
+    request: Request,
+    read: ReadSideDep,
+    after: After = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """A show, its sale window, its organiser, its current prices and how many tickets each
+    section has left (computed once per change of the show). A deleted show is not found.
+    Answers carry an `ETag` and `Cache-Control: public, max-age=1`; 304 on a matching
+    `If-None-Match`."""
+    return await _hot(request, read, SHOW_PAGE, show_id, after, if_none_match)
+
+
+@router.get("/{show_id}/seats", response_model=SeatMap, responses=HOT)
+async def seat_map(
+    show_id: UUID,
+    request: Request,
+    read: ReadSideDep,
+    after: After = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Every seat of the show with its status, by section and row (computed once per change
+    of the show). Answers carry an `ETag` and `Cache-Control: public, max-age=1`; 304 on a
+    matching `If-None-Match`."""
+    return await _hot(request, read, SEAT_MAP_PAGE, show_id, after, if_none_match)
 
 
 @router.get("/{show_id}/stats", response_model=ShowStats, responses={**NOT_FOUND, **BEHIND})

@@ -23,6 +23,8 @@ from http_shell.problems import install_problem_handlers, problem
 from http_shell.request_ids import RequestIds
 from infra.tracing import instrument_app
 from read_api.app import query_router
+from read_api.hot_reads import install_hot_reads
+from read_api.shows import HOT_RESOURCES
 from web.app import install_web
 from web.organizer_show import POSTER_FORM_BYTES, POSTER_FORM_PATH
 from write_api.app import API_PREFIX, command_router
@@ -151,6 +153,8 @@ def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
         install_web(app)
 
     app.add_middleware(BodySizeLimit)
+    if "read" in apis:  # seat maps and show pages from memory, before the routing
+        install_hot_reads(app, API_PREFIX + "/shows", HOT_RESOURCES)
 
     install_metrics(app, container)
     install_health(app, container)  # /healthz, /readyz
