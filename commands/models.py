@@ -112,6 +112,18 @@ VenueTimeZone = Annotated[
 ]
 
 
+# The waiting room's pace (domain/waiting_room.py); null: no waiting room.
+QueueRate = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=100_000,
+        strict=True,
+        description="fans the waiting room lets in a minute from sale_opens_at (needs one)",
+    ),
+]
+
+
 class ScheduleShow(Command):
     title: Annotated[SafeLine, Field(min_length=1, max_length=200)]
     description: Annotated[SafeText, Field(max_length=5000)] = ""
@@ -133,6 +145,8 @@ class ScheduleShow(Command):
     transfers_allowed: bool = Field(default=True, strict=True)
     # The presale (before sale_opens_at): only holds with a presale code from then on.
     presale_opens_at: ShowTime | None = None
+    # The waiting room (POST /shows/{id}/queue): fans let in a minute from sale_opens_at.
+    queue_admits_per_minute: QueueRate | None = None
 
 
 class ShowChanges(Command):
@@ -152,6 +166,7 @@ class ShowChanges(Command):
     time_zone: VenueTimeZone | None = None
     transfers_allowed: bool | None = Field(default=None, strict=True)
     presale_opens_at: ShowTime | None = None
+    queue_admits_per_minute: QueueRate | None = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> ShowChanges:
@@ -164,7 +179,8 @@ class ShowChanges(Command):
         )
         if null:
             raise ValueError(
-                f"only sale_opens_at and presale_opens_at may be null: {', '.join(null)}"
+                "only sale_opens_at, presale_opens_at and queue_admits_per_minute may be "
+                f"null: {', '.join(null)}"
             )
         codes = [tier.code for tier in self.price_tiers or []]
         if len(set(codes)) != len(codes):
@@ -172,7 +188,7 @@ class ShowChanges(Command):
         return self
 
 
-NULLABLE_CHANGES = frozenset({"sale_opens_at", "presale_opens_at"})
+NULLABLE_CHANGES = frozenset({"sale_opens_at", "presale_opens_at", "queue_admits_per_minute"})
 
 
 class EditShow(Command):
@@ -197,6 +213,18 @@ class CancelShow(Command):
     reason: Reason = "cancelled by the organiser"
 
 
+AdmissionText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        pattern=r"^[A-Za-z0-9_.=-]+$",
+        description="the waiting room's signed admission for this show and account "
+        "(`admission` of GET /shows/{id}/queue/{token})",
+    ),
+]
+
+
 class BookingRequest(Command):
     """What a customer asks for: chosen seats, or a quantity in a section, or anywhere."""
 
@@ -207,6 +235,8 @@ class BookingRequest(Command):
     payment_method: StripePaymentMethodId | None = None
     # A presale code: required during the presale; may change the price at any time.
     code: PresaleCodeText | None = None
+    # The waiting room's admission (GET /shows/{id}/queue/{token}): required while it is on.
+    admission: AdmissionText | None = None
 
     @model_validator(mode="after")
     def _one_way_of_choosing(self) -> BookingRequest:

@@ -67,6 +67,9 @@ def _edit_of(changes: ShowChanges) -> ShowEdit:
         time_zone=changes.time_zone,
         transfers_allowed=changes.transfers_allowed,
         presale_opens_at=changes.presale_opens_at if "presale_opens_at" in given else KEEP,
+        queue_admits_per_minute=(
+            changes.queue_admits_per_minute if "queue_admits_per_minute" in given else KEEP
+        ),
     )
 
 
@@ -110,6 +113,7 @@ class ShowCommands(ShowScoped):
             time_zone=command.time_zone,
             transfers_allowed=command.transfers_allowed,
             presale_opens_at=command.presale_opens_at,
+            queue_admits_per_minute=command.queue_admits_per_minute,
         )
         inventory = SeatInventory(
             inventory_id=inventory_id_for(show_id),

@@ -20,7 +20,12 @@ commands check it names a zone): its times stay instants (UTC in the log), the z
 how tickets, e-mails and calendars show them to the audience.
 
 The organiser may forbid the show's tickets to change hands (`transfers_allowed`, its own
-event TransfersAllowedChanged: shows from before it allow them; domain/transfers.py)."""
+event TransfersAllowedChanged: shows from before it allow them; domain/transfers.py).
+
+An announced on-sale may have a waiting room (`queue_admits_per_minute`, 1-100,000, only with a
+`sale_opens_at`; its own event WaitingRoomChanged, so shows and snapshots from before it have
+none): fans queue before the opening and are let in at that rate (domain/waiting_room.py). Its
+rate is fixed once the sale window opened (turning it off stays possible)."""
 
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from domain.errors import (
 )
 from domain.inventory import DEFAULT_TICKETS_PER_CUSTOMER
 from domain.seatmap import validate_seat_map
+from domain.waiting_room import MAX_ADMITS_PER_MINUTE
 
 MAX_ADVANCE = timedelta(days=3653)  # ten years
 UTC_ZONE = "UTC"  # the time zone of shows scheduled before they had one
@@ -75,6 +81,7 @@ class ShowEdit:
     presale_opens_at: datetime | Keep | None = KEEP
     time_zone: str | None = None
     transfers_allowed: bool | None = None
+    queue_admits_per_minute: int | Keep | None = KEEP
 
 
 class Show(Aggregate):
@@ -130,6 +137,9 @@ class Show(Aggregate):
     # Whether its tickets may change hands (domain/transfers.py). Recorded by its own event,
     # TransfersAllowedChanged, so shows (and snapshots) from before it allow them.
     transfers_allowed = True
+    # The waiting room's rate (None: none). Recorded by its own event, WaitingRoomChanged, so
+    # events and snapshots from before it need no upcasting: they load as "no waiting room".
+    queue_admits_per_minute: int | None = None
 
     @event(Scheduled)
     def __init__(
@@ -210,6 +220,7 @@ class Show(Aggregate):
         time_zone: str = UTC_ZONE,
         transfers_allowed: bool = True,
         presale_opens_at: datetime | None = None,
+        queue_admits_per_minute: int | None = None,
     ) -> Show:
         """Schedule a new show; `now` is the deciding clock's time, which the show must start
         after (a show in the past would sell tickets nobody can use). The sale closes by
@@ -228,6 +239,7 @@ class Show(Aggregate):
         sale_closes_at = starts_at if sale_closes_at is None else sale_closes_at
         _validate_sale_window(sale_opens_at, sale_closes_at, starts_at)
         _validate_presale(presale_opens_at, sale_opens_at, sale_closes_at)
+        _validate_waiting_room(queue_admits_per_minute, sale_opens_at)
         validate_seat_map(price_tiers, sections)
         show = cls(
             show_id=show_id,
@@ -248,6 +260,8 @@ class Show(Aggregate):
         )
         if not transfers_allowed:
             show._transfers_allowed_changed(transfers_allowed=False)
+        if queue_admits_per_minute is not None:
+            show._waiting_room_changed(queue_admits_per_minute=queue_admits_per_minute)
         return show
 
     def is_managed_by(self, account_id: UUID, is_admin: bool) -> bool:
@@ -324,6 +338,7 @@ class Show(Aggregate):
             _check_start(starts_at, now)
         opens_at, closes_at = self._new_window(changes, starts_at, now)
         presale_at = self._new_presale(changes, opens_at, closes_at, now)
+        queue_rate = self._new_waiting_room(changes, opens_at, now)
         for tier, cents in changes.prices.items():
             if tier not in self.price_tiers:
                 raise InvalidShowError(f"unknown price tier: {tier}")
@@ -359,6 +374,8 @@ class Show(Aggregate):
             self._sale_window_changed(sale_opens_at=opens_at, sale_closes_at=closes_at)
         if presale_at != self.presale_opens_at:
             self._presale_window_changed(presale_opens_at=presale_at)
+        if queue_rate != self.queue_admits_per_minute:
+            self._waiting_room_changed(queue_admits_per_minute=queue_rate)
         for tier, cents in changes.prices.items():
             previous = self.price_tiers[tier]
             if cents != previous:
@@ -417,6 +434,28 @@ class Show(Aggregate):
                 f"a new presale_opens_at must be in the future: {presale_at.isoformat()}"
             )
         return presale_at
+
+    def _new_waiting_room(
+        self, changes: ShowEdit, opens_at: datetime | None, now: datetime
+    ) -> int | None:
+        """The waiting room's rate after the changes: it needs a sale opening; once the
+        window opened its rate is fixed (admissions so far follow from it), only turned off."""
+        before = self.queue_admits_per_minute
+        given = changes.queue_admits_per_minute
+        rate = before if isinstance(given, Keep) else given
+        _validate_waiting_room(rate, opens_at)
+        opened = self.sale_opens_at is not None and self.sale_opens_at <= now
+        if rate is not None and rate != before and opened:
+            raise InvalidShowError(
+                "the waiting room's rate cannot change once the sale opened "
+                "(set queue_admits_per_minute to null to turn it off)"
+            )
+        return rate
+
+    @event("WaitingRoomChanged")
+    def _waiting_room_changed(self, queue_admits_per_minute: int | None) -> None:
+        """How many fans a minute the waiting room lets in now (None: no waiting room)."""
+        self.queue_admits_per_minute = queue_admits_per_minute
 
     @event("PresaleWindowChanged")
     def _presale_window_changed(self, presale_opens_at: datetime | None) -> None:
@@ -525,6 +564,21 @@ def _validate_presale(
         raise InvalidShowError(
             f"the presale must open before the sale closes: presale_opens_at "
             f"{presale_at.isoformat()} is not before sale_closes_at {closes_at.isoformat()}"
+        )
+
+
+def _validate_waiting_room(rate: int | None, opens_at: datetime | None) -> None:
+    """A waiting room lets 1-100,000 fans in a minute, counted from the sale's opening."""
+    if rate is None:
+        return
+    if isinstance(rate, bool) or not 1 <= rate <= MAX_ADMITS_PER_MINUTE:
+        raise InvalidShowError(
+            f"queue_admits_per_minute must be 1 to {MAX_ADMITS_PER_MINUTE:,}: {rate!r}"
+        )
+    if opens_at is None:
+        raise InvalidShowError(
+            "a waiting room (queue_admits_per_minute) needs a sale_opens_at: fans are let in "
+            "from the sale's opening"
         )
 
 

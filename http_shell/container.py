@@ -23,6 +23,7 @@ from infra.event_store import PostgresEventStore
 from infra.redis_guard import IdempotencyRecords, RateLimiter
 from infra.settings import Settings
 from infra.tokens import TokenService
+from infra.waiting_room import Admissions, WaitingRoom
 from projections.read_side import ReadSide
 from recommender.pitch import PitchWriter
 from recommender.queries import BookingSuggestions, Recommender
@@ -54,6 +55,8 @@ class Container:
     checkins: CheckinCommands | None = None  # scans at the door (needs the ticket signer)
     waitlist: WaitlistCommands | None = None  # waiting lists of sold-out shows
     presale: PresaleCommands | None = None  # a show's presale codes
+    waiting_room: WaitingRoom | None = None  # queues of announced on-sales (needs Redis)
+    admissions: Admissions | None = None  # the waiting room's signed admissions to book
 
     def close(self) -> None:
         if self.read_side is not None:

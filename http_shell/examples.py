@@ -48,6 +48,7 @@ def request_examples() -> dict[tuple[str, str], Examples]:
         "max_tickets_per_customer": 6,
         "sale_opens_at": _at(7, 10),
         "presale_opens_at": _at(6, 10),
+        "queue_admits_per_minute": 300,
     }
     return {
         ("POST", "/auth/register"): _one(
@@ -82,6 +83,10 @@ def request_examples() -> dict[tuple[str, str], Examples]:
                 "summary": "a new price for new holds (held and sold keep theirs)",
                 "value": {"price_tiers": [{"code": "STD", "price_cents": 5000}]},
             },
+            "waiting_room": {
+                "summary": "let fans in at 600 a minute from the opening (null: no waiting room)",
+                "value": {"queue_admits_per_minute": 600},
+            },
         },
         ("POST", "/shows/{show_id}/cancel"): _one(
             "cancel the show (everyone refunded)", {"reason": "the lead dancer is injured"}
@@ -112,6 +117,15 @@ def request_examples() -> dict[tuple[str, str], Examples]:
             "presale": {
                 "summary": "during the presale, with a code",
                 "value": {"show_id": SHOW_ID, "section": "GA", "quantity": 2, "code": "FANCLUB-1"},
+            },
+            "waiting_room": {
+                "summary": "while the waiting room is on, with the admission it gave you",
+                "value": {
+                    "show_id": SHOW_ID,
+                    "quantity": 2,
+                    # the `admission` of GET /shows/{show_id}/queue/{token} (shortened)
+                    "admission": "eyJhbGciOiJIUzI1NiJ9.eyJzaG93IjoiLi4uIn0.c2lnbmF0dXJl",
+                },
             },
         },
         ("POST", "/bookings/{booking_id}/pay"): _one(

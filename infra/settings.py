@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     rate_limit_login_per_minute: int = Field(default=20, ge=1)
     rate_limit_booking_per_minute: int = Field(default=120, ge=1)
     rate_limit_register_per_minute: int = Field(default=10, ge=1)
+    # Waiting-room joins (POST /shows/{id}/queue) per client address; an admission to book
+    # while a show's waiting room is on is valid this long after it is handed out.
+    rate_limit_queue_join_per_minute: int = Field(default=60, ge=1)
+    queue_admission_minutes: float = Field(default=10.0, gt=0, le=1440)
     # Login throttling (write_api/auth.py), on top of the per-address limit above: failed
     # logins per (e-mail, address) pair, in bursts of this many then one every 60/N s; and a
     # slower ceiling of failed logins per e-mail (bursts of N, then N an hour) that blocks

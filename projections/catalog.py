@@ -38,6 +38,7 @@ SHOWS = Table(
         ("time_zone", "text NOT NULL"),  # the venue's IANA zone ("UTC" for older shows)
         ("transfers_allowed", "boolean NOT NULL"),  # may its tickets change hands
         ("presale_opens_at", "timestamptz"),  # NULL: no presale (codes only, before the sale)
+        ("queue_admits_per_minute", "integer"),  # NULL: no waiting room
     ),
     key=("show_id",),
     extra=(
@@ -83,6 +84,7 @@ class Catalog(Projection):
                 "time_zone": e.time_zone,
                 "transfers_allowed": True,  # until TransfersAllowedChanged says otherwise
                 "presale_opens_at": e.presale_opens_at,
+                "queue_admits_per_minute": None,  # until WaitingRoomChanged says otherwise
             }
         )
 
@@ -118,6 +120,9 @@ class Catalog(Projection):
 
     def _presale_window_changed(self, page: Page, e: Any) -> None:
         self._changed(page, e, presale_opens_at=e.presale_opens_at)
+
+    def _waiting_room_changed(self, page: Page, e: Any) -> None:
+        self._changed(page, e, queue_admits_per_minute=e.queue_admits_per_minute)
 
     def _tier_repriced(self, page: Page, e: Any) -> None:
         row = page[SHOWS].get(e.originator_id)
@@ -158,6 +163,7 @@ class Catalog(Projection):
         event_type(Show, "TierRepriced"): _tier_repriced,
         event_type(Show, "TimeZoneChanged"): _time_zone_changed,
         event_type(Show, "TransfersAllowedChanged"): _transfers_allowed_changed,
+        event_type(Show, "WaitingRoomChanged"): _waiting_room_changed,
         event_type(Show, "Deleted"): _deleted,
     }
 

@@ -110,7 +110,8 @@ class ReadModels:
             show = cur.execute(
                 "SELECT show_id, title, description, category, venue, starts_at, status, "
                 "cancellation_reason, currency, price_tiers, organizer_id, sale_opens_at, "
-                "sale_closes_at, time_zone, transfers_allowed, presale_opens_at FROM read.shows "
+                "sale_closes_at, time_zone, transfers_allowed, presale_opens_at, "
+                "queue_admits_per_minute FROM read.shows "
                 "WHERE show_id = %s",
                 (show_id,),
             ).fetchone()

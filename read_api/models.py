@@ -77,6 +77,11 @@ class ShowDetails(BaseModel):
         description="when the presale opens (only holds with a presale `code` until "
         "`sale_opens_at`; null: no presale)",
     )
+    queue_admits_per_minute: int | None = Field(
+        default=None,
+        description="the waiting room's pace: fans let in a minute from `sale_opens_at` "
+        "(POST /shows/{id}/queue; null: no waiting room)",
+    )
     time_zone: str = Field(
         default="UTC",
         description="the venue's IANA time zone: tickets, e-mails and calendars show the "

@@ -30,6 +30,7 @@ from infra.redis_guard import IdempotencyRecords, RateLimiter, connect_redis
 from infra.settings import Settings
 from infra.ticket_signing import Ed25519TicketSigner, TicketKeyError
 from infra.tokens import TokenService, demo_secret
+from infra.waiting_room import Admissions, CachedShows, WaitingRoom
 from projections.read_side import ReadSide
 from recommender.embedder import embedder_from_env
 from recommender.pitch import PitchWriter
@@ -41,6 +42,7 @@ from recommender.queries import (
     RecommenderSettings,
 )
 from recommender.runner import RecommenderRunner
+from write_api.queue import catalog_lookup
 
 
 class ConfigurationError(Exception):
@@ -135,6 +137,14 @@ def bootstrap(settings: Settings, clock: Clock = utc_now) -> Container:
         customer_ticket_limit=settings.customer_ticket_limit,
     )
     container.presale = PresaleCommands(store, writers, clock=clock)
+    secret = jwt_secret_for(settings)
+    container.admissions = Admissions(
+        secret,
+        timedelta(minutes=settings.queue_admission_minutes),
+        clock,
+        CachedShows(catalog_lookup(container)),
+    )
+    container.waiting_room = WaitingRoom(client, secret, clock) if client is not None else None
     container.posters = PosterCommands(store, container.blobs, process_poster)
     container.read_side = ReadSide(
         settings,

@@ -13,6 +13,7 @@ from write_api import (
     payments,
     posters,
     presale_codes,
+    queue,
     seat_blocks,
     shows,
     transfers,
@@ -33,4 +34,5 @@ def command_router() -> APIRouter:
     router.include_router(transfers.router)  # tickets given to others
     router.include_router(presale_codes.router)  # a show's presale codes
     router.include_router(waitlist.router)  # waiting lists of sold-out shows
+    router.include_router(queue.router)  # waiting rooms of announced on-sales
     return router

@@ -17,6 +17,7 @@ from commands.models import BookingRequest, CancelBooking, PlaceHold
 from domain.ids import booking_id_for_request
 from http_shell.deps import ContainerDep, CurrentUser, CustomerUser, enforce_rate_limit
 from write_api.idempotency import Outcome, check_key, fingerprint, run_idempotently
+from write_api.queue import QUEUE_REQUIRED, require_admission
 from write_api.waiting import outcome_of
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
@@ -60,7 +61,7 @@ def _held(placed: HoldPlaced) -> BookingHeld:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BookingHeld,
-    responses={409: {"description": "seats no longer available"}},
+    responses={409: {"description": "seats no longer available"}, **QUEUE_REQUIRED},
 )
 async def place_booking(
     body: BookingRequest,
@@ -74,6 +75,8 @@ async def place_booking(
         f"booking:{customer.account_id}",
         container.settings.rate_limit_booking_per_minute,
     )
+    # Before the idempotent run: a 403 is not remembered, a retry with an admission may pass.
+    await require_admission(container, customer.account_id, body.show_id, body.admission)
     keyed = idempotency_key is not None
     booking_id = (
         booking_id_for_request(customer.account_id, idempotency_key)
@@ -92,7 +95,13 @@ async def place_booking(
         return status.HTTP_201_CREATED, held.model_dump(mode="json")
 
     return await run_idempotently(
-        container, customer, "bookings", idempotency_key, fingerprint(body.model_dump_json()), run
+        container,
+        customer,
+        "bookings",
+        idempotency_key,
+        # The admission is renewed as the fan polls: a retry with a newer one is the same body.
+        fingerprint(body.model_dump_json(exclude={"admission"})),
+        run,
     )
 
 

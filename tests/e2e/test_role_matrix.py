@@ -163,6 +163,17 @@ def presale_code(world: World) -> str:
     return f"/shows/{show_id}/codes/MATRIX1"
 
 
+def catalogued_show(suffix: str = "") -> Callable[[World], str]:
+    """A fresh show once the catalog has it (the waiting room reads the show from it)."""
+
+    def url(world: World) -> str:
+        show_id, position = world.show_at()
+        assert world.api.http.get(f"/shows/{show_id}?after={position}").status_code == 200
+        return f"/shows/{show_id}{suffix}"
+
+    return url
+
+
 def reading_show(suffix: str = "") -> Callable[[World], str]:
     """A query on a fresh show, once the read models have it (`after`)."""
 
@@ -403,6 +414,15 @@ CALLS = [
     ),
     Call("GET", "/shows/{show_id}/codes", MANAGERS, url=on_show("/codes")),
     Call("DELETE", "/shows/{show_id}/codes/{code}", MANAGERS, url=lambda w: presale_code(w)),
+    # the waiting room: any signed-in account (a show without one: 409 `no-queue` for them;
+    # a token nobody was given: 404)
+    Call("POST", "/shows/{show_id}/queue", SIGNED_IN, url=catalogued_show("/queue")),
+    Call(
+        "GET",
+        "/shows/{show_id}/queue/{token}",
+        SIGNED_IN,
+        url=catalogued_show("/queue/AAAAAAAAAAAAAAAAAAAAAA"),
+    ),
     Call("GET", "/me/tickets", SIGNED_IN),
     Call("GET", "/me/waitlist", SIGNED_IN),  # each caller's own entries
     Call("GET", "/shows/{show_id}/waitlist", MANAGERS, url=reading_show("/waitlist")),

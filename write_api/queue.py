@@ -1,0 +1,220 @@
+"""The waiting room of an announced on-sale (domain/waiting_room.py, infra/waiting_room.py).
+
+`POST /shows/{id}/queue` gives a signed-in account its queue token for the show (one per account:
+joining again answers the same token), `GET /shows/{id}/queue/{token}` says where it stands and,
+once it is let in, hands out a short-lived admission that `POST /bookings` requires while the
+waiting room is on (`require_admission`, 403 `queue-required`).
+
+What the waiting room knows of a show (its rate and sale window) comes from the catalog read
+model, cached for a second per process (infra/waiting_room.py CachedShows): the booking check
+stays at the edge, a dictionary lookup per booking, no load of the Show aggregate in the show's
+writer. The catalog lags the log by milliseconds; a rate can only be set before the sale opens
+(domain/show.py), so the lag never lets a booking through once the room is on, and the check
+is by the clock against `sale_opens_at`, not by when the SaleOpened event is projected."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from domain.show import CANCELLED
+from domain.waiting_room import WaitingRoomShow, place_of
+from http_shell.container import Container
+from http_shell.deps import (
+    ContainerDep,
+    CurrentUser,
+    client_address,
+    enforce_rate_limit,
+    limit_key,
+)
+from http_shell.problems import ProblemError
+from infra.waiting_room import (
+    AdmissionError,
+    ShowLookup,
+    WaitingRoom,
+    WaitingRoomUnavailableError,
+)
+
+router = APIRouter(prefix="/shows", tags=["waiting room"])
+
+Responses = dict[int | str, dict[str, Any]]
+QUEUE_REQUIRED: Responses = {
+    403: {
+        "description": "`queue-required`: the show's waiting room is on and the request has no "
+        "valid `admission` for this account and show (missing, expired, another account's or "
+        "show's, or not signed by us); or `forbidden` for a role that may not book"
+    }
+}
+JOIN_RESPONSES: Responses = {
+    200: {"description": "joined before: the account's token, as first given"},
+    404: {"description": "`not-found`: no such show (or not in the catalog yet)"},
+    409: {"description": "`no-queue`: the show has no waiting room, or its sale closed"},
+    429: {"description": "`rate-limited`: too many joins from this address (`Retry-After`)"},
+    503: {"description": "`unavailable`: the waiting room's store (Redis) is down"},
+}
+STATUS_RESPONSES: Responses = {
+    404: {"description": "`not-found`: no such show, or no such token of the caller's"},
+    409: {"description": "`no-queue`: the show has no waiting room (any more)"},
+    503: {"description": "`unavailable`: the waiting room's store (Redis) is down"},
+}
+
+
+class QueueJoined(BaseModel):
+    token: str = Field(description="the account's queue token for this show (keep it)")
+    position: int | None = Field(
+        description="slots still to go up to yours (1: next; 0: let in); null before the sale "
+        "opens: the order of everyone who joined before is drawn at the opening"
+    )
+    opens_at: datetime = Field(description="when the sale opens and fans are let in")
+
+
+class QueueStatus(QueueJoined):
+    estimated_wait_seconds: int | None = Field(
+        description="until you are let in, at the waiting room's rate (null before the opening)"
+    )
+    admitted: bool
+    admission: str | None = Field(
+        description="once let in, while the sale is open: send it as `admission` with "
+        "POST /bookings (valid for this account and show only, until admission_expires_at)"
+    )
+    admission_expires_at: datetime | None
+
+
+def catalog_lookup(container: Container) -> ShowLookup:
+    """A show's waiting-room settings from the catalog read model (None: not in it)."""
+
+    def lookup(show_id: UUID) -> WaitingRoomShow | None:
+        read_side = container.read_side
+        found = None if read_side is None else read_side.models.show(show_id)
+        if found is None:
+            return None
+        row = found[0]
+        return WaitingRoomShow(
+            show_id=show_id,
+            rate=row.get("queue_admits_per_minute"),
+            opens_at=row["sale_opens_at"],
+            closes_at=row["sale_closes_at"] or row["starts_at"],
+            cancelled=row["status"] == CANCELLED,
+        )
+
+    return lookup
+
+
+async def _show(container: Container, show_id: UUID) -> WaitingRoomShow | None:
+    shows = container.admissions.shows if container.admissions is not None else None
+    if shows is None:
+        return None
+    fresh, show = shows.cached(show_id)
+    if fresh:
+        return show
+    return await run_in_threadpool(shows.load, show_id)
+
+
+def _room(container: Container) -> WaitingRoom:
+    if container.waiting_room is None:
+        raise ProblemError(503, "unavailable", "the waiting room needs Redis", {"Retry-After": "5"})
+    return container.waiting_room
+
+
+def _unavailable() -> ProblemError:
+    return ProblemError(503, "unavailable", "the waiting room is unavailable", {"Retry-After": "2"})
+
+
+async def _queued_show(container: Container, show_id: UUID) -> WaitingRoomShow:
+    show = await _show(container, show_id)
+    if show is None:
+        raise ProblemError(404, "not-found", f"no show {show_id}")
+    if show.rate is None or show.opens_at is None:
+        raise ProblemError(409, "no-queue", "this show has no waiting room: book directly")
+    return show
+
+
+@router.post(
+    "/{show_id}/queue",
+    status_code=status.HTTP_201_CREATED,
+    response_model=QueueJoined,
+    responses=JOIN_RESPONSES,
+)
+async def join_queue(
+    show_id: UUID, user: CurrentUser, container: ContainerDep, request: Request, response: Response
+) -> QueueJoined:
+    """Queue for the show's sale (any signed-in account; one token per account: joining again
+    answers the first token, 200). Everyone who joins before `opens_at` is put in a random
+    order at the opening (arriving earlier gives no advantage); later fans queue behind, in
+    arrival order. Limited per client address."""
+    enforce_rate_limit(
+        container,
+        f"queue-join:{limit_key(client_address(request))}",
+        container.settings.rate_limit_queue_join_per_minute,
+    )
+    show = await _queued_show(container, show_id)
+    room = _room(container)
+    if not show.takes_joins(room.now()):
+        raise ProblemError(409, "no-queue", "this show's sale is over (or it was cancelled)")
+    try:
+        joined = await run_in_threadpool(room.join, show, user.account_id)
+    except WaitingRoomUnavailableError:
+        raise _unavailable() from None
+    if not joined.created:
+        response.status_code = status.HTTP_200_OK
+    assert show.rate is not None and show.opens_at is not None
+    place = place_of(show.rate, show.opens_at, room.now(), joined.slot)
+    return QueueJoined(token=joined.token, position=place.position, opens_at=show.opens_at)
+
+
+@router.get("/{show_id}/queue/{token}", response_model=QueueStatus, responses=STATUS_RESPONSES)
+async def queue_status(
+    show_id: UUID, token: str, user: CurrentUser, container: ContainerDep
+) -> QueueStatus:
+    """Where the caller's token stands: position, estimated wait, and once let in (while the
+    sale is open) a fresh admission to book with. Only the token's own account sees it."""
+    show = await _queued_show(container, show_id)
+    room = _room(container)
+    try:
+        ticket = await run_in_threadpool(room.ticket, show, token)
+    except WaitingRoomUnavailableError:
+        raise _unavailable() from None
+    if ticket is None or ticket.account_id != user.account_id:
+        raise ProblemError(404, "not-found", "no such queue token of yours for this show")
+    assert show.rate is not None and show.opens_at is not None
+    now = room.now()
+    place = place_of(show.rate, show.opens_at, now, ticket.slot)
+    admission, expires_at = None, None
+    if place.admitted and show.is_active(now) and container.admissions is not None:
+        admission, expires_at = container.admissions.issue(user.account_id, show_id)
+    return QueueStatus(
+        token=token,
+        position=place.position,
+        opens_at=show.opens_at,
+        estimated_wait_seconds=place.estimated_wait_seconds,
+        admitted=place.admitted,
+        admission=admission,
+        admission_expires_at=expires_at,
+    )
+
+
+async def require_admission(
+    container: Container, account_id: UUID, show_id: UUID, admission: str | None
+) -> None:
+    """POST /bookings while the show's waiting room is on: only with a valid admission of this
+    account for this show (403 `queue-required` saying what is wrong with it)."""
+    admissions = container.admissions
+    if admissions is None:
+        return
+    show = await _show(container, show_id)
+    if show is None or not show.is_active(container_now(container)):
+        return
+    try:
+        admissions.check(admission, account_id, show_id)
+    except AdmissionError as error:
+        raise ProblemError(403, "queue-required", str(error)) from None
+
+
+def container_now(container: Container) -> datetime:
+    assert container.admissions is not None
+    return container.admissions.now()
