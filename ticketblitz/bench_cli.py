@@ -25,6 +25,8 @@ BENCHMARKS = {
     "recommendations": "GET /me/recommendations with 5,000 shows in the index",
     "soak": "a steady booking load for minutes: memory, answers, audit verify",
     "checkin": "8 gates scanning one show's 20,000 tickets, next to a plain UPDATE ... NOT used",
+    "queue": "100,000 waiting-room joins, admission rate, fairness; next to INSERT + count(*)",
+    "reads": "seat-map reads with ETags next to uncached SQL; SSE fan-out during a sell-out",
 }
 
 
