@@ -13,7 +13,9 @@ comes after a later one, the script sees to it); a later token's is given when i
 
 An admission is an HS256 JWT under a key derived from the JWT secret for this purpose only (an
 access token is no admission, nor the other way round), naming the account (`sub`) and the show
-(`show`), valid `ttl` from when it is issued; its expiry is checked against the app's clock.
+(`show`) and the sale's opening it was issued under (`opens`: a postponed opening draws the
+order again, so an admission of the first one is void), valid `ttl` from when it is issued; its
+expiry is checked against the app's clock.
 Its `jti` makes each one distinct; it is not single-use: an account's holds are bounded by the
 show's cap per customer, and another account gains nothing from it."""
 
@@ -238,7 +240,7 @@ class Admissions:
     def now(self) -> datetime:
         return self._clock()
 
-    def issue(self, account_id: UUID, show_id: UUID) -> tuple[str, datetime]:
+    def issue(self, account_id: UUID, show_id: UUID, opens_at: datetime) -> tuple[str, datetime]:
         now = self._clock()
         expires_at = (now + self.ttl).replace(microsecond=0)
         claims = {
@@ -246,15 +248,18 @@ class Admissions:
             "aud": ADMISSION_AUDIENCE,
             "sub": str(account_id),
             "show": str(show_id),
+            "opens": int(opens_at.timestamp()),
             "iat": int(now.timestamp()),
             "exp": int(expires_at.timestamp()),
             "jti": secrets.token_urlsafe(8),
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), expires_at
 
-    def check(self, admission: str | None, account_id: UUID, show_id: UUID) -> None:
+    def check(
+        self, admission: str | None, account_id: UUID, show_id: UUID, opens_at: datetime
+    ) -> None:
         """Refuse (AdmissionError, saying why) anything but an unexpired admission of this
-        account for this show, signed with our key."""
+        account for this show's current opening, signed with our key."""
         if admission is None:
             raise AdmissionError(
                 "this show's waiting room is on: join it (POST /shows/{id}/queue) and send the "
@@ -269,7 +274,7 @@ class Admissions:
                 issuer=ADMISSION_ISSUER,
                 # Times are the app's clock's, checked below (not the wall clock's).
                 options={
-                    "require": ["exp", "sub", "show", "aud", "iss"],
+                    "require": ["exp", "sub", "show", "opens", "aud", "iss"],
                     "verify_exp": False,
                     "verify_iat": False,
                     "verify_nbf": False,
@@ -283,6 +288,10 @@ class Admissions:
             raise AdmissionError("the admission is for another show")
         if claims.get("sub") != str(account_id):
             raise AdmissionError("the admission is another account's: it admits only its own")
+        if claims.get("opens") != int(opens_at.timestamp()):
+            raise AdmissionError(
+                "the admission is for an earlier opening of this sale: ask the waiting room again"
+            )
         expires = claims.get("exp")
         if type(expires) is not int:
             raise AdmissionError("the admission is not valid (no expiry)")

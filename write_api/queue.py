@@ -186,7 +186,7 @@ async def queue_status(
     place = place_of(show.rate, show.opens_at, now, ticket.slot)
     admission, expires_at = None, None
     if place.admitted and show.is_active(now) and container.admissions is not None:
-        admission, expires_at = container.admissions.issue(user.account_id, show_id)
+        admission, expires_at = container.admissions.issue(user.account_id, show_id, show.opens_at)
     return QueueStatus(
         token=token,
         position=place.position,
@@ -207,10 +207,10 @@ async def require_admission(
     if admissions is None:
         return
     show = await _show(container, show_id)
-    if show is None or not show.is_active(container_now(container)):
+    if show is None or show.opens_at is None or not show.is_active(container_now(container)):
         return
     try:
-        admissions.check(admission, account_id, show_id)
+        admissions.check(admission, account_id, show_id, show.opens_at)
     except AdmissionError as error:
         raise ProblemError(403, "queue-required", str(error)) from None
 
