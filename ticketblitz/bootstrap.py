@@ -17,6 +17,7 @@ from commands.shows import ShowCommands
 from commands.transfers import TransferCommands
 from commands.waitlist import WaitlistCommands
 from domain.inventory import LapsedHoldLimit
+from http_shell.admission_gate import catalog_lookup
 from http_shell.container import Container
 from infra.blobs import blob_store_for
 from infra.clock import utc_now
@@ -42,7 +43,6 @@ from recommender.queries import (
     RecommenderSettings,
 )
 from recommender.runner import RecommenderRunner
-from write_api.queue import catalog_lookup
 
 
 class ConfigurationError(Exception):

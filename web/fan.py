@@ -18,6 +18,7 @@ from commands.models import BookingRequest, PlaceHold
 from commands.waitlist import JoinWaitingList
 from domain.account import Account
 from domain.errors import DomainError
+from http_shell.admission_gate import require_admission
 from http_shell.problems import ProblemError
 from projections.queries import ShowFilter
 from web.csrf import FormData, check_csrf, read_form
@@ -133,7 +134,10 @@ async def hold(request: Request, show_id: UUID) -> Response:
         message = "Pick one or more seats on the map (up to 10), or a number of tickets."
         return await _show_page(request, show_id, message, 422)
     command = PlaceHold(request=wanted, customer_id=account.id, booking_id=uuid4())
+    admission = str(form.get("admission", "")).strip() or None
     try:
+        # The same gate as POST /bookings: no door into the sale skips the waiting room.
+        await require_admission(container, account.id, show_id, admission)
         async with asyncio.timeout(container.settings.command_timeout_seconds):
             placed = await container.bookings.place_hold_async(command)
     except (CommandError, DomainError, ProblemError, TimeoutError) as error:

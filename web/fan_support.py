@@ -75,6 +75,8 @@ def fan_message(error: Exception) -> tuple[int, str]:
         "unknown-section": "There is no such section. Please pick again.",
         "illegal-transition": "This booking cannot be changed any more.",
         "presale-code-required": "This show is in presale: a presale code is needed.",
+        "queue-required": "This on-sale has a waiting room: join the queue, and book once you "
+        "are let in.",
         "tickets-available": "Tickets are available: you can book them now instead.",
         "already-waiting": "You are on this show's waiting list already.",
         "not-found": "We could not find that.",

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from commands.bookings import HoldPlaced
 from commands.models import BookingRequest, CancelBooking, PlaceHold
 from domain.ids import booking_id_for_request
+from http_shell.admission_gate import QUEUE_REQUIRED, require_admission
 from http_shell.deps import ContainerDep, CurrentUser, CustomerUser, enforce_rate_limit
 from write_api.idempotency import Outcome, check_key, fingerprint, run_idempotently
-from write_api.queue import QUEUE_REQUIRED, require_admission
 from write_api.waiting import outcome_of
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])

@@ -5,25 +5,20 @@ joining again answers the same token), `GET /shows/{id}/queue/{token}` says wher
 once it is let in, hands out a short-lived admission that `POST /bookings` requires while the
 waiting room is on (`require_admission`, 403 `queue-required`).
 
-What the waiting room knows of a show (its rate and sale window) comes from the catalog read
-model, cached for a second per process (infra/waiting_room.py CachedShows): the booking check
-stays at the edge, a dictionary lookup per booking, no load of the Show aggregate in the show's
-writer. The catalog lags the log by milliseconds; a rate can only be set before the sale opens
-(domain/show.py), so the lag never lets a booking through once the room is on, and the check
-is by the clock against `sale_opens_at`, not by when the SaleOpened event is projected."""
+The gate itself (the admission check and what it knows of a show) is http_shell/admission_gate.py,
+shared with the web pages' hold form."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from domain.show import CANCELLED
 from domain.waiting_room import WaitingRoomShow, place_of
+from http_shell.admission_gate import Responses, waiting_room_show
 from http_shell.container import Container
 from http_shell.deps import (
     ContainerDep,
@@ -34,22 +29,12 @@ from http_shell.deps import (
 )
 from http_shell.problems import ProblemError
 from infra.waiting_room import (
-    AdmissionError,
-    ShowLookup,
     WaitingRoom,
     WaitingRoomUnavailableError,
 )
 
 router = APIRouter(prefix="/shows", tags=["waiting room"])
 
-Responses = dict[int | str, dict[str, Any]]
-QUEUE_REQUIRED: Responses = {
-    403: {
-        "description": "`queue-required`: the show's waiting room is on and the request has no "
-        "valid `admission` for this account and show (missing, expired, another account's or "
-        "show's, or not signed by us); or `forbidden` for a role that may not book"
-    }
-}
 JOIN_RESPONSES: Responses = {
     200: {"description": "joined before: the account's token, as first given"},
     404: {"description": "`not-found`: no such show (or not in the catalog yet)"},
@@ -85,36 +70,6 @@ class QueueStatus(QueueJoined):
     admission_expires_at: datetime | None
 
 
-def catalog_lookup(container: Container) -> ShowLookup:
-    """A show's waiting-room settings from the catalog read model (None: not in it)."""
-
-    def lookup(show_id: UUID) -> WaitingRoomShow | None:
-        read_side = container.read_side
-        found = None if read_side is None else read_side.models.show(show_id)
-        if found is None:
-            return None
-        row = found[0]
-        return WaitingRoomShow(
-            show_id=show_id,
-            rate=row.get("queue_admits_per_minute"),
-            opens_at=row["sale_opens_at"],
-            closes_at=row["sale_closes_at"] or row["starts_at"],
-            cancelled=row["status"] == CANCELLED,
-        )
-
-    return lookup
-
-
-async def _show(container: Container, show_id: UUID) -> WaitingRoomShow | None:
-    shows = container.admissions.shows if container.admissions is not None else None
-    if shows is None:
-        return None
-    fresh, show = shows.cached(show_id)
-    if fresh:
-        return show
-    return await run_in_threadpool(shows.load, show_id)
-
-
 def _room(container: Container) -> WaitingRoom:
     if container.waiting_room is None:
         raise ProblemError(503, "unavailable", "the waiting room needs Redis", {"Retry-After": "5"})
@@ -126,7 +81,7 @@ def _unavailable() -> ProblemError:
 
 
 async def _queued_show(container: Container, show_id: UUID) -> WaitingRoomShow:
-    show = await _show(container, show_id)
+    show = await waiting_room_show(container, show_id)
     if show is None:
         raise ProblemError(404, "not-found", f"no show {show_id}")
     if show.rate is None or show.opens_at is None:
@@ -196,25 +151,3 @@ async def queue_status(
         admission=admission,
         admission_expires_at=expires_at,
     )
-
-
-async def require_admission(
-    container: Container, account_id: UUID, show_id: UUID, admission: str | None
-) -> None:
-    """POST /bookings while the show's waiting room is on: only with a valid admission of this
-    account for this show (403 `queue-required` saying what is wrong with it)."""
-    admissions = container.admissions
-    if admissions is None:
-        return
-    show = await _show(container, show_id)
-    if show is None or show.opens_at is None or not show.is_active(container_now(container)):
-        return
-    try:
-        admissions.check(admission, account_id, show_id, show.opens_at)
-    except AdmissionError as error:
-        raise ProblemError(403, "queue-required", str(error)) from None
-
-
-def container_now(container: Container) -> datetime:
-    assert container.admissions is not None
-    return container.admissions.now()
