@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from http_shell.container import Container
+from http_shell.head_requests import HeadAsGet
 from http_shell.health import install_health
 from http_shell.metrics import install_metrics
 from http_shell.openapi import document_problems
@@ -158,6 +159,7 @@ def create_app(container: Container, apis: tuple[str, ...] = APIS) -> FastAPI:
 
     install_metrics(app, container)
     install_health(app, container)  # /healthz, /readyz
+    app.add_middleware(HeadAsGet)  # HEAD wherever GET works
     app.add_middleware(RequestIds)  # outermost: every answer and log line has the request id
     instrument_app(app)  # traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set (infra/tracing.py)
 
