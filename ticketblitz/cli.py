@@ -44,7 +44,7 @@ from ticketblitz.projections_cli import projections_app
 from ticketblitz.recommender_cli import recommender_app
 from ticketblitz.recommender_worker import with_recommender
 from ticketblitz.running_stack import RECORDED, data_dir_lock, record_endpoints
-from ticketblitz.served import APP_FACTORY, SERVE_APIS_ENV
+from ticketblitz.served import serve_workers
 from ticketblitz.tickets_cli import tickets_app
 from ticketblitz.web import APIS, create_app
 from ticketblitz.workers import Workers, build_workers
@@ -115,23 +115,12 @@ def _serve(container: Container, host: str, port: int, apis: tuple[str, ...] = A
 def _serve_workers(
     workers: int, host: str, port: int, apis: tuple[str, ...], env: dict[str, str]
 ) -> None:
-    """`workers` API processes on one port: uvicorn binds it once and its supervisor spawns
-    the processes, which accept on the shared socket (the kernel hands each connection to one
-    idle accepter), and restarts any that dies. Each builds its own container from the
+    """`workers` API processes on one port, each listening on a socket of its own
+    (SO_REUSEPORT: the kernel spreads connections over them), supervised by uvicorn, which
+    restarts any that dies (ticketblitz/served.py). Each builds its own container from the
     TICKETBLITZ_* settings (`env` added to this process's environment first)."""
     os.environ.update(env)
-    os.environ[SERVE_APIS_ENV] = ",".join(apis)
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="info",
-        log_config=None,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        proxy_headers=False,
-    )
+    serve_workers(workers, host, port, apis)
 
 
 @app.command()

@@ -1,13 +1,17 @@
-"""`ticketblitz serve --workers 2`: two API processes on one port. Both answer, and a hot show
-sold through both at once (each fan's keep-alive connection belongs to one of them) sells no
-seat twice: the event store, the answers and the read side (through both processes) agree."""
+"""`ticketblitz serve --workers 2`: two API processes on one port. Fresh connections are spread
+over both (each listens on its own SO_REUSEPORT socket), and a hot show sold through both at
+once (each fan's keep-alive connection belongs to one of them) sells no seat twice: the event
+store, the answers and the read side (through both processes) agree."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "ticketblitz")
 ROWS, SEATS_PER_ROW = 4, 20  # 80 seats for 24 fans of up to 6 tickets each: 144 wanted
 FANS, TICKETS_WANTED, ATTEMPTS = 24, 6, 40
+FRESH_CONNECTIONS = 40  # hashed over 2 processes: fewer than a fifth on one is ~1 in 20,000
 
 
 class TwoWorkers:
@@ -57,16 +62,34 @@ class TwoWorkers:
         """The supervisor's children that serve (not multiprocessing's resource tracker)."""
         pid = self.process.pid
         children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        return [
-            child
-            for child in children
-            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
-        ]
+        serving = []
+        for child in children:
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:  # gone meanwhile
+                continue
+            if argv and b"resource_tracker" not in argv:  # (empty: a dead one, not yet reaped)
+                serving.append(child)
+        return serving
+
+    def listening(self) -> int:
+        """How many API processes listen on our port (each on a socket of its own, once its
+        app has started)."""
+        return sum(bool(self._sockets_of(pid, "0A")) for pid in self.api_processes())
 
     def clients_of(self, pid: int) -> set[int]:
         """The client ports of the connections process `pid` accepted on our port."""
+        return self._sockets_of(pid, "01")
+
+    def _sockets_of(self, pid: int, state: str) -> set[int]:
+        """The remote ports of process `pid`'s TCP sockets on our port in `state` (hex, as in
+        /proc/net/tcp: 01 established, 0A listening)."""
         inodes = set()
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # the process is gone
+            return set()
+        for fd in fds:
             try:
                 target = fd.readlink().name
             except OSError:
@@ -78,7 +101,7 @@ class TwoWorkers:
             for line in Path(table).read_text().splitlines()[1:]:
                 cols = line.split()
                 local_port = int(cols[1].rsplit(":", 1)[1], 16)
-                if local_port == self.port and cols[3] == "01" and cols[9] in inodes:
+                if local_port == self.port and cols[3] == state and cols[9] in inodes:
                     ports.add(int(cols[2].rsplit(":", 1)[1], 16))
         return ports
 
@@ -98,6 +121,7 @@ def workers(container: Container, stack_dir: Path) -> Iterator[TwoWorkers]:
     try:
         wait_until(served.healthy, 90, "serve --workers 2 to answer")
         wait_until(lambda: len(served.api_processes()) == 2, 30, "two API processes")
+        wait_until(lambda: served.listening() == 2, 90, "both API processes to listen")
         yield served
     finally:
         served.stop()
@@ -132,6 +156,28 @@ async def fan(http: httpx.AsyncClient, show_id: str, row: int) -> list[dict[str,
         if r.status_code == 201:
             tickets += len(body["seats"])
     return answers
+
+
+def test_fresh_connections_are_spread_over_both_processes(workers: TwoWorkers):
+    """Each process gets a fair share of new connections (with one shared listening socket,
+    the process idle at the moment won the accept race: 23 of 24 on one process)."""
+    processes = workers.api_processes()
+
+    async def opened() -> dict[int, int]:
+        https = [httpx.AsyncClient(base_url=workers.base_url) for _ in range(FRESH_CONNECTIONS)]
+        try:
+            answers = await asyncio.gather(*(http.get("/health") for http in https))
+            assert all(r.status_code == 200 for r in answers)
+            ports = {client_port(r) for r in answers}
+            assert len(ports) == FRESH_CONNECTIONS
+            return {pid: len(workers.clients_of(pid) & ports) for pid in processes}
+        finally:
+            await asyncio.gather(*(http.aclose() for http in https))
+
+    held = asyncio.run(opened())
+    assert sum(held.values()) == FRESH_CONNECTIONS, held
+    assert all(n >= FRESH_CONNECTIONS // 5 for n in held.values()), held
+    print(f"{FRESH_CONNECTIONS} fresh connections per process: {held}")
 
 
 def test_two_api_processes_share_the_port_and_never_sell_a_seat_twice(
@@ -208,6 +254,19 @@ def test_two_api_processes_share_the_port_and_never_sell_a_seat_twice(
         return None
 
     for pid in processes:
-        statuses = wait_until(lambda p=pid: seat_map_via(p), 60, f"the seat map via {pid}")
+        statuses = wait_until(partial(seat_map_via, pid), 60, f"the seat map via {pid}")
         assert statuses == {seat: "held" for seat in holder}
     print(f"{len(won)} holds; fans' connections per process {held}")
+
+
+def test_a_worker_that_dies_is_replaced_and_listens_again(workers: TwoWorkers):
+    """The supervisor respawns a killed worker; the new one binds its own socket to the port
+    and gets connections again (run last: the processes change)."""
+    before = workers.api_processes()
+    os.kill(before[0], signal.SIGKILL)
+
+    def replaced() -> bool:
+        return len(set(workers.api_processes()) - set(before)) == 1 and workers.listening() == 2
+
+    wait_until(replaced, 120, "a replacement worker listening")
+    assert httpx.get(workers.base_url + "/health", timeout=10).status_code == 200
