@@ -16,6 +16,7 @@ from web.door import router as door_router
 from web.fan import router as fan_router
 from web.live import router as live_router
 from web.organizer import router as organizer_router
+from web.queue_pages import router as queue_router
 from web.render import STATIC, redirect, render
 from web.session import LoginRequired, PageError, login_url
 
@@ -24,6 +25,7 @@ def web_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
     router.include_router(auth_router)
     router.include_router(fan_router)
+    router.include_router(queue_router)
     router.include_router(bookings_router)
     router.include_router(live_router)
     router.include_router(organizer_router)

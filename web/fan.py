@@ -23,6 +23,7 @@ from http_shell.problems import ProblemError
 from projections.queries import ShowFilter
 from web.csrf import FormData, check_csrf, read_form
 from web.fan_support import fan_message, read_side, reading
+from web.queue_pages import room_of
 from web.render import redirect, render
 from web.seatmap import layout, seat_map_data
 from web.session import PageError, container_of, require_account
@@ -81,6 +82,9 @@ async def _show_page(
     show, _ = found
     data = await seat_map_data(read, show_id)
     seat_map = layout(data or {"sections": []}, show["currency"])
+    # While the show's waiting room takes joins, the hold forms are for fans let in (with
+    # their admission); the others see the waiting room instead.
+    room = await room_of(request, show_id)
     return await render(
         request,
         "show.html",
@@ -88,6 +92,7 @@ async def _show_page(
         show=show,
         map=seat_map,
         on_sale=show["status"] == ON_SALE,
+        room=room,
         error=error,
         notice=notice,
     )

@@ -14,24 +14,11 @@ from datetime import datetime
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from domain.waiting_room import WaitingRoomShow, place_of
-from http_shell.admission_gate import Responses, waiting_room_show
-from http_shell.container import Container
-from http_shell.deps import (
-    ContainerDep,
-    CurrentUser,
-    client_address,
-    enforce_rate_limit,
-    limit_key,
-)
+from http_shell.admission_gate import Responses, join_waiting_room, queued_show, standing_in
+from http_shell.deps import ContainerDep, CurrentUser
 from http_shell.problems import ProblemError
-from infra.waiting_room import (
-    WaitingRoom,
-    WaitingRoomUnavailableError,
-)
 
 router = APIRouter(prefix="/shows", tags=["waiting room"])
 
@@ -70,25 +57,6 @@ class QueueStatus(QueueJoined):
     admission_expires_at: datetime | None
 
 
-def _room(container: Container) -> WaitingRoom:
-    if container.waiting_room is None:
-        raise ProblemError(503, "unavailable", "the waiting room needs Redis", {"Retry-After": "5"})
-    return container.waiting_room
-
-
-def _unavailable() -> ProblemError:
-    return ProblemError(503, "unavailable", "the waiting room is unavailable", {"Retry-After": "2"})
-
-
-async def _queued_show(container: Container, show_id: UUID) -> WaitingRoomShow:
-    show = await waiting_room_show(container, show_id)
-    if show is None:
-        raise ProblemError(404, "not-found", f"no show {show_id}")
-    if show.rate is None or show.opens_at is None:
-        raise ProblemError(409, "no-queue", "this show has no waiting room: book directly")
-    return show
-
-
 @router.post(
     "/{show_id}/queue",
     status_code=status.HTTP_201_CREATED,
@@ -102,23 +70,10 @@ async def join_queue(
     answers the first token, 200). Everyone who joins before `opens_at` is put in a random
     order at the opening (arriving earlier gives no advantage); later fans queue behind, in
     arrival order. Limited per client address."""
-    enforce_rate_limit(
-        container,
-        f"queue-join:{limit_key(client_address(request))}",
-        container.settings.rate_limit_queue_join_per_minute,
-    )
-    show = await _queued_show(container, show_id)
-    room = _room(container)
-    if not show.takes_joins(room.now()):
-        raise ProblemError(409, "no-queue", "this show's sale is over (or it was cancelled)")
-    try:
-        joined = await run_in_threadpool(room.join, show, user.account_id)
-    except WaitingRoomUnavailableError:
-        raise _unavailable() from None
+    show, joined, place = await join_waiting_room(container, request, show_id, user.account_id)
     if not joined.created:
         response.status_code = status.HTTP_200_OK
-    assert show.rate is not None and show.opens_at is not None
-    place = place_of(show.rate, show.opens_at, room.now(), joined.slot)
+    assert show.opens_at is not None
     return QueueJoined(token=joined.token, position=place.position, opens_at=show.opens_at)
 
 
@@ -128,26 +83,18 @@ async def queue_status(
 ) -> QueueStatus:
     """Where the caller's token stands: position, estimated wait, and once let in (while the
     sale is open) a fresh admission to book with. Only the token's own account sees it."""
-    show = await _queued_show(container, show_id)
-    room = _room(container)
-    try:
-        ticket = await run_in_threadpool(room.ticket, show, token)
-    except WaitingRoomUnavailableError:
-        raise _unavailable() from None
-    if ticket is None or ticket.account_id != user.account_id:
+    show = await queued_show(container, show_id)
+    standing = await standing_in(container, show, user.account_id, token)
+    if standing is None:
         raise ProblemError(404, "not-found", "no such queue token of yours for this show")
-    assert show.rate is not None and show.opens_at is not None
-    now = room.now()
-    place = place_of(show.rate, show.opens_at, now, ticket.slot)
-    admission, expires_at = None, None
-    if place.admitted and show.is_active(now) and container.admissions is not None:
-        admission, expires_at = container.admissions.issue(user.account_id, show_id, show.opens_at)
+    assert show.opens_at is not None
+    place = standing.place
     return QueueStatus(
         token=token,
         position=place.position,
         opens_at=show.opens_at,
         estimated_wait_seconds=place.estimated_wait_seconds,
         admitted=place.admitted,
-        admission=admission,
-        admission_expires_at=expires_at,
+        admission=standing.admission,
+        admission_expires_at=standing.admission_expires_at,
     )
