@@ -33,6 +33,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.domain import Aggregate, OriginatorVersionError
 
+from audit.appliers import _appliers, applier
 from audit.ticket_invariants import TICKET_CHECKS
 from commands.payments import FREE_INTENT
 from domain.booking import CANCELLED, CONFIRMED, EXPIRED, Booking
@@ -169,7 +170,10 @@ class Invariants:
             if check is not None:
                 check(self, position, event, aggregate)
         try:
-            self.aggregates[stream] = event.mutate(aggregate)
+            apply = _appliers.get(type(event))
+            if apply is None:
+                apply = applier(type(event))
+            self.aggregates[stream] = apply(event, aggregate)  # as event.mutate(aggregate)
         except OriginatorVersionError:
             self._out_of_sequence(position, event, aggregate)
         except Exception as error:  # a stored event that does not apply is a finding
