@@ -36,6 +36,7 @@ from uuid import UUID, uuid4
 from bench import whatif
 from bench.baselines.in_memory import add_show, create_in_memory_app
 from bench.baselines.seed_style import SeedStyleBookings, create_baseline_app
+from bench.clients import ROOT
 from bench.common import (
     TICKETS_PER_CUSTOMER,
     CpuMeter,
@@ -75,7 +76,6 @@ from ticketblitz.web import create_app
 TARGET_HOLDS = 2_000.0
 TARGET_P99_MS = 200.0
 TARGET_RATIO = 2.5
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_loadgen(

@@ -51,6 +51,7 @@ import psycopg
 from fastapi.concurrency import run_in_threadpool
 from psycopg_pool import ConnectionPool
 
+from bench.clients import ROOT
 from bench.common import (
     CpuMeter,
     bench_settings,
@@ -74,7 +75,6 @@ from ticketblitz.bootstrap import bootstrap
 from ticketblitz.http_server import BackgroundServer
 from ticketblitz.web import create_app
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE_TOLERANCE = 0.05
 ACCOUNT_BATCH = 1000
 WARM_UP = 200
@@ -377,27 +377,31 @@ def _slim(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "answered"}
 
 
+def _join_row(design: str, joins: int, run: dict[str, Any], rho: float) -> list[str]:
+    """One design's line of the joins table."""
+    return [
+        design,
+        fmt(joins),
+        fmt(run["per_s"]),
+        fmt(run["latency"]["p50_ms"], 1),
+        fmt(run["latency"]["p99_ms"], 1),
+        fmt(run["server_cpu_ms_per_request"], 2),
+        f"{rho:+.3f}",
+    ]
+
+
 def report(result: dict[str, Any]) -> None:
     ours, theirs, reads = result["ours_joins"], result["baseline"], result["status_reads"]
     rows = [
-        [
-            "ours: Redis script (drawn order)",
-            fmt(result["joins"]),
-            fmt(ours["per_s"]),
-            fmt(ours["latency"]["p50_ms"], 1),
-            fmt(ours["latency"]["p99_ms"], 1),
-            fmt(ours["server_cpu_ms_per_request"], 2),
-            f"{result['fairness_rho']:+.3f}",
-        ],
-        [
+        _join_row(
+            "ours: Redis script (drawn order)", result["joins"], ours, result["fairness_rho"]
+        ),
+        _join_row(
             "baseline: INSERT + count(*) (FIFO)",
-            fmt(result["baseline_joins"]),
-            fmt(theirs["per_s"]),
-            fmt(theirs["latency"]["p50_ms"], 1),
-            fmt(theirs["latency"]["p99_ms"], 1),
-            fmt(theirs["server_cpu_ms_per_request"], 2),
-            f"{result['baseline_rho']:+.3f}",
-        ],
+            result["baseline_joins"],
+            theirs,
+            result["baseline_rho"],
+        ),
     ]
     print_table(
         f"queue joins over HTTP ({result['clients']} clients); ours/baseline "

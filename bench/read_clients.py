@@ -12,11 +12,10 @@ status, how many 200s carried an ETag, body bytes, and the latencies.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from bench.clients import client_main
 
 
 async def run(config: dict[str, Any]) -> dict[str, Any]:
@@ -83,16 +82,5 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    config = json.loads(Path(sys.argv[1]).read_text())
-    try:
-        import uvloop
-
-        result = uvloop.run(run(config))
-    except ImportError:
-        result = asyncio.run(run(config))
-    Path(sys.argv[2]).write_text(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main()
+    client_main(run)

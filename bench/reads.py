@@ -38,6 +38,7 @@ from typing import Any
 from uuid import UUID
 
 from bench.baselines.uncached_reads import UncachedSeatMaps, create_uncached_app
+from bench.clients import ROOT
 from bench.common import (
     CpuMeter,
     Layout,
@@ -65,7 +66,6 @@ from web.live import load_state
 TARGET_READS = 5_000.0
 TARGET_SSE_P99_MS = 1_000.0
 TARGET_HOLDS = 500.0
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class ClientProcess:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, cast
+
+from bench.clients import client_main
 
 SNAPSHOT, SEATS = "s", "d"
 
@@ -208,16 +208,5 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    config = json.loads(Path(sys.argv[1]).read_text())
-    try:
-        import uvloop
-
-        result = uvloop.run(run(config))
-    except ImportError:
-        result = asyncio.run(run(config))
-    Path(sys.argv[2]).write_text(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main()
+    client_main(run)

@@ -8,107 +8,34 @@ reads the show's rate and window from."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import datetime, timedelta
 
-import httpx
 import pytest
 
 from domain.waiting_room import rank_correlation
-from http_shell.container import Container
 from http_shell.problems import PROBLEM_JSON, TYPE_BASE
-from tests.e2e.conftest import Api, served, settings_for_tests
+from tests.e2e.conftest import Api
+from tests.e2e.queue_support import (
+    RATE,
+    SetClock,
+    assert_queue_required,
+    auth,
+    book,
+    clock_fixtures,
+    join,
+    opens_at,
+    queued_show,
+    room_fixture,
+    status_of,
+)
 from tests.e2e.saga_support import wait_until
-from ticketblitz.bootstrap import bootstrap
-from ticketblitz.embedded import StackEndpoints
 
 pytestmark = pytest.mark.integration
 
 FANS = 200
-RATE = 60  # one fan a second
 
-
-class SetClock:
-    """The room's clock: the real time until a test sets it."""
-
-    def __init__(self) -> None:
-        self.at: datetime | None = None
-
-    def __call__(self) -> datetime:
-        return self.at or datetime.now(UTC)
-
-
-@pytest.fixture(scope="module")
-def clock() -> SetClock:
-    return SetClock()
-
-
-@pytest.fixture(scope="module")
-def room(
-    api: Api, container: Container, endpoints: StackEndpoints, stack_dir: Path, clock: SetClock
-) -> Iterator[Api]:
-    """`api` is the session's app (its read-model runners keep the catalog the room reads)."""
-    settings = settings_for_tests(
-        endpoints, stack_dir / "waiting-room", rate_limit_queue_join_per_minute=100_000
-    )
-    shifted = bootstrap(settings, clock=clock)
-    try:
-        with served(shifted) as client:
-            yield client
-    finally:
-        shifted.close()
-
-
-def queued_show(api: Api, rate: int | None = RATE, opens_in: timedelta = timedelta(days=1)) -> str:
-    """A show whose sale opens in `opens_in` with a waiting room of `rate`, its sale opened by
-    hand (so holds are decided on their merits), once the catalog shows its rate."""
-    opens = (datetime.now(UTC) + opens_in).replace(microsecond=0)
-    body: dict[str, Any] = {
-        "title": "The on-sale",
-        "category": "rock",
-        "venue": "Arena",
-        "starts_at": (opens + timedelta(days=2)).isoformat(),
-        "currency": "EUR",
-        "price_tiers": [{"code": "STD", "price_cents": 4500}],
-        "sections": [{"code": "GA", "kind": "general", "tier": "STD", "capacity": 1000}],
-        "sale_opens_at": opens.isoformat(),
-        "queue_admits_per_minute": rate,
-    }
-    show_id = api.publish_show(body)
-    wait_until(
-        lambda: api.http.get(f"/shows/{show_id}").json().get("queue_admits_per_minute") == rate,
-        30,
-        "the catalog to show the waiting room",
-    )
-    return show_id
-
-
-def opens_at(api: Api, show_id: str) -> datetime:
-    return datetime.fromisoformat(api.http.get(f"/shows/{show_id}").json()["sale_opens_at"])
-
-
-def auth(fan: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": fan["Authorization"]}
-
-
-def join(room: Api, show_id: str, fan: dict[str, str]) -> httpx.Response:
-    return room.http.post(f"/shows/{show_id}/queue", headers=auth(fan))
-
-
-def status_of(room: Api, show_id: str, fan: dict[str, str], token: str) -> dict[str, Any]:
-    r = room.http.get(f"/shows/{show_id}/queue/{token}", headers=auth(fan))
-    assert r.status_code == 200, r.text
-    found: dict[str, Any] = r.json()
-    return found
-
-
-def assert_queue_required(r: httpx.Response, says: str) -> None:
-    assert r.status_code == 403, r.text
-    assert r.headers["content-type"].startswith(PROBLEM_JSON)
-    assert r.json()["type"] == TYPE_BASE + "queue-required"
-    assert says in r.json()["detail"], r.json()["detail"]
+clock, real_time_after = clock_fixtures()
+room = room_fixture("waiting-room", rate_limit_queue_join_per_minute=100_000)
 
 
 def test_the_show_page_has_the_rate_and_organisers_change_it_before_the_opening(api: Api):
@@ -247,12 +174,3 @@ def test_a_show_without_a_waiting_room_has_no_queue(api: Api, room: Api):
     assert r.status_code == 409 and r.json()["type"] == TYPE_BASE + "no-queue", r.text
     r = room.http.post("/shows/6f1c2a4e-7b6d-4c1e-9a57-1f0b8a2d4c11/queue", headers=auth(fan))
     assert r.status_code == 404, r.text
-
-
-def book(
-    room: Api, fan: dict[str, str], show_id: str, admission: str | None = None
-) -> httpx.Response:
-    body: dict[str, Any] = {"show_id": show_id, "quantity": 1}
-    if admission is not None:
-        body["admission"] = admission
-    return room.http.post("/bookings", json=body, headers=auth(fan))

@@ -12,35 +12,32 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_network
-from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 
-from http_shell.container import Container
 from http_shell.deps import limit_key, resolve_client_address
 from http_shell.problems import PROBLEM_JSON, TYPE_BASE
 from infra.waiting_room import derived_key
 from tests.conftest import TEST_JWT_SECRET
-from tests.e2e.conftest import Api, served, settings_for_tests
-from tests.e2e.saga_support import wait_until
-from tests.e2e.test_query_api import head
-from tests.e2e.test_waiting_room import (
+from tests.e2e.conftest import Api
+from tests.e2e.queue_support import (
     SetClock,
     assert_queue_required,
     auth,
     book,
+    clock_fixtures,
     opens_at,
     queued_show,
+    room_fixture,
     status_of,
 )
-from ticketblitz.bootstrap import bootstrap
-from ticketblitz.embedded import StackEndpoints
+from tests.e2e.saga_support import wait_until
+from tests.e2e.test_query_api import head
 
 pytestmark = pytest.mark.integration
 
@@ -49,34 +46,12 @@ PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@pytest.fixture(scope="module")
-def clock() -> SetClock:
-    return SetClock()
-
-
-@pytest.fixture(scope="module")
-def room(
-    api: Api, container: Container, endpoints: StackEndpoints, stack_dir: Path, clock: SetClock
-) -> Iterator[Api]:
-    settings = settings_for_tests(
-        endpoints,
-        stack_dir / "surge-redteam",
-        rate_limit_queue_join_per_minute=JOINS_PER_MINUTE,
-        trusted_proxies="127.0.0.1/32,::1/128",
-    )
-    shifted = bootstrap(settings, clock=clock)
-    try:
-        with served(shifted) as client:
-            yield client
-    finally:
-        clock.at = None
-        shifted.close()
-
-
-@pytest.fixture(autouse=True)
-def real_time_after(clock: SetClock) -> Iterator[None]:
-    yield
-    clock.at = None
+clock, real_time_after = clock_fixtures()
+room = room_fixture(
+    "surge-redteam",
+    rate_limit_queue_join_per_minute=JOINS_PER_MINUTE,
+    trusted_proxies="127.0.0.1/32,::1/128",
+)
 
 
 def address() -> str:

@@ -7,47 +7,34 @@ loopback so each test has an address (a bucket) of its own."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import jwt
 import pytest
 
-from http_shell.container import Container
 from http_shell.problems import PROBLEM_JSON, TYPE_BASE
 from tests.conftest import TEST_JWT_SECRET
-from tests.e2e.conftest import Api, served, settings_for_tests
-from tests.e2e.test_waiting_room import SetClock, auth, book, opens_at, queued_show
-from ticketblitz.bootstrap import bootstrap
-from ticketblitz.embedded import StackEndpoints
+from tests.e2e.conftest import Api
+from tests.e2e.queue_support import (
+    SetClock,
+    auth,
+    book,
+    clock_fixtures,
+    opens_at,
+    queued_show,
+    room_fixture,
+)
 
 pytestmark = pytest.mark.integration
 
 JOINS_PER_MINUTE = 5
 
-
-@pytest.fixture(scope="module")
-def clock() -> SetClock:
-    return SetClock()
-
-
-@pytest.fixture(scope="module")
-def room(
-    api: Api, container: Container, endpoints: StackEndpoints, stack_dir: Path, clock: SetClock
-) -> Iterator[Api]:
-    settings = settings_for_tests(
-        endpoints,
-        stack_dir / "waiting-room-attacks",
-        rate_limit_queue_join_per_minute=JOINS_PER_MINUTE,
-        trusted_proxies="127.0.0.1/32,::1/128",
-    )
-    shifted = bootstrap(settings, clock=clock)
-    try:
-        with served(shifted) as client:
-            yield client
-    finally:
-        shifted.close()
+clock, real_time_after = clock_fixtures()
+room = room_fixture(
+    "waiting-room-attacks",
+    rate_limit_queue_join_per_minute=JOINS_PER_MINUTE,
+    trusted_proxies="127.0.0.1/32,::1/128",
+)
 
 
 def from_address(fan: dict[str, str], address: str) -> dict[str, str]:

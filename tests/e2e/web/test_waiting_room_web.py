@@ -13,54 +13,35 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from http_shell.container import Container
-from tests.e2e.conftest import Api, served, settings_for_tests
-from tests.e2e.test_waiting_room import SetClock, auth, join, opens_at, queued_show
+from tests.e2e.conftest import Api
+from tests.e2e.queue_support import (
+    SetClock,
+    auth,
+    clock_fixtures,
+    join,
+    opens_at,
+    queued_show,
+    room_fixture,
+)
 from tests.e2e.web.browser import chromium, logged_in, screenshot
-from ticketblitz.bootstrap import bootstrap
-from ticketblitz.embedded import StackEndpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 RATE = 1  # one fan a minute: the tests pick who is let in by the clock
 
 
-@pytest.fixture(scope="module")
-def clock() -> SetClock:
-    return SetClock()
-
-
-@pytest.fixture(scope="module")
-def room(
-    api: Api, container: Container, endpoints: StackEndpoints, stack_dir: Path, clock: SetClock
-) -> Iterator[Api]:
-    settings = settings_for_tests(
-        endpoints, stack_dir / "waiting-room-web", rate_limit_queue_join_per_minute=100_000
-    )
-    shifted = bootstrap(settings, clock=clock)
-    try:
-        with served(shifted) as client:
-            yield client
-    finally:
-        clock.at = None
-        shifted.close()
+clock, real_time_after = clock_fixtures()
+room = room_fixture("waiting-room-web", rate_limit_queue_join_per_minute=100_000)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with chromium() as launched:
         yield launched
-
-
-@pytest.fixture(autouse=True)
-def real_time_after(clock: SetClock) -> Iterator[None]:
-    yield
-    clock.at = None
 
 
 def fan_page(browser: Browser, room: Api, fan: dict[str, str], path: str) -> Page:
