@@ -49,6 +49,7 @@ from bench.common import (
     verify_inventory,
     verify_read_model,
 )
+from bench.loadgen_run import run_loadgen
 from bench.report import percentiles, print_targets, save, target
 from ticketblitz.http_server import BackgroundServer, free_port
 
@@ -148,7 +149,6 @@ def wanted(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.onsale import run_loadgen  # its load generator's runner, shared
 
     if not 0.0 <= args.pay_share <= 1.0:
         raise SystemExit("--pay-share must be between 0 and 1")

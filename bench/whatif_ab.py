@@ -34,7 +34,8 @@ from bench.common import (
     schedule_hot_show,
     verify_inventory,
 )
-from bench.onsale import run_loadgen, uvicorn_flavour
+from bench.loadgen_run import run_loadgen
+from bench.onsale import uvicorn_flavour
 from bench.report import save, writer_stats
 from ticketblitz.http_server import KEEP_ALIVE_SECONDS, BackgroundServer
 from ticketblitz.web import create_app
