@@ -71,6 +71,10 @@ def read_traceparent(conn: psycopg.Connection[Any], stream_id: UUID, version: in
 FOLLOWER_CACHED_UUIDS = 10_000  # for followers that live long: 2 MB at most, not 90
 
 
+class _NotPlain(Exception):
+    """orjson's reading may differ from json's (a float, or an integer too big for it)."""
+
+
 class _FastTranscoder(JSONTranscoder):
     """The application's transcodings, decoded with a tighter hook and repeated UUIDs shared
     (they are immutable): the same objects as the library's decoder, about twice as fast."""
@@ -92,12 +96,12 @@ class _FastTranscoder(JSONTranscoder):
 
     def decode(self, data: bytes) -> Any:
         try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            # What orjson refuses (NaN, huge integers, lone surrogates ...) goes the slow way,
-            # which decides as before whether the record decodes.
+            return self._tagged(orjson.loads(data))
+        except (orjson.JSONDecodeError, _NotPlain):
+            # What orjson refuses (NaN, lone surrogates ...) or reads otherwise than json does
+            # (an integer beyond 64 bits becomes a float: any float goes this way) is scanned
+            # the slow way, which decides as before whether and how the record decodes.
             return self._scanned(data)
-        return self._tagged(parsed)
 
     def _scanned(self, data: bytes) -> Any:
         text = data.decode("utf8")
@@ -121,13 +125,21 @@ class _FastTranscoder(JSONTranscoder):
                         return self._decode_obj({"_type_": name, "_data_": data})
                     return decode(data)
             for key, item in value.items():
-                if type(item) is dict or type(item) is list:
+                inner = type(item)
+                if inner is dict or inner is list:
                     value[key] = self._tagged(item)
+                elif inner is float:
+                    raise _NotPlain
             return value
         if kind is list:
             for index, item in enumerate(value):
-                if type(item) is dict or type(item) is list:
+                inner = type(item)
+                if inner is dict or inner is list:
                     value[index] = self._tagged(item)
+                elif inner is float:
+                    raise _NotPlain
+        elif kind is float:
+            raise _NotPlain
         return value
 
     def _hook(self, d: dict[str, Any]) -> Any:
