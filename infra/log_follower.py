@@ -276,9 +276,12 @@ class LogFollower:
         poll_interval: float = 0.05,
         reader: PageReader = read_page,
         failure_policy: FailurePolicy = NEVER_SKIP,
+        after_page: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.handler = handler
+        # Called once a page is committed (e.g. to wake the executor of the tasks it armed).
+        self.after_page = after_page
         self.page_size = page_size
         self.poll_interval = poll_interval
         self.reader = reader
@@ -352,6 +355,8 @@ class LogFollower:
                 self._failing_at,
             )
             self._failing_at = None
+        if self.after_page is not None:
+            self.after_page()
         return last.position
 
     def _lock_position(self, conn: psycopg.Connection[Any], after: int) -> None:

@@ -54,7 +54,7 @@ from domain.booking import Booking, BookingEvents, NextStep
 from infra import tracing
 from infra.decoding import read_traceparent
 from infra.log_follower import LoggedEvent
-from process_managers.scheduling import TaskTable, create_tables, run_until_stopped
+from process_managers.scheduling import TaskTable, create_tables
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,11 @@ CREATE INDEX IF NOT EXISTS payment_saga_tasks_due ON payment_saga_tasks (due_at)
 """
 
 # Booking events after which the booking's next step (Booking.next_step) may be one to take.
+# Not PaymentRequested: only the saga records it, inside a task that goes on to the next step
+# (and whose row stays armed until it finished), so arming again would only repeat a no-op run.
 TRIGGERS = frozenset(
     {
         BookingEvents.PLACED,
-        BookingEvents.PAYMENT_REQUESTED,
         BookingEvents.PAYMENT_SUCCEEDED,
         BookingEvents.LATE_PAYMENT_RECEIVED,
         BookingEvents.CANCELLED,
@@ -82,6 +83,7 @@ TRIGGERS = frozenset(
         BookingEvents.MISMATCHED_PAYMENT_REFUNDED,
     }
 )
+WAITING_FAN_LEAD_SECONDS = 60  # how far a waiting fan's task jumps the queue of due tasks
 MAX_STEPS = 6  # a booking needs at most: intent, record, confirm ... then it waits or is final
 
 
@@ -97,12 +99,22 @@ class PaymentSagaTasks:
         bookings = list(
             dict.fromkeys(e.event.originator_id for e in page if e.type_name in TRIGGERS)
         )
+        # A booking placed with a payment method has its fan waiting for "confirmed": its task
+        # is armed as overdue, so while the saga is busy (an on-sale) it goes before the intents
+        # of holds whose customers pay later (the executor takes the most overdue first).
+        waiting = [
+            e.event.originator_id
+            for e in page
+            if e.type_name == BookingEvents.PLACED and getattr(e.event, "payment_method", None)
+        ]
         if bookings:
             conn.execute(
-                "INSERT INTO payment_saga_tasks (booking_id) SELECT unnest(%s::uuid[]) "
+                "INSERT INTO payment_saga_tasks (booking_id, due_at) "
+                "SELECT b, CASE WHEN b = ANY(%s::uuid[]) THEN now() - %s * interval '1 second' "
+                "ELSE now() END FROM unnest(%s::uuid[]) AS b "
                 "ON CONFLICT (booking_id) DO UPDATE SET "
                 "generation = payment_saga_tasks.generation + 1, due_at = now(), attempts = 0",
-                (bookings,),
+                (waiting, WAITING_FAN_LEAD_SECONDS, bookings),
             )
 
 
@@ -117,8 +129,12 @@ class PaymentSaga:
         threads: int = 4,
         poll_interval: float = 0.05,
         command_timeout: float = 10.0,
+        wake: threading.Event | None = None,
     ) -> None:
         self._store = store
+        # Set when tasks may be due (the task follower armed some, a task finished): the
+        # executor looks at once instead of at its next poll.
+        self._wake = wake or threading.Event()
         self._tasks = TaskTable(
             store, "payment_saga_tasks", "booking_id", "payment-saga", log, generation=True
         )
@@ -140,14 +156,52 @@ class PaymentSaga:
         create_tables(self._store, PaymentSagaTasks())
 
     def run(self, stop: threading.Event) -> None:
+        """Keep every thread busy with a due task: a task starts as soon as a thread is free
+        and it is due (not when the slowest task of a batch ended). A quarter of the threads
+        is kept for bookings whose fans wait for "confirmed" (armed as overdue: they come
+        first), so the intents of holds paid later never fill every thread during an on-sale."""
         self.setup()
+        reserved = self._threads // 4
+        running: dict[UUID, tuple[Future[bool], bool]] = {}  # booking -> (task, fan waiting)
         with ThreadPoolExecutor(self._threads, thread_name_prefix="payment-saga") as pool:
-            run_until_stopped(stop, lambda: self.run_once(pool), self._poll)
+            while not stop.is_set():
+                self._wake.clear()  # before looking: a later wake-up is not lost
+                for booking_id, (done, _) in [(b, r) for b, r in running.items() if r[0].done()]:
+                    del running[booking_id]
+                    done.result()  # a database failure ends the run: the supervisor restarts it
+                free = self._threads - len(running)
+                if free > 0:
+                    later = sum(1 for _, waiting in running.values() if not waiting)
+                    for booking_id, waiting in self._due(free + len(running)):
+                        if booking_id in running or len(running) >= self._threads:
+                            continue
+                        if not waiting:
+                            if later >= self._threads - reserved:
+                                break  # the rest are not waited for either: kept threads
+                            later += 1
+                        task = pool.submit(self._run_task, booking_id)
+                        task.add_done_callback(self._task_done)
+                        running[booking_id] = (task, waiting)
+                self._wake.wait(self._poll)
+            for task, _ in running.values():
+                task.result()
 
-    def run_once(self, pool: ThreadPoolExecutor) -> int:
-        """Execute the tasks due now (up to a batch); returns how many were taken."""
-        due = self._tasks.due(self._threads * 16)
-        return sum(pool.map(self._run_task, due))
+    def _due(self, limit: int) -> list[tuple[UUID, bool]]:
+        """The bookings whose tasks are due, the most overdue first, each with whether its fan
+        waits (armed as overdue by `PaymentSagaTasks`)."""
+        with self._store.connection() as conn:
+            rows = conn.execute(
+                "SELECT booking_id, due_at < now() - %s * interval '1 second' "
+                "FROM payment_saga_tasks WHERE due_at <= now() ORDER BY due_at LIMIT %s",
+                (WAITING_FAN_LEAD_SECONDS / 2, limit),
+            ).fetchall()
+        return [(row[0], bool(row[1])) for row in rows]
+
+    def _task_done(self, task: Future[bool]) -> None:
+        # A task that ran frees a thread for the next one; one that did not run (another
+        # executor has the booking) must not make the loop spin: it waits for the poll.
+        if task.exception() is not None or task.result():
+            self._wake.set()
 
     def _run_task(self, booking_id: UUID) -> bool:
         def advance(_: psycopg.Connection[Any]) -> bool:

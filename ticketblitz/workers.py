@@ -6,6 +6,7 @@ at any moment resumes where it stopped when it is started again."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -13,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
+from commands.ports import EventLog
 from http_shell.container import Container
 from infra.clock import utc_now
 from infra.kafka import KafkaPublisher, group_consumer
@@ -115,18 +118,66 @@ class Workers:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
 
+class AppendListener:
+    """LISTENs on the event store's append channel and wakes every follower it was asked for:
+    an idle follower reacts to a commit at once, not at its next poll (which stays, should a
+    notification be missed)."""
+
+    def __init__(self, store: EventLog) -> None:
+        self._store = store
+        self._wakes: list[threading.Event] = []
+
+    def wake_event(self) -> threading.Event:
+        wake = threading.Event()
+        self._wakes.append(wake)
+        return wake
+
+    def run(self, stop: threading.Event) -> None:
+        channel = self._store.append_channel()
+        while not stop.is_set():
+            try:
+                with self._store.connection() as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    try:
+                        while not stop.is_set():
+                            for _ in conn.notifies(timeout=0.5, stop_after=1):
+                                for wake in self._wakes:
+                                    wake.set()
+                    finally:
+                        with contextlib.suppress(psycopg.Error):
+                            conn.execute("UNLISTEN *")
+            except psycopg.Error as error:
+                log.warning("append listener: %s; the followers poll meanwhile", error)
+                stop.wait(1.0)
+
+
 def build_workers(container: Container) -> Workers:
     settings = container.settings
     store = container.store
     poll = settings.worker_poll_seconds
     timeout = settings.command_timeout_seconds
+    listener = AppendListener(store)
 
-    def follower(name: str, handler: PageHandler, close: Callable[[], None] = _nothing) -> Worker:
-        log_follower = LogFollower(store, handler, poll_interval=poll)
-        return Worker(name, log_follower.run, log_follower.setup, close)
+    def follower(
+        name: str,
+        handler: PageHandler,
+        close: Callable[[], None] = _nothing,
+        after_page: Callable[[], None] | None = None,
+    ) -> Worker:
+        log_follower = LogFollower(store, handler, poll_interval=poll, after_page=after_page)
+        wake = listener.wake_event()
+        return Worker(name, lambda stop: log_follower.run(stop, wake), log_follower.setup, close)
 
+    # The saga's executor looks for due tasks as soon as its follower armed some.
+    saga_wake = threading.Event()
     saga = PaymentSaga(
-        store, container.payments, container.gateway, settings.saga_threads, poll, timeout
+        store,
+        container.payments,
+        container.gateway,
+        settings.saga_threads,
+        poll,
+        timeout,
+        wake=saga_wake,
     )
     expiry = HoldExpiry(store, container.payments, utc_now, poll, timeout)
     # A sale opens within half a second of its time: no need to ask the database 20 times a
@@ -139,7 +190,7 @@ def build_workers(container: Container) -> Workers:
     assert container.waitlist is not None  # built by ticketblitz.bootstrap
     offers = WaitlistOffers(store, container.waitlist, poll, timeout)
     workers = [
-        follower("payment-saga-log", PaymentSagaTasks()),
+        follower("payment-saga-log", PaymentSagaTasks(), after_page=saga_wake.set),
         Worker("payment-saga", saga.run, saga.setup),
         follower("hold-expiry-log", HoldDeadlines()),
         Worker("hold-expiry", expiry.run, expiry.setup),
@@ -154,6 +205,7 @@ def build_workers(container: Container) -> Workers:
         follower("waitlist-offers-log", WaitlistOfferTasks()),
         Worker("waitlist-offers", offers.run, offers.setup),
     ]
+    workers.append(Worker("append-listener", listener.run, _nothing))
     # Each follower and executor may hold a connection (two while it follows and listens), the
     # saga one per thread; the relay, notifier, hash chain and recommender come on top.
     store.reserve_connections(2 * len(workers) + settings.saga_threads + 8)
