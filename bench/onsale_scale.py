@@ -142,6 +142,12 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pay-share", type=float, default=0.0, help="share of fans who pay with each hold"
     )
+    parser.add_argument(
+        "--saga-threads",
+        type=int,
+        default=16,
+        help="the payment saga's threads (TICKETBLITZ_SAGA_THREADS; 4 by default elsewhere)",
+    )
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     paying = args.pay_share > 0
     with bench_stack(redis=True, stripe=paying) as stack:
-        container = bench_container(stack)
+        container = bench_container(stack, saga_threads=args.saga_threads)
         running = None
         if paying:  # the payment saga (and the read models the fans poll) run here
             from ticketblitz.workers import build_workers
