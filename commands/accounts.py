@@ -4,6 +4,8 @@ standing that every request checks."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -73,6 +75,9 @@ class EraseAccount:
     actor_id: UUID  # the admin
 
 
+STANDINGS_KEPT = 20_000  # accounts whose standing a process keeps (~2 KB each)
+
+
 class AccountStore(EventStore, Protocol):
     def history(self, aggregate_id: UUID) -> Iterator[DomainEventProtocol[UUID]]:
         """The aggregate's events, oldest first (one query, no snapshot lookup)."""
@@ -98,6 +103,10 @@ class AccountCommands:
         self._store = store
         self._hasher = hasher
         self._eraser = eraser or NoEraser()
+        # The accounts of recent requests as this process saw them last (see `standing`).
+        self._standings: OrderedDict[UUID, Account] = OrderedDict()
+        self._standing_locks: dict[UUID, threading.Lock] = {}
+        self._standings_lock = threading.Lock()
 
     def register(self, command: RegisterAccount) -> AccountRegistered:
         """The account id comes from the e-mail, so a second registration collides."""
@@ -141,18 +150,35 @@ class AccountCommands:
 
     def standing(self, account_id: UUID) -> Account | None:
         """The account as it is now, for checking a request's token (None: no such account).
-        One indexed read of its few events, no snapshot lookup and no cache: a role change or
-        a deactivation counts from the very next request, in every process."""
+        Every call reads the store (a role change or a deactivation counts from the very next
+        request, in every process), but only what is new: the account a process saw last is
+        kept, and one indexed read of the events after its version brings it up to date
+        (usually none: nothing decoded, no personal data decrypted). Callers only read it."""
+        with self._standings_lock:
+            lock = self._standing_locks.setdefault(account_id, threading.Lock())
+        with lock:  # one catch-up of an account at a time: it changes the kept copy
+            kept = self._standings.get(account_id)
+            try:
+                account = self._replay(account_id) if kept is None else self._store.catch_up(kept)
+            except PersistenceError as error:
+                raise StoreUnavailableError(str(error)) from error
+        if account is not None and kept is None:
+            with self._standings_lock:
+                self._standings[account_id] = account
+                while len(self._standings) > STANDINGS_KEPT:
+                    gone, _ = self._standings.popitem(last=False)
+                    self._standing_locks.pop(gone, None)
+        return account
+
+    def _replay(self, account_id: UUID) -> Account | None:
+        """The account from all its events: one indexed read, no snapshot lookup."""
         account: Account | None = None
-        try:
-            for stored in self._store.history(account_id):
-                assert isinstance(stored, CanMutateAggregate)
-                mutated = stored.mutate(account)
-                if not isinstance(mutated, Account):
-                    return None  # a stream of another kind: no account has this id
-                account = mutated
-        except PersistenceError as error:
-            raise StoreUnavailableError(str(error)) from error
+        for stored in self._store.history(account_id):
+            assert isinstance(stored, CanMutateAggregate)
+            mutated = stored.mutate(account)
+            if not isinstance(mutated, Account):
+                return None  # a stream of another kind: no account has this id
+            account = mutated
         return account
 
     def get(self, account_id: UUID) -> Account:

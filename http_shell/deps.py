@@ -36,8 +36,9 @@ async def current_principal(
     """The caller as their account is now: the token must be valid and its account exist, be
     active and still be in the token's session generation (a new password or a deactivation
     revokes every earlier token); the role is the account's current one, never the token's.
-    One indexed read of the account per request, uncached, so a change made through any
-    process counts at once (off the event loop: it blocks)."""
+    One indexed read of the account's new events per request (the process keeps the account
+    as it saw it last), so a change made through any process counts at once (off the event
+    loop: it blocks)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise InvalidTokenError("no bearer token")
     claimed = container.tokens.verify(credentials.credentials)

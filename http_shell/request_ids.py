@@ -9,8 +9,9 @@ the path names is put in the log context too (infra/logs.py).
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,8 +25,14 @@ _SHOW_IN_PATH = re.compile(r"/shows/" + _UUID + r"(?:/|$)")
 _BOOKING_IN_PATH = re.compile(r"/bookings/" + _UUID + r"(?:/|$)")
 
 
+# A new id is this process's random 64-bit prefix and a counter: unique like a uuid4 (32 hex
+# digits) without a system call for randomness per request (a seat-map 304 costs ~100 us).
+_PREFIX = os.urandom(8).hex()
+_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return f"{_PREFIX}{next(_COUNTER):016x}"
 
 
 def request_id_for(scope: Scope) -> str:

@@ -65,7 +65,7 @@ SELECT (SELECT coalesce(max(f.position), 0) FROM read.generations g
 router = APIRouter()
 Seats = dict[str, str]  # seat -> status
 Available = dict[str, int]  # section -> tickets available
-Client = asyncio.Queue[str | None]
+Client = asyncio.Queue[bytes | None]
 
 
 @dataclass
@@ -73,9 +73,9 @@ class ShowState:
     position: int
     seats: Seats
     available: Available
-    _snapshot: str | None = None
+    _snapshot: bytes | None = None
 
-    def snapshot(self) -> str:
+    def snapshot(self) -> bytes:
         """The `snapshot` event of this state, formatted once whoever asks."""
         if self._snapshot is None:
             self._snapshot = message("snapshot", self.position, self.seats, self.available)
@@ -105,9 +105,13 @@ def load_state(read: ReadSide, show_id: UUID) -> ShowState | None:
     return ShowState(int(position), seats or {}, {k: int(v) for k, v in available.items()})
 
 
-def message(kind: str, position: int, seats: Seats, available: Available) -> str:
+def message(kind: str, position: int, seats: Seats, available: Available) -> bytes:
+    """An event as the bytes every client is sent (encoded once, not once per client)."""
     data = json.dumps({"seats": seats, "available": available, "position": position})
-    return f"id: {position}\nevent: {kind}\ndata: {data}\n\n"
+    return f"id: {position}\nevent: {kind}\ndata: {data}\n\n".encode()
+
+
+KEEPALIVE = b": keep-alive\n\n"
 
 
 class SeatFeed:
@@ -159,8 +163,15 @@ class SeatFeed:
 
     async def _follow(self) -> None:
         seen = -1
+        kept_alive = time.monotonic()
         while self._watches:
             await asyncio.sleep(POLL_SECONDS)
+            if time.monotonic() - kept_alive >= KEEPALIVE_SECONDS:
+                # One comment line to every client now and then, from here rather than a
+                # timer per client and event: proxies keep the connections open.
+                kept_alive = time.monotonic()
+                for watch in list(self._watches.values()):
+                    self._send(watch, KEEPALIVE, waiting_too=True)
             try:
                 positions = await asyncio.to_thread(self._read.positions.current)
                 position = lowest(positions, [SEAT_MAP])
@@ -189,12 +200,13 @@ class SeatFeed:
         if watch.waiting:
             self._release_waiting(watch, new)
 
-    def _send(self, watch: Watch, text: str) -> None:
-        for queue in list(watch.clients):
+    def _send(self, watch: Watch, text: bytes, waiting_too: bool = False) -> None:
+        for queue in [*watch.clients, *(watch.waiting if waiting_too else ())]:
             try:
                 queue.put_nowait(text)
             except asyncio.QueueFull:  # too slow: end its stream; it resumes by snapshot
                 watch.clients.discard(queue)
+                watch.waiting.pop(queue, None)
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
                 queue.put_nowait(None)
@@ -237,18 +249,14 @@ async def seat_events(
     feed = seat_feed(request)
     queue = await feed.subscribe(show_id, resume)
 
-    async def stream() -> AsyncIterator[str]:
+    async def stream() -> AsyncIterator[bytes]:
         ends = time.monotonic() + STREAM_SECONDS
         try:
-            yield "retry: 1000\n\n"
+            yield b"retry: 1000\n\n"
+            # No timer per client: the feed sends every client a keep-alive line now and
+            # then, so this wait always ends within KEEPALIVE_SECONDS.
             while time.monotonic() < ends:
-                try:
-                    # asyncio.timeout, not wait_for: no task per event and client
-                    async with asyncio.timeout(KEEPALIVE_SECONDS):
-                        text = await queue.get()
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
+                text = await queue.get()
                 if text is None:
                     return
                 yield text
