@@ -9,9 +9,8 @@ dropped afterwards), then measures in the same run:
 - a raw scan of the events table decoding every event (the ceiling for any follower),
 - the same scan decoding only the events the read models use,
 - the incremental runners catching up from zero (one follower per read model),
-- the rebuild of every read model (one shared scan; each page applied to every read model at
-  once, each on its own connection and thread): the code `ticketblitz projections rebuild
-  --all` runs, without its progress bar.
+- the rebuild of every read model (one shared scan, every read model applied per page): the
+  code `ticketblitz projections rebuild --all` runs, without its progress bar.
 """
 
 from __future__ import annotations

@@ -207,30 +207,17 @@ class Rebuild:
                 yield page
 
     def _catch_up(self, members: list[_Member], start: int, started: float) -> None:
-        """Each read model applies a page in a transaction of its own (with its position), all
-        at once on threads: one's statements run in PostgreSQL while another builds its rows
-        (in one shared transaction each waited for the server in turn)."""
         head = self.store.head_position()
-        with ThreadPoolExecutor(len(members), thread_name_prefix="rebuild-apply") as appliers:
-            for page in self._pages(start):
-                applying = [appliers.submit(self._apply_one, member, page) for member in members]
-                errors = [f.exception() for f in applying]  # waits for every read model
-                for error in errors:
-                    if error is not None:
-                        raise error
-                position = page[-1].position
-                if self.on_progress is not None:
-                    head = max(head, position)
-                    self.on_progress(
-                        RebuildProgress(position - start, head - start, time.monotonic() - started)
-                    )
-
-    def _apply_one(self, member: _Member, page: Sequence[LoggedEvent]) -> None:
-        if member.position >= page[-1].position:
-            return
-        with self.store.connection() as conn, conn.transaction():
-            position = _apply_page(conn, [member], page)
-        member.position = max(member.position, position)
+        for page in self._pages(start):
+            with self.store.connection() as conn, conn.transaction():
+                position = _apply_page(conn, members, page)
+            for member in members:
+                member.position = max(member.position, position)
+            if self.on_progress is not None:
+                head = max(head, position)
+                self.on_progress(
+                    RebuildProgress(position - start, head - start, time.monotonic() - started)
+                )
 
     def _switch(self, members: list[_Member]) -> None:
         kinds = [m.projection.kind for m in members]
